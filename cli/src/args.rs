@@ -1,0 +1,666 @@
+//! The command line, as clap types. Nothing here talks to the network; `commands` runs
+//! what is parsed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use canopy_proto::v1 as pb;
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:9090";
+
+const AFTER_HELP: &str = "\
+Configuration:
+  The registry URL and access token saved by `init-server` and `login` live in
+  ~/.canopy.conf (or the file named by CANOPY_CONFIG), mode 0600.
+  The registry is taken from --registry, else CANOPY_REGISTRY, else that file,
+  else http://127.0.0.1:9090.
+
+Exit codes:
+  0  success
+  1  the command failed (the reason is on stderr as `error: ...`)
+  2  the command line is wrong
+  3  the change is saved, but not every connected data plane confirmed it within --wait
+     (the data planes that did not are named on stderr)
+  4  invoke: the tool answered with isError: true (its result is still printed)
+
+Examples:
+  canopy --registry http://cp.internal:9090 init-server
+  canopy register --name github --url https://api.githubcopilot.com/mcp --bearer-token ghp_xxx
+  canopy create mcp-client my-agent --allow \"github\"
+  canopy create user alice
+  canopy -o json list tools";
+
+/// Manage a Canopy MCP gateway: users, MCP clients, upstream servers and tools.
+///
+/// Every command speaks gRPC to the control plane. In enterprise mode every command
+/// except `init-server` needs a user token (saved by `init-server` or `login`);
+/// servers, tools and prompts can be read and invoked by any user, everything else
+/// needs an admin.
+#[derive(Debug, Parser)]
+#[command(name = "canopy", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// URL of the control plane's gRPC endpoint.
+    ///
+    /// Defaults to the registry saved in the config file, else http://127.0.0.1:9090.
+    /// A URL without a scheme gets http://.
+    #[arg(
+        long,
+        global = true,
+        env = "CANOPY_REGISTRY",
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    pub registry: Option<String>,
+
+    /// Output format: `text` for people, `json` for scripts (exactly one JSON document on stdout).
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        env = "CANOPY_OUTPUT",
+        value_enum,
+        default_value_t = Format::Text,
+        help_heading = "Global options"
+    )]
+    pub output: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Initialize a fresh enterprise control plane: create the first admin and log in as it.
+    ///
+    /// Run once per enterprise server. The admin token is saved to the config file (mode
+    /// 0600) and is not printed. On an already initialized server this fails.
+    #[command(after_help = "Example:\n  canopy --registry http://cp.internal:9090 init-server")]
+    InitServer(InitServerArgs),
+
+    /// Check an access token with the control plane and save it in the config file.
+    #[command(after_help = "Example:\n  canopy login canopy_usr_...")]
+    Login(LoginArgs),
+
+    /// Show the user the saved access token belongs to, and its role.
+    #[command(
+        after_help = "Example:\n  canopy -o json whoami   # {\"name\": \"alice\", \"role\": \"user\"}"
+    )]
+    Whoami,
+
+    /// Create an MCP client or a user.
+    #[command(subcommand)]
+    Create(CreateCommand),
+
+    /// List MCP clients, users, servers, tools, prompts or data planes.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  canopy list mcp-clients
+  canopy list tools --server github
+  canopy -o json list servers | jq -r '.[].name'
+  canopy list data-planes"
+    )]
+    List(ListCommand),
+
+    /// Change an MCP client or a user (rotate its token, change its allow list).
+    #[command(subcommand)]
+    Update(UpdateCommand),
+
+    /// Delete an MCP client or a user; its token stops working on every data plane.
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+
+    /// Register an upstream MCP server and discover its tools and prompts.
+    ///
+    /// The control plane connects to the server now; an unreachable server is an error
+    /// and nothing is stored.
+    #[command(after_help = "\
+Examples:
+  canopy register --name github --url https://api.githubcopilot.com/mcp --bearer-token ghp_xxx
+  canopy register -c ./filesystem.json
+
+Server file (JSON; unknown fields are rejected):
+  {\"name\": \"fs\", \"transport\": \"stdio\", \"command\": \"npx\",
+   \"args\": [\"-y\", \"@modelcontextprotocol/server-filesystem\", \"/srv\"], \"env\": {},
+   \"description\": \"...\", \"timeout_ms\": 30000}
+  HTTP servers use \"url\", \"bearer_token\" and \"headers\" instead of command/args/env;
+  transport is streamable_http (default), sse or stdio.")]
+    Register(RegisterArgs),
+
+    /// Remove a registered server and its tools and prompts.
+    #[command(after_help = "Example:\n  canopy deregister github")]
+    Deregister(NameArg),
+
+    /// Re-discover something now.
+    #[command(subcommand, after_help = "Example:\n  canopy refresh server github")]
+    Refresh(RefreshCommand),
+
+    /// Show a tool's description and input schema.
+    #[command(after_help = "Example:\n  canopy usage github__search_repositories")]
+    Usage(ToolArg),
+
+    /// Call a tool through the control plane with the server's registered credentials.
+    #[command(after_help = "\
+Examples:
+  canopy invoke github__search_repositories --input '{\"query\": \"canopy\"}'
+  canopy invoke fs__read_file --input @args.json
+  echo '{}' | canopy invoke time__now --input -
+
+With -o json the tool's CallToolResult is printed exactly as received.
+Exits 4 when the tool answers with isError: true.")]
+    Invoke(InvokeArgs),
+
+    /// Show the CLI's version and, if reachable, the control plane's version and mode.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct InitServerArgs {
+    /// The init token the control plane was started with (--init-token-file or CANOPY_INIT_TOKEN),
+    /// if it was started with one.
+    #[arg(
+        long,
+        env = "CANOPY_INIT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub init_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The access token an admin gave you (printed by `canopy create user`).
+    pub access_token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The server's name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ToolArg {
+    /// The tool's name as clients see it: `<server>__<tool>`.
+    pub tool: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Create an MCP client: a bearer token for AI clients, scoped to an allow list.
+    #[command(after_help = "\
+Examples:
+  canopy create mcp-client claude-desktop --allow \"github, jira\"
+  canopy create mcp-client ci-bot --allow \"github__search_code\" --description \"CI reviewer\"
+  canopy create mcp-client --conf ./claude-client.json
+
+Client file (JSON; unknown fields are rejected; exactly one token source):
+  {\"name\": \"claude-desktop\", \"description\": \"...\", \"allowed_servers\": [\"github\", \"jira\"],
+   \"access_token_ref\": {\"env\": \"CLAUDE_CLIENT_TOKEN\"}}
+  Token sources: \"access_token\": \"...\", \"access_token_ref\": {\"env\": \"VAR\"} or
+  \"access_token_ref\": {\"file\": \"/run/secrets/token\"} (relative to the file's directory).
+
+A generated token is printed once and never shown again.")]
+    McpClient(CreateClientArgs),
+
+    /// Create a user who can use the CLI (role user: read and invoke; admin: everything).
+    #[command(after_help = "\
+Examples:
+  canopy create user alice
+  canopy create user bob --role admin
+  canopy create user --conf ./alice.json
+
+User file (JSON; unknown fields are rejected; exactly one token source):
+  {\"name\": \"alice\", \"role\": \"user\", \"access_token_ref\": {\"env\": \"ALICE_ACCESS_TOKEN\"}}
+
+A generated token is printed once, with the `canopy login` line to give the user.")]
+    User(CreateUserArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["name", "conf"])))]
+pub struct CreateClientArgs {
+    /// Unique client name (letters, digits, '_' and '-').
+    pub name: Option<String>,
+
+    /// Comma-separated servers (`github`), single tools (`github__search`) or `*` for every
+    /// server, including ones registered later. Empty: no access.
+    #[arg(long, value_name = "LIST", conflicts_with = "conf")]
+    pub allow: Option<String>,
+
+    /// Free-text description.
+    #[arg(long, value_name = "TEXT", conflicts_with = "conf")]
+    pub description: Option<String>,
+
+    /// Use this token instead of generating one (at least 16 characters, no whitespace).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "conf")]
+    pub access_token: Option<String>,
+
+    /// Read the client's definition from a JSON file instead of flags.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub conf: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["name", "conf"])))]
+pub struct CreateUserArgs {
+    /// Unique user name (letters, digits, '_' and '-').
+    pub name: Option<String>,
+
+    /// Use this token instead of generating one (at least 16 characters, no whitespace).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "conf")]
+    pub access_token: Option<String>,
+
+    /// `user` may list and invoke; `admin` may do everything.
+    #[arg(long, value_enum, default_value_t = Role::User, conflicts_with = "conf")]
+    pub role: Role,
+
+    /// Read the user's definition from a JSON file instead of flags.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub conf: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn to_proto(self) -> pb::Role {
+        match self {
+            Role::User => pb::Role::User,
+            Role::Admin => pb::Role::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// MCP clients with their allow lists (never their tokens).
+    McpClients,
+    /// Users; admins are marked [ADMIN].
+    Users,
+    /// Registered upstream servers (credentials are never shown).
+    Servers,
+    /// Tools, named `<server>__<tool>`.
+    Tools(ServerFilter),
+    /// Prompts, named `<server>__<prompt>`.
+    Prompts(ServerFilter),
+    /// Data planes the control plane knows: id, address, applied revision, lag, last seen.
+    DataPlanes,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerFilter {
+    /// Only this server's.
+    #[arg(long, value_name = "NAME")]
+    pub server: Option<String>,
+}
+
+/// How long a revoking or re-scoping command waits for every connected data plane.
+#[derive(Debug, Args)]
+pub struct WaitArg {
+    /// Wait this long for every connected data plane to apply the change (e.g. 5s, 1m, 0s =
+    /// do not wait). If some have not, they are named on stderr and the exit code is 3.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Rotate an MCP client's token, replace its allow list or change its description.
+    #[command(after_help = "\
+Examples:
+  canopy update mcp-client claude-desktop --access-token \"$NEW_TOKEN\" --grace 10m
+  canopy update mcp-client claude-desktop --allow \"github, jira__search\"
+  canopy update mcp-client claude-desktop --allow \"\"      # no access at all
+
+A token or allow-list change returns once every connected data plane applied it
+(or --wait ran out: exit code 3).")]
+    McpClient(UpdateClientArgs),
+
+    /// Rotate a user's token.
+    #[command(after_help = "Example:\n  canopy update user alice --access-token \"$NEW_TOKEN\"")]
+    User(UpdateUserArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "allow", "description"])))]
+pub struct UpdateClientArgs {
+    /// The client's name.
+    pub name: String,
+
+    /// New token (at least 16 characters, no whitespace); the old one stops working.
+    #[arg(long, value_name = "TOKEN")]
+    pub access_token: Option<String>,
+
+    /// New allow list, replacing the old one (same syntax as `create`; "" = no access).
+    #[arg(long, value_name = "LIST")]
+    pub allow: Option<String>,
+
+    /// New description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+
+    /// Keep the old token valid this long after a token change (e.g. 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "access_token")]
+    pub grace: Option<Duration>,
+
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateUserArgs {
+    /// The user's name.
+    pub name: String,
+
+    /// New token (at least 16 characters, no whitespace); the old one stops working.
+    #[arg(long, value_name = "TOKEN", required = true)]
+    pub access_token: String,
+
+    /// Keep the old token valid this long (e.g. 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Delete an MCP client; its token is revoked on every data plane.
+    #[command(after_help = "Example:\n  canopy delete mcp-client claude-desktop --wait 10s")]
+    McpClient(DeleteArgs),
+    /// Delete a user; their token is revoked. The last admin cannot be deleted.
+    #[command(after_help = "Example:\n  canopy delete user alice")]
+    User(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The name to delete.
+    pub name: String,
+
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["name", "conf"])))]
+pub struct RegisterArgs {
+    /// Server name: letters, digits, '_' and '-', no `__`, not ending in '_'.
+    #[arg(long, value_name = "NAME", requires = "url")]
+    pub name: Option<String>,
+
+    /// The server's MCP endpoint.
+    #[arg(long, value_name = "URL", requires = "name")]
+    pub url: Option<String>,
+
+    /// Sent upstream as `Authorization: Bearer <token>`; stored by the control plane, never listed.
+    #[arg(long, value_name = "TOKEN")]
+    pub bearer_token: Option<String>,
+
+    /// Free-text description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+
+    /// streamable_http (current MCP) or sse (the legacy HTTP+SSE transport).
+    #[arg(long, value_enum, default_value_t = HttpTransport::StreamableHttp)]
+    pub transport: HttpTransport,
+
+    /// Deadline for each call to this server (e.g. 30s); default 60s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Replace a server registered under the same name.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Read the server's definition from a JSON file instead of flags.
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["name", "url", "bearer_token", "description", "transport", "timeout"]
+    )]
+    pub conf: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HttpTransport {
+    #[value(name = "streamable_http")]
+    StreamableHttp,
+    Sse,
+}
+
+/// Every transport, as server files name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    StreamableHttp,
+    Sse,
+    Stdio,
+}
+
+impl Transport {
+    pub fn to_proto(self) -> pb::Transport {
+        match self {
+            Transport::StreamableHttp => pb::Transport::StreamableHttp,
+            Transport::Sse => pb::Transport::Sse,
+            Transport::Stdio => pb::Transport::Stdio,
+        }
+    }
+}
+
+impl From<HttpTransport> for Transport {
+    fn from(t: HttpTransport) -> Self {
+        match t {
+            HttpTransport::StreamableHttp => Transport::StreamableHttp,
+            HttpTransport::Sse => Transport::Sse,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RefreshCommand {
+    /// Re-discover a server's tools and prompts now.
+    Server(NameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The tool's name as clients see it: `<server>__<tool>`.
+    pub tool: String,
+
+    /// The tool's arguments: a JSON object, `@FILE` to read it from a file, or `-` for stdin.
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+}
+
+/// `5s`, `1m30s`, `250ms`; a bare number is seconds, because `--wait 10` meaning ten
+/// seconds is what people type.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5s, 250ms, 2m)"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("canopy").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m 30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn globals_anywhere() {
+        let cli = parse(&["list", "users", "-o", "json", "--registry", "http://x:1"]).unwrap();
+        assert_eq!(cli.output, Format::Json);
+        assert_eq!(cli.registry.as_deref(), Some("http://x:1"));
+        assert!(matches!(cli.command, Command::List(ListCommand::Users)));
+    }
+
+    #[test]
+    fn create_client_flags_or_conf() {
+        let cli = parse(&["create", "mcp-client", "a", "--allow", "github, jira"]).unwrap();
+        let Command::Create(CreateCommand::McpClient(a)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(a.name.as_deref(), Some("a"));
+        assert_eq!(a.allow.as_deref(), Some("github, jira"));
+        assert!(parse(&["create", "mcp-client", "-c", "f.json"]).is_ok());
+        // Neither a name nor a file.
+        assert!(parse(&["create", "mcp-client"]).is_err());
+        // A file plus flags is ambiguous.
+        assert!(parse(&["create", "mcp-client", "--conf", "f.json", "--allow", "x"]).is_err());
+    }
+
+    #[test]
+    fn update_client_needs_a_change() {
+        let err = parse(&["update", "mcp-client", "a"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["update", "mcp-client", "a", "--allow", ""]).unwrap();
+        let Command::Update(UpdateCommand::McpClient(u)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(u.allow.as_deref(), Some(""));
+        assert_eq!(u.wait.wait, Duration::from_secs(5));
+        // --grace only makes sense with a new token.
+        assert!(parse(&["update", "mcp-client", "a", "--allow", "x", "--grace", "1m"]).is_err());
+        let cli = parse(&[
+            "update",
+            "mcp-client",
+            "a",
+            "--access-token",
+            "t",
+            "--grace",
+            "1m",
+            "--wait",
+            "0s",
+        ])
+        .unwrap();
+        let Command::Update(UpdateCommand::McpClient(u)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(u.grace, Some(Duration::from_secs(60)));
+        assert_eq!(u.wait.wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn update_user_needs_token() {
+        assert!(parse(&["update", "user", "alice"]).is_err());
+        assert!(parse(&["update", "user", "alice", "--access-token", "x"]).is_ok());
+    }
+
+    #[test]
+    fn delete_wait() {
+        let cli = parse(&["delete", "user", "alice", "--wait", "2s"]).unwrap();
+        let Command::Delete(DeleteCommand::User(d)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(d.wait.wait, Duration::from_secs(2));
+        assert!(parse(&["delete", "user", "alice", "--wait", "soon"]).is_err());
+    }
+
+    #[test]
+    fn create_user_roles() {
+        let cli = parse(&["create", "user", "bob", "--role", "admin"]).unwrap();
+        let Command::Create(CreateCommand::User(u)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(u.role, Role::Admin);
+        assert!(parse(&["create", "user", "bob", "--role", "root"]).is_err());
+    }
+
+    #[test]
+    fn register_forms() {
+        let cli = parse(&[
+            "register",
+            "--name",
+            "gh",
+            "--url",
+            "http://x/mcp",
+            "--transport",
+            "sse",
+            "--timeout",
+            "30s",
+        ])
+        .unwrap();
+        let Command::Register(r) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(r.transport, HttpTransport::Sse);
+        assert_eq!(r.timeout, Some(Duration::from_secs(30)));
+        assert!(parse(&["register", "-c", "s.json"]).is_ok());
+        assert!(parse(&["register", "-c", "s.json", "--force"]).is_ok());
+        assert!(parse(&["register", "--name", "gh"]).is_err());
+        assert!(parse(&["register", "-c", "s.json", "--name", "gh"]).is_err());
+        assert!(parse(&["register"]).is_err());
+    }
+
+    #[test]
+    fn other_commands() {
+        assert!(matches!(
+            parse(&["whoami"]).unwrap().command,
+            Command::Whoami
+        ));
+        assert!(matches!(
+            parse(&["list", "tools", "--server", "gh"]).unwrap().command,
+            Command::List(ListCommand::Tools(ServerFilter { server: Some(_) }))
+        ));
+        assert!(matches!(
+            parse(&["list", "data-planes"]).unwrap().command,
+            Command::List(ListCommand::DataPlanes)
+        ));
+        assert!(matches!(
+            parse(&["refresh", "server", "gh"]).unwrap().command,
+            Command::Refresh(_)
+        ));
+        assert!(matches!(
+            parse(&["invoke", "gh__x", "--input", "{}"])
+                .unwrap()
+                .command,
+            Command::Invoke(_)
+        ));
+        assert!(matches!(
+            parse(&["init-server", "--init-token", "t"])
+                .unwrap()
+                .command,
+            Command::InitServer(_)
+        ));
+        assert!(parse(&["-o", "yaml", "whoami"]).is_err());
+    }
+}

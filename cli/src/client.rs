@@ -1,0 +1,221 @@
+//! The gRPC connection to the control plane: the channel, the bearer-token interceptor
+//! and the deadline every call runs under.
+
+use std::future::Future;
+use std::time::Duration;
+
+use canopy_proto::v1::admin_client::AdminClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::CliError;
+
+/// How long to wait for a TCP/HTTP2 connection before calling the control plane unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for a call when the command has no better idea. Generous because `register`
+/// and `invoke` wait for an upstream server (whose own default deadline is 60 s).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Listings of large catalogues (tool definitions with full schemas) exceed tonic's 4 MiB default.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+pub type AdminRpc = AdminClient<InterceptedService<Channel, BearerAuth>>;
+
+/// An Admin client plus what error messages need to know about it.
+pub struct Admin {
+    pub rpc: AdminRpc,
+    pub at: Target,
+}
+
+/// Where calls go; kept apart from `rpc` so `a.at.call(a.rpc.x(..))` borrows two fields.
+#[derive(Clone)]
+pub struct Target {
+    pub registry: String,
+}
+
+impl Target {
+    /// Runs one call under the default deadline, mapping failures to `CliError`.
+    pub async fn call<T, F>(&self, call: F) -> Result<T, CliError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_within(DEFAULT_CALL_TIMEOUT, call).await
+    }
+
+    /// Runs one call that may legitimately take up to `deadline`.
+    ///
+    /// The deadline is enforced here, on the client: a control plane that accepted the
+    /// connection but never answers must not hang a script forever.
+    pub async fn call_within<T, F>(&self, deadline: Duration, call: F) -> Result<T, CliError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(deadline, call).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(status)) => Err(CliError::Rpc {
+                status,
+                registry: self.registry.clone(),
+            }),
+            Err(_) => Err(CliError::Timeout {
+                registry: self.registry.clone(),
+                after: deadline,
+            }),
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call, when there is a token.
+#[derive(Clone)]
+pub struct BearerAuth {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.header {
+            req.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(req)
+    }
+}
+
+impl BearerAuth {
+    fn new(token: Option<&str>) -> Result<Self, CliError> {
+        let header = match token {
+            None => None,
+            Some(t) => {
+                let mut v = MetadataValue::try_from(format!("Bearer {t}")).map_err(|_| {
+                    // Never echo the token: it may be a real secret pasted in the wrong place.
+                    CliError::Usage(
+                        "the access token contains characters that cannot be sent in a header; \
+                         check the token you logged in with"
+                            .into(),
+                    )
+                })?;
+                // Keeps the value out of any debug output of the request.
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        Ok(Self { header })
+    }
+}
+
+/// Normalizes what the user typed as a registry: adds `http://` when there is no scheme
+/// and drops trailing slashes, so the config file and messages show one canonical URL.
+pub fn normalize_registry(raw: &str) -> Result<String, CliError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err(CliError::usage("--registry must not be empty"));
+    }
+    let url = if trimmed.contains("://") {
+        trimmed.to_owned()
+    } else {
+        format!("http://{trimmed}")
+    };
+    if url.starts_with("https://") {
+        return Err(CliError::usage(format!(
+            "registry {url}: TLS to the control plane is not supported by this build yet; use http://"
+        )));
+    }
+    if !url.starts_with("http://") {
+        return Err(CliError::usage(format!(
+            "registry {url}: the URL must start with http://"
+        )));
+    }
+    Endpoint::from_shared(url.clone())
+        .map_err(|e| CliError::usage(format!("registry {url} is not a valid URL: {e}")))?;
+    Ok(url)
+}
+
+/// A client for `registry` (already normalized), authenticated with `token` if given.
+///
+/// The channel connects lazily: a stopped control plane surfaces on the first call as a
+/// status with a transport source, which `error.rs` words as "cannot reach".
+pub fn admin(registry: &str, token: Option<&str>) -> Result<Admin, CliError> {
+    let endpoint = Endpoint::from_shared(registry.to_owned())
+        .map_err(|e| CliError::usage(format!("registry {registry} is not a valid URL: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let channel = endpoint.connect_lazy();
+    let rpc = AdminClient::with_interceptor(channel, BearerAuth::new(token)?)
+        .max_decoding_message_size(MAX_MESSAGE);
+    Ok(Admin {
+        rpc,
+        at: Target {
+            registry: registry.to_owned(),
+        },
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use tonic::service::Interceptor;
+
+    #[test]
+    fn registry_normalization() {
+        assert_eq!(
+            normalize_registry("http://cp:9090/").unwrap(),
+            "http://cp:9090"
+        );
+        assert_eq!(
+            normalize_registry("127.0.0.1:9090").unwrap(),
+            "http://127.0.0.1:9090"
+        );
+        assert!(normalize_registry("").is_err());
+        assert!(normalize_registry("ftp://x").is_err());
+        assert!(normalize_registry("https://x")
+            .unwrap_err()
+            .to_string()
+            .contains("TLS"));
+    }
+
+    #[test]
+    fn interceptor_adds_bearer_only_with_token() {
+        let mut auth = BearerAuth::new(Some("canopy_usr_abc")).unwrap();
+        let req = auth.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            req.metadata()
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "Bearer canopy_usr_abc"
+        );
+        let mut anon = BearerAuth::new(None).unwrap();
+        assert!(anon
+            .call(tonic::Request::new(()))
+            .unwrap()
+            .metadata()
+            .get("authorization")
+            .is_none());
+    }
+
+    #[test]
+    fn bad_token_characters_are_not_echoed() {
+        let Err(err) = BearerAuth::new(Some("secret\nvalue")) else {
+            panic!("accepted a newline")
+        };
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_control_plane_is_reported_with_its_url() {
+        // Port 1 on localhost: nothing listens there, so the connection is refused.
+        let mut a = admin("http://127.0.0.1:1", None).unwrap();
+        let err =
+            a.at.call(
+                a.rpc
+                    .get_server_info(canopy_proto::v1::GetServerInfoRequest {}),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot reach the control plane at http://127.0.0.1:1: is it running?"),
+            "{err}"
+        );
+    }
+}

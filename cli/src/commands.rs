@@ -1,0 +1,175 @@
+//! Runs a parsed command line. One file per noun under `commands/`; this file holds what
+//! they share: the resolved registry and config ([`Ctx`]) and the report every revoking or
+//! re-scoping command ends with.
+//!
+//! To add `canopy start`: a `Start(commands::start::StartArgs)` variant in `args::Command`,
+//! `pub mod start;` below, and one arm in [`run`] before the context is built (it needs
+//! neither a registry nor a token).
+
+pub mod clients;
+pub mod data_planes;
+pub mod servers;
+pub mod session;
+pub mod tools;
+pub mod users;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use canopy_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::args::{
+    Cli, Command, CreateCommand, DeleteCommand, Format, ListCommand, RefreshCommand, UpdateCommand,
+};
+use crate::client::{self, Admin};
+use crate::config::{self, Config, ConfigError};
+use crate::error::CliError;
+use crate::output::{self, MutationReport};
+
+/// Slack on top of `--wait` for the control plane to answer a waiting call.
+const WAIT_SLACK: Duration = Duration::from_secs(30);
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Ctx::new(cli.registry, cli.output)?;
+    match cli.command {
+        Command::InitServer(a) => session::init_server(&ctx, a).await,
+        Command::Login(a) => session::login(&ctx, a).await,
+        Command::Whoami => session::whoami(&ctx).await,
+        Command::Version => session::version(&ctx).await,
+        Command::Create(CreateCommand::McpClient(a)) => clients::create(&ctx, a).await,
+        Command::Create(CreateCommand::User(a)) => users::create(&ctx, a).await,
+        Command::List(ListCommand::McpClients) => clients::list(&ctx).await,
+        Command::List(ListCommand::Users) => users::list(&ctx).await,
+        Command::List(ListCommand::Servers) => servers::list(&ctx).await,
+        Command::List(ListCommand::Tools(f)) => tools::list_tools(&ctx, f).await,
+        Command::List(ListCommand::Prompts(f)) => tools::list_prompts(&ctx, f).await,
+        Command::List(ListCommand::DataPlanes) => data_planes::list(&ctx).await,
+        Command::Update(UpdateCommand::McpClient(a)) => clients::update(&ctx, a).await,
+        Command::Update(UpdateCommand::User(a)) => users::update(&ctx, a).await,
+        Command::Delete(DeleteCommand::McpClient(a)) => clients::delete(&ctx, a).await,
+        Command::Delete(DeleteCommand::User(a)) => users::delete(&ctx, a).await,
+        Command::Register(a) => servers::register(&ctx, a).await,
+        Command::Deregister(a) => servers::deregister(&ctx, a).await,
+        Command::Refresh(RefreshCommand::Server(a)) => servers::refresh(&ctx, a).await,
+        Command::Usage(a) => tools::usage(&ctx, a).await,
+        Command::Invoke(a) => tools::invoke(&ctx, a).await,
+    }
+}
+
+/// What every command needs: output format, registry, and the saved config.
+pub struct Ctx {
+    pub format: Format,
+    /// `--registry` / `CANOPY_REGISTRY`, before falling back to the config file.
+    registry_flag: Option<String>,
+    config_path: Result<PathBuf, ConfigError>,
+    pub config: Config,
+}
+
+impl Ctx {
+    fn new(registry_flag: Option<String>, format: Format) -> Result<Self, CliError> {
+        let config_path = config::default_path();
+        let config = match &config_path {
+            Ok(p) => config::load(p)?,
+            // No HOME and no CANOPY_CONFIG: commands that only read still work with
+            // --registry; saving reports the problem.
+            Err(_) => Config::default(),
+        };
+        Ok(Self {
+            format,
+            registry_flag,
+            config_path,
+            config,
+        })
+    }
+
+    /// `--registry`, else the config file's, else the default; normalized.
+    pub fn registry(&self) -> Result<String, CliError> {
+        let raw = self
+            .registry_flag
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .or(self.config.registry.as_deref())
+            .unwrap_or(crate::args::DEFAULT_REGISTRY);
+        client::normalize_registry(raw)
+    }
+
+    pub fn config_path(&self) -> Result<PathBuf, CliError> {
+        match &self.config_path {
+            Ok(p) => Ok(p.clone()),
+            Err(_) => Err(ConfigError::NoHome.into()),
+        }
+    }
+
+    /// A client authenticated with the saved token (if any; development-mode servers
+    /// need none, so a missing token is the server's call, not ours).
+    pub fn admin(&self) -> Result<Admin, CliError> {
+        client::admin(&self.registry()?, self.config.access_token.as_deref())
+    }
+
+    pub fn emit<T: Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> Result<(), CliError> {
+        output::emit(self.format, value, text)
+    }
+}
+
+/// `--wait` as the proto wants it.
+pub fn wait_options(wait: Duration) -> Option<pb::WaitOptions> {
+    Some(pb::WaitOptions {
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Deadline for a call that waits up to `wait` on the control plane's side.
+pub fn waiting_deadline(wait: Duration) -> Duration {
+    wait.saturating_add(WAIT_SLACK)
+        .max(client::DEFAULT_CALL_TIMEOUT)
+}
+
+/// Prints the outcome of a revoking / re-scoping change and turns "some data planes had
+/// not applied it" into exit code 3 with their ids on stderr.
+pub fn finish_mutation(
+    ctx: &Ctx,
+    headline: &str,
+    result: &pb::MutationResult,
+    waited: Duration,
+) -> Result<(), CliError> {
+    let report = MutationReport::from(result);
+    ctx.emit(&report, || format!("{headline}\n{}", report.text()))?;
+    if report.pending.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::NotConfirmed {
+        revision: report.revision,
+        expected: report.expected,
+        waited,
+        pending: report.pending,
+    })
+}
+
+/// Reads `--input`/`--conf`-style arguments that may be `@file` or `-` (stdin).
+pub fn read_arg_source(raw: &str) -> Result<String, CliError> {
+    if raw == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|source| {
+            CliError::Read {
+                path: PathBuf::from("<stdin>"),
+                source,
+            }
+        })?;
+        return Ok(s);
+    }
+    if let Some(path) = raw.strip_prefix('@') {
+        return std::fs::read_to_string(path).map_err(|source| CliError::Read {
+            path: PathBuf::from(path),
+            source,
+        });
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,254 @@
+//! `create|list|update|delete mcp-client`: bearer tokens for AI clients, each scoped to
+//! an allow list.
+
+use canopy_core::{name, token, AllowList};
+use canopy_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::args::{CreateClientArgs, DeleteArgs, UpdateClientArgs};
+use crate::commands::{finish_mutation, wait_options, waiting_deadline, Ctx};
+use crate::conf_file;
+use crate::error::CliError;
+use crate::output::{self, table};
+
+/// `create mcp-client` and `list mcp-clients` JSON (SPEC §2).
+#[derive(Debug, Serialize)]
+pub struct ClientJson {
+    pub name: String,
+    pub description: String,
+    pub allowed_servers: Vec<String>,
+    /// Only when the control plane generated the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+}
+
+impl From<pb::McpClient> for ClientJson {
+    fn from(c: pb::McpClient) -> Self {
+        Self {
+            name: c.name,
+            description: c.description,
+            allowed_servers: c.allowed_servers,
+            access_token: None,
+        }
+    }
+}
+
+pub async fn create(ctx: &Ctx, args: CreateClientArgs) -> Result<(), CliError> {
+    let req = match (&args.conf, args.name) {
+        (Some(path), _) => {
+            let d = conf_file::load_client(path)?;
+            pb::CreateMcpClientRequest {
+                name: d.name,
+                description: d.description,
+                allowed_servers: d.allowed.to_strings(),
+                access_token: d.access_token,
+            }
+        }
+        (None, Some(name)) => {
+            name::validate_principal_name("client", &name)?;
+            let allowed = AllowList::parse_csv(args.allow.as_deref().unwrap_or(""))?;
+            if let Some(t) = &args.access_token {
+                token::validate_custom(t)?;
+            }
+            pb::CreateMcpClientRequest {
+                name,
+                description: args.description.unwrap_or_default(),
+                allowed_servers: allowed.to_strings(),
+                access_token: args.access_token.unwrap_or_default(),
+            }
+        }
+        (None, None) => return Err(CliError::usage("give the client's name or --conf FILE")),
+    };
+    warn_if_all(&req.name, &req.allowed_servers);
+
+    let mut a = ctx.admin()?;
+    let resp = a.at.call(a.rpc.create_mcp_client(req.clone())).await?;
+    let client = resp.client.unwrap_or(pb::McpClient {
+        name: req.name,
+        description: req.description,
+        allowed_servers: req.allowed_servers,
+    });
+    let generated = (!resp.access_token.is_empty()).then_some(resp.access_token);
+    let json = ClientJson {
+        access_token: generated,
+        ..ClientJson::from(client)
+    };
+    ctx.emit(&json, || created_text(&json))
+}
+
+fn created_text(c: &ClientJson) -> String {
+    let mut t = format!(
+        "MCP client '{}' created.\nAllowed: {}\n",
+        c.name,
+        allowed_text(&c.allowed_servers)
+    );
+    match &c.access_token {
+        Some(tok) => t.push_str(&format!(
+            "\nAccess token (copy it now, it won't be shown again):\n\n    {tok}\n\n\
+             AI clients send it as `Authorization: Bearer <token>` to a data plane's /mcp endpoint."
+        )),
+        None => t.push_str("It uses the access token you supplied."),
+    }
+    t
+}
+
+fn allowed_text(allowed: &[String]) -> String {
+    if allowed.is_empty() {
+        "nothing (no access until you run `canopy update mcp-client NAME --allow LIST`)".to_owned()
+    } else {
+        allowed.join(", ")
+    }
+}
+
+fn warn_if_all(name: &str, allowed: &[String]) {
+    if allowed.iter().any(|e| e == "*") {
+        output::warn(&format!(
+            "'{name}' may use every server, including servers registered later; \
+             prefer listing only the servers it needs"
+        ));
+    }
+}
+
+pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
+    let mut a = ctx.admin()?;
+    let resp =
+        a.at.call(a.rpc.list_mcp_clients(pb::ListMcpClientsRequest {}))
+            .await?;
+    let clients: Vec<ClientJson> = resp.clients.into_iter().map(ClientJson::from).collect();
+    ctx.emit(&clients, || {
+        let rows: Vec<Vec<String>> = clients
+            .iter()
+            .map(|c| {
+                let allowed = if c.allowed_servers.is_empty() {
+                    "(none)".into()
+                } else {
+                    c.allowed_servers.join(", ")
+                };
+                vec![
+                    c.name.clone(),
+                    allowed,
+                    output::one_line(&c.description, 60),
+                ]
+            })
+            .collect();
+        table(
+            &["NAME", "ALLOWED", "DESCRIPTION"],
+            &rows,
+            "No MCP clients.",
+        )
+    })
+}
+
+pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
+    if let Some(t) = &args.access_token {
+        token::validate_custom(t)?;
+    }
+    let allowed = match &args.allow {
+        Some(csv) => Some(AllowList::parse_csv(csv)?.to_strings()),
+        None => None,
+    };
+    if let Some(entries) = &allowed {
+        warn_if_all(&args.name, entries);
+    }
+    let mut changed = Vec::new();
+    if args.access_token.is_some() {
+        changed.push("access token");
+    }
+    if allowed.is_some() {
+        changed.push("allow list");
+    }
+    if args.description.is_some() {
+        changed.push("description");
+    }
+    if changed.is_empty() {
+        // clap's argument group already demands one; kept for callers that bypass clap.
+        return Err(CliError::usage(
+            "give at least one of --access-token, --allow, --description",
+        ));
+    }
+    let req = pb::UpdateMcpClientRequest {
+        name: args.name.clone(),
+        access_token: args.access_token,
+        allowed_servers: allowed.map(|entries| pb::AllowList { entries }),
+        description: args.description,
+        grace_ms: args
+            .grace
+            .map_or(0, |g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
+        wait: wait_options(args.wait.wait),
+    };
+    let mut a = ctx.admin()?;
+    let result =
+        a.at.call_within(
+            waiting_deadline(args.wait.wait),
+            a.rpc.update_mcp_client(req),
+        )
+        .await?;
+    let headline = format!(
+        "MCP client '{}' updated ({}).",
+        args.name,
+        changed.join(", ")
+    );
+    finish_mutation(ctx, &headline, &result, args.wait.wait)
+}
+
+pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
+    let req = pb::DeleteMcpClientRequest {
+        name: args.name.clone(),
+        wait: wait_options(args.wait.wait),
+    };
+    let mut a = ctx.admin()?;
+    let result =
+        a.at.call_within(
+            waiting_deadline(args.wait.wait),
+            a.rpc.delete_mcp_client(req),
+        )
+        .await?;
+    let headline = format!(
+        "MCP client '{}' deleted; its access token no longer works.",
+        args.name
+    );
+    finish_mutation(ctx, &headline, &result, args.wait.wait)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_token_only_when_generated() {
+        let c = ClientJson {
+            name: "a".into(),
+            description: String::new(),
+            allowed_servers: vec!["gh".into()],
+            access_token: None,
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"name": "a", "description": "", "allowed_servers": ["gh"]})
+        );
+        let g = ClientJson {
+            access_token: Some("canopy_mcp_x".into()),
+            ..c
+        };
+        assert_eq!(
+            serde_json::to_value(&g).unwrap()["access_token"],
+            "canopy_mcp_x"
+        );
+    }
+
+    #[test]
+    fn created_text_shows_generated_token_once() {
+        let c = ClientJson {
+            name: "a".into(),
+            description: String::new(),
+            allowed_servers: vec![],
+            access_token: Some("canopy_mcp_x".into()),
+        };
+        let t = created_text(&c);
+        assert_eq!(t.matches("canopy_mcp_x").count(), 1);
+        assert!(t.contains("won't be shown again"));
+        assert!(t.contains("Allowed: nothing"));
+    }
+}

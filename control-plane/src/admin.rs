@@ -1,0 +1,188 @@
+//! The `Admin` gRPC service the `canopy` CLI speaks.
+//!
+//! One file per concern: `auth` (who may call what), `users`, `clients`, `servers`,
+//! `tools`, `upstreams` (live connections for `invoke`), `convert` (protobuf ↔ store
+//! types) and `error` (the one place errors become `tonic::Status`). The trait impl
+//! below only routes.
+//!
+//! Tokens: plaintexts exist only in requests and in the one response that creates them;
+//! they are hashed at once and never logged or echoed in errors.
+
+mod auth;
+mod clients;
+mod convert;
+mod error;
+mod servers;
+mod tools;
+mod upstreams;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::AdminError;
+
+use crate::fleet::Fleet;
+use crate::store::Store;
+use canopy_core::{TokenHash, TokenKind};
+use canopy_proto::v1 as pb;
+use canopy_proto::v1::admin_server::Admin;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+use upstreams::Upstreams;
+
+pub struct AdminService {
+    store: Store,
+    fleet: Arc<Fleet>,
+    /// Hash of the init token the control plane was started with, if any.
+    init_token: Option<TokenHash>,
+    upstreams: Upstreams,
+}
+
+impl AdminService {
+    /// `init_token`: when set, `InitServer` must present it.
+    pub fn new(store: Store, fleet: Arc<Fleet>, init_token: Option<&str>) -> Self {
+        let init_token = init_token.map(|t| store.hasher().hash(t));
+        Self {
+            store,
+            fleet,
+            init_token,
+            upstreams: Upstreams::default(),
+        }
+    }
+
+    pub fn into_server(self) -> pb::admin_server::AdminServer<Self> {
+        pb::admin_server::AdminServer::new(self)
+    }
+}
+
+/// The token to store: the admin's custom one (validated) or a generated one. The bool
+/// says whether it was generated (and so must be returned, once).
+fn new_token(kind: TokenKind, custom: String) -> Result<(String, bool), AdminError> {
+    if custom.is_empty() {
+        return Ok((kind.generate(), true));
+    }
+    canopy_core::token::validate_custom(&custom)
+        .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
+    Ok((custom, false))
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(r: Result<T, AdminError>) -> Reply<T> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn get_server_info(&self, _: Request<pb::GetServerInfoRequest>) -> Reply<pb::ServerInfo> {
+        reply((|| {
+            let mode = match self.store.mode() {
+                crate::store::Mode::Development => pb::Mode::Development,
+                crate::store::Mode::Enterprise => pb::Mode::Enterprise,
+            };
+            Ok(pb::ServerInfo {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                mode: mode.into(),
+                initialized: self.store.initialized()?,
+                revision: self.store.revision(),
+            })
+        })())
+    }
+    async fn init_server(
+        &self,
+        r: Request<pb::InitServerRequest>,
+    ) -> Reply<pb::InitServerResponse> {
+        reply(self.init(r).await)
+    }
+    async fn who_am_i(&self, r: Request<pb::WhoAmIRequest>) -> Reply<pb::UserInfo> {
+        reply(self.identify(r))
+    }
+    async fn create_mcp_client(
+        &self,
+        r: Request<pb::CreateMcpClientRequest>,
+    ) -> Reply<pb::CreateMcpClientResponse> {
+        reply(self.create_client(r).await)
+    }
+    async fn list_mcp_clients(
+        &self,
+        r: Request<pb::ListMcpClientsRequest>,
+    ) -> Reply<pb::ListMcpClientsResponse> {
+        reply(self.list_clients(r))
+    }
+    async fn update_mcp_client(
+        &self,
+        r: Request<pb::UpdateMcpClientRequest>,
+    ) -> Reply<pb::MutationResult> {
+        reply(self.update_client(r).await)
+    }
+    async fn delete_mcp_client(
+        &self,
+        r: Request<pb::DeleteMcpClientRequest>,
+    ) -> Reply<pb::MutationResult> {
+        reply(self.delete_client(r).await)
+    }
+    async fn create_user(
+        &self,
+        r: Request<pb::CreateUserRequest>,
+    ) -> Reply<pb::CreateUserResponse> {
+        reply(self.add_user(r).await)
+    }
+    async fn list_users(&self, r: Request<pb::ListUsersRequest>) -> Reply<pb::ListUsersResponse> {
+        reply(self.user_list(r))
+    }
+    async fn update_user(&self, r: Request<pb::UpdateUserRequest>) -> Reply<pb::MutationResult> {
+        reply(self.rotate_user_token(r).await)
+    }
+    async fn delete_user(&self, r: Request<pb::DeleteUserRequest>) -> Reply<pb::MutationResult> {
+        reply(self.remove_user(r).await)
+    }
+    async fn register_server(
+        &self,
+        r: Request<pb::RegisterServerRequest>,
+    ) -> Reply<pb::RegisterServerResponse> {
+        reply(self.register(r).await)
+    }
+    async fn deregister_server(
+        &self,
+        r: Request<pb::DeregisterServerRequest>,
+    ) -> Reply<pb::MutationResult> {
+        reply(self.deregister(r).await)
+    }
+    async fn refresh_server(
+        &self,
+        r: Request<pb::RefreshServerRequest>,
+    ) -> Reply<pb::RegisterServerResponse> {
+        reply(self.refresh(r).await)
+    }
+    async fn list_servers(
+        &self,
+        r: Request<pb::ListServersRequest>,
+    ) -> Reply<pb::ListServersResponse> {
+        reply(self.server_list(r))
+    }
+    async fn list_tools(&self, r: Request<pb::ListToolsRequest>) -> Reply<pb::ListToolsResponse> {
+        reply(self.tool_list(r))
+    }
+    async fn list_prompts(
+        &self,
+        r: Request<pb::ListPromptsRequest>,
+    ) -> Reply<pb::ListPromptsResponse> {
+        reply(self.prompt_list(r))
+    }
+    async fn get_tool(&self, r: Request<pb::GetToolRequest>) -> Reply<pb::ToolInfo> {
+        reply(self.tool_info(r))
+    }
+    async fn invoke_tool(
+        &self,
+        r: Request<pb::InvokeToolRequest>,
+    ) -> Reply<pb::InvokeToolResponse> {
+        reply(self.invoke(r).await)
+    }
+    async fn list_data_planes(
+        &self,
+        r: Request<pb::ListDataPlanesRequest>,
+    ) -> Reply<pb::ListDataPlanesResponse> {
+        reply(self.data_plane_list(r))
+    }
+}

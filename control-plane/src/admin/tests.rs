@@ -1,0 +1,490 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+//! The admin service in-process, through its trait methods (no socket).
+
+use super::*;
+use crate::store::{Mode, StoreOptions};
+use tonic::Code;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    svc: AdminService,
+}
+
+async fn env(mode: Mode, init_token: Option<&str>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path(), mode))
+        .await
+        .unwrap();
+    let svc = AdminService::new(store, Fleet::new(), init_token);
+    Env {
+        dir: dir.path().to_owned(),
+        _dir: dir,
+        svc,
+    }
+}
+
+fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
+}
+
+async fn init(svc: &AdminService) -> String {
+    svc.init_server(req(pb::InitServerRequest::default(), None))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
+}
+
+async fn create_user(svc: &AdminService, admin: &str, name: &str, role: pb::Role) -> String {
+    let r = pb::CreateUserRequest {
+        name: name.into(),
+        role: role.into(),
+        access_token: String::new(),
+    };
+    svc.create_user(req(r, Some(admin)))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
+}
+
+fn code<T: std::fmt::Debug>(r: Result<Response<T>, Status>) -> Code {
+    r.map(|_| ())
+        .map_err(|s| s.code())
+        .err()
+        .unwrap_or(Code::Ok)
+}
+
+#[tokio::test]
+async fn role_matrix() {
+    let e = env(Mode::Enterprise, None).await;
+    let s = &e.svc;
+    let admin = init(s).await;
+    assert!(admin.starts_with("canopy_usr_"));
+    let alice = create_user(s, &admin, "alice", pb::Role::User).await;
+    let client = s
+        .create_mcp_client(req(
+            pb::CreateMcpClientRequest {
+                name: "bot".into(),
+                ..Default::default()
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+
+    for (who, expect_user_rpc, expect_admin_rpc) in [
+        (Some(admin.as_str()), Code::Ok, Code::Ok),
+        (Some(alice.as_str()), Code::Ok, Code::PermissionDenied),
+        (
+            Some(client.as_str()),
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+        ),
+        (
+            Some("not-a-real-token-at-all"),
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+        ),
+        (None, Code::Unauthenticated, Code::Unauthenticated),
+    ] {
+        assert_eq!(
+            code(s.who_am_i(req(pb::WhoAmIRequest {}, who)).await),
+            expect_user_rpc,
+            "{who:?}"
+        );
+        assert_eq!(
+            code(s.list_servers(req(pb::ListServersRequest {}, who)).await),
+            expect_user_rpc
+        );
+        assert_eq!(
+            code(
+                s.list_tools(req(pb::ListToolsRequest::default(), who))
+                    .await
+            ),
+            expect_user_rpc
+        );
+        assert_eq!(
+            code(
+                s.list_prompts(req(pb::ListPromptsRequest::default(), who))
+                    .await
+            ),
+            expect_user_rpc
+        );
+        let get = s
+            .get_tool(req(
+                pb::GetToolRequest {
+                    name: "x__y".into(),
+                },
+                who,
+            ))
+            .await;
+        let expect_get = if expect_user_rpc == Code::Ok {
+            Code::NotFound
+        } else {
+            expect_user_rpc
+        };
+        assert_eq!(code(get), expect_get);
+        assert_eq!(
+            code(s.list_users(req(pb::ListUsersRequest {}, who)).await),
+            expect_admin_rpc
+        );
+        assert_eq!(
+            code(
+                s.list_mcp_clients(req(pb::ListMcpClientsRequest {}, who))
+                    .await
+            ),
+            expect_admin_rpc
+        );
+        assert_eq!(
+            code(
+                s.list_data_planes(req(pb::ListDataPlanesRequest {}, who))
+                    .await
+            ),
+            expect_admin_rpc
+        );
+        let dereg = s
+            .deregister_server(req(
+                pb::DeregisterServerRequest {
+                    name: "nope".into(),
+                },
+                who,
+            ))
+            .await;
+        let expect_dereg = if expect_admin_rpc == Code::Ok {
+            Code::NotFound
+        } else {
+            expect_admin_rpc
+        };
+        assert_eq!(code(dereg), expect_dereg);
+    }
+    let denied = s
+        .list_users(req(pb::ListUsersRequest {}, Some(&alice)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.message(),
+        "user 'alice' has role user; this command needs an admin"
+    );
+    let me = s
+        .who_am_i(req(pb::WhoAmIRequest {}, Some(&alice)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((me.name.as_str(), me.role()), ("alice", pb::Role::User));
+}
+
+#[tokio::test]
+async fn init_once_and_only_in_enterprise_mode() {
+    let e = env(Mode::Enterprise, None).await;
+    let info = e
+        .svc
+        .get_server_info(req(pb::GetServerInfoRequest {}, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!info.initialized);
+    assert_eq!(
+        code(e.svc.who_am_i(req(pb::WhoAmIRequest {}, None)).await),
+        Code::FailedPrecondition
+    );
+    init(&e.svc).await;
+    let again = e
+        .svc
+        .init_server(req(pb::InitServerRequest::default(), None))
+        .await;
+    assert_eq!(code(again), Code::AlreadyExists);
+    let info = e
+        .svc
+        .get_server_info(req(pb::GetServerInfoRequest {}, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.initialized && info.revision == 1 && info.mode() == pb::Mode::Enterprise);
+
+    let dev = env(Mode::Development, None).await;
+    let err = dev
+        .svc
+        .init_server(req(pb::InitServerRequest::default(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn init_token_guard() {
+    let e = env(Mode::Enterprise, Some("the-init-token-42")).await;
+    for wrong in ["", "the-init-token-43"] {
+        let r = e
+            .svc
+            .init_server(req(
+                pb::InitServerRequest {
+                    init_token: wrong.into(),
+                },
+                None,
+            ))
+            .await;
+        assert_eq!(code(r), Code::PermissionDenied);
+    }
+    let ok = e
+        .svc
+        .init_server(req(
+            pb::InitServerRequest {
+                init_token: "the-init-token-42".into(),
+            },
+            None,
+        ))
+        .await;
+    assert_eq!(code(ok), Code::Ok);
+}
+
+#[tokio::test]
+async fn duplicates_unknowns_last_admin_and_bad_input() {
+    let e = env(Mode::Enterprise, None).await;
+    let s = &e.svc;
+    let admin = init(s).await;
+    let mk = |name: &str, token: &str| pb::CreateMcpClientRequest {
+        name: name.into(),
+        allowed_servers: vec!["github, jira".into(), "*".into()],
+        access_token: token.into(),
+        ..Default::default()
+    };
+    let created = s
+        .create_mcp_client(req(mk("bot", "custom-token-0123456"), Some(&admin)))
+        .await
+        .unwrap();
+    let created = created.into_inner();
+    assert_eq!(created.access_token, "", "custom tokens are not echoed");
+    assert_eq!(
+        created.client.unwrap().allowed_servers,
+        vec!["*", "github", "jira"]
+    );
+    let dup = s
+        .create_mcp_client(req(mk("bot", ""), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (dup.code(), dup.message()),
+        (Code::AlreadyExists, "MCP client 'bot' already exists")
+    );
+    let short = s
+        .create_mcp_client(req(mk("bot2", "short"), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(short.code(), Code::InvalidArgument);
+    assert!(
+        !short.message().contains("short"),
+        "the token is never echoed"
+    );
+    let reused = s
+        .create_mcp_client(req(mk("bot3", "custom-token-0123456"), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists);
+    assert!(!reused.message().contains("custom-token"));
+    let bad_allow = pb::CreateMcpClientRequest {
+        name: "b4".into(),
+        allowed_servers: vec!["a b".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        code(s.create_mcp_client(req(bad_allow, Some(&admin))).await),
+        Code::InvalidArgument
+    );
+
+    let gone = s
+        .delete_mcp_client(req(
+            pb::DeleteMcpClientRequest {
+                name: "ghost".into(),
+                wait: None,
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (gone.code(), gone.message()),
+        (Code::NotFound, "MCP client 'ghost' not found")
+    );
+    let nothing = pb::UpdateMcpClientRequest {
+        name: "bot".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(s.update_mcp_client(req(nothing, Some(&admin))).await),
+        Code::InvalidArgument
+    );
+
+    let last = s
+        .delete_user(req(
+            pb::DeleteUserRequest {
+                name: "admin".into(),
+                wait: None,
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(last.code(), Code::FailedPrecondition);
+
+    // Revoking calls report their revision and the (empty) fleet's confirmation.
+    let wait = Some(pb::WaitOptions { wait_ms: 0 });
+    let r = s
+        .delete_mcp_client(req(
+            pb::DeleteMcpClientRequest {
+                name: "bot".into(),
+                wait,
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.revision, r.confirmed, r.expected), (3, 0, 0));
+}
+
+#[tokio::test]
+async fn rotated_user_token_and_grace() {
+    let e = env(Mode::Enterprise, None).await;
+    let s = &e.svc;
+    let admin = init(s).await;
+    let alice = create_user(s, &admin, "alice", pb::Role::User).await;
+    let update = |token: &str, grace_ms| pb::UpdateUserRequest {
+        name: "alice".into(),
+        access_token: token.into(),
+        grace_ms,
+        wait: None,
+    };
+    s.update_user(req(update("alice-second-token-1", 60_000), Some(&admin)))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(s.who_am_i(req(pb::WhoAmIRequest {}, Some(&alice))).await),
+        Code::Ok,
+        "in grace"
+    );
+    assert_eq!(
+        code(
+            s.who_am_i(req(pb::WhoAmIRequest {}, Some("alice-second-token-1")))
+                .await
+        ),
+        Code::Ok
+    );
+    s.update_user(req(update("alice-third-token-12", 0), Some(&admin)))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(s.who_am_i(req(pb::WhoAmIRequest {}, Some(&alice))).await),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(
+            s.who_am_i(req(pb::WhoAmIRequest {}, Some("alice-second-token-1")))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+}
+
+#[tokio::test]
+async fn development_mode() {
+    let e = env(Mode::Development, None).await;
+    let s = &e.svc;
+    assert_eq!(
+        code(s.list_servers(req(pb::ListServersRequest {}, None)).await),
+        Code::Ok
+    );
+    let err = s
+        .create_mcp_client(req(
+            pb::CreateMcpClientRequest {
+                name: "bot".into(),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "this command needs a server in enterprise mode (start it with --enterprise)"
+    );
+    assert_eq!(
+        code(s.who_am_i(req(pb::WhoAmIRequest {}, None)).await),
+        Code::FailedPrecondition
+    );
+}
+
+#[tokio::test]
+async fn unreachable_upstream_stores_nothing() {
+    let e = env(Mode::Development, None).await;
+    let spec = pb::ServerSpec {
+        name: "down".into(),
+        url: "http://127.0.0.1:9/mcp".into(),
+        timeout_ms: 2_000,
+        ..Default::default()
+    };
+    let err = e
+        .svc
+        .register_server(req(
+            pb::RegisterServerRequest {
+                spec: Some(spec),
+                force: false,
+            },
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("'down'"), "{}", err.message());
+    let servers = e
+        .svc
+        .list_servers(req(pb::ListServersRequest {}, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(servers.servers.is_empty());
+    let info = e
+        .svc
+        .get_server_info(req(pb::GetServerInfoRequest {}, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.revision, 0);
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_data_dir() {
+    let e = env(Mode::Enterprise, None).await;
+    let admin = init(&e.svc).await;
+    let user = create_user(&e.svc, &admin, "bob", pb::Role::Admin).await;
+    e.svc.store.flush().await.unwrap();
+    for entry in walk(&e.dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for token in [&admin, &user] {
+            let found = bytes.windows(token.len()).any(|w| w == token.as_bytes());
+            assert!(!found, "token found in {}", entry.display());
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,0 +1,156 @@
+//! init-server, whoami and user management.
+
+use super::auth::Need;
+use super::convert::{mutation_result, role_from_pb, role_to_pb, wait_duration};
+use super::{new_token, AdminError, AdminService};
+use crate::store::{Mode, Mutation};
+use canopy_core::name::validate_principal_name;
+use canopy_core::TokenKind;
+use canopy_proto::v1 as pb;
+use tonic::Request;
+
+/// The first admin's name.
+const FIRST_ADMIN: &str = "admin";
+
+impl AdminService {
+    pub(super) async fn init(
+        &self,
+        req: Request<pb::InitServerRequest>,
+    ) -> Result<pb::InitServerResponse, AdminError> {
+        if self.store.mode() != Mode::Enterprise {
+            return Err(AdminError::NeedsEnterprise);
+        }
+        if let Some(expected) = &self.init_token {
+            if req.get_ref().init_token.is_empty() {
+                return Err(AdminError::InitTokenRequired);
+            }
+            let given = self.store.hasher().hash(&req.get_ref().init_token);
+            if !given.ct_eq(expected) {
+                return Err(AdminError::InitTokenMismatch);
+            }
+        }
+        if self.store.initialized()? {
+            return Err(crate::store::StoreError::AlreadyInitialized.into());
+        }
+        let token = TokenKind::User.generate();
+        let hash = self.store.hasher().hash(&token);
+        let revision = self
+            .store
+            .apply(Mutation::InitAdmin {
+                name: FIRST_ADMIN.into(),
+                token: hash,
+            })
+            .await?;
+        tracing::info!(revision, user = FIRST_ADMIN, "server initialized");
+        Ok(pb::InitServerResponse {
+            user: FIRST_ADMIN.into(),
+            access_token: token,
+        })
+    }
+
+    pub(super) fn identify(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<pb::UserInfo, AdminError> {
+        let caller = self.authorize(req.metadata(), Need::Identity)?;
+        Ok(pb::UserInfo {
+            name: caller.name.unwrap_or_default(),
+            role: role_to_pb(caller.role).into(),
+        })
+    }
+
+    pub(super) async fn add_user(
+        &self,
+        req: Request<pb::CreateUserRequest>,
+    ) -> Result<pb::CreateUserResponse, AdminError> {
+        self.authorize(req.metadata(), Need::IdentityAdmin)?;
+        let req = req.into_inner();
+        validate_principal_name("user", &req.name)
+            .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
+        let role = role_from_pb(req.role)?;
+        let (token, generated) = new_token(TokenKind::User, req.access_token)?;
+        let hash = self.store.hasher().hash(&token);
+        let revision = self
+            .store
+            .apply(Mutation::CreateUser {
+                name: req.name.clone(),
+                role,
+                token: hash,
+            })
+            .await?;
+        tracing::info!(revision, user = %req.name, role = role.as_str(), "user created");
+        Ok(pb::CreateUserResponse {
+            user: Some(pb::UserInfo {
+                name: req.name,
+                role: role_to_pb(role).into(),
+            }),
+            access_token: if generated { token } else { String::new() },
+            revision,
+        })
+    }
+
+    pub(super) fn user_list(
+        &self,
+        req: Request<pb::ListUsersRequest>,
+    ) -> Result<pb::ListUsersResponse, AdminError> {
+        self.authorize(req.metadata(), Need::IdentityAdmin)?;
+        let users = self
+            .store
+            .users()?
+            .into_iter()
+            .map(|u| pb::UserInfo {
+                name: u.name,
+                role: role_to_pb(u.role).into(),
+            })
+            .collect();
+        Ok(pb::ListUsersResponse { users })
+    }
+
+    pub(super) async fn rotate_user_token(
+        &self,
+        req: Request<pb::UpdateUserRequest>,
+    ) -> Result<pb::MutationResult, AdminError> {
+        self.authorize(req.metadata(), Need::IdentityAdmin)?;
+        let req = req.into_inner();
+        if req.access_token.is_empty() {
+            return Err(AdminError::InvalidArgument(
+                "update user needs a new access token".into(),
+            ));
+        }
+        canopy_core::token::validate_custom(&req.access_token)
+            .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
+        let token = self.store.hasher().hash(&req.access_token);
+        let mutation = Mutation::UpdateUserToken {
+            name: req.name.clone(),
+            token,
+            grace_ms: req.grace_ms,
+        };
+        let revision = self.store.apply(mutation).await?;
+        tracing::info!(revision, user = %req.name, grace_ms = req.grace_ms, "user token rotated");
+        let report = self
+            .fleet
+            .wait_for(revision, wait_duration(req.wait.as_ref()))
+            .await;
+        Ok(mutation_result(report))
+    }
+
+    pub(super) async fn remove_user(
+        &self,
+        req: Request<pb::DeleteUserRequest>,
+    ) -> Result<pb::MutationResult, AdminError> {
+        self.authorize(req.metadata(), Need::IdentityAdmin)?;
+        let req = req.into_inner();
+        let revision = self
+            .store
+            .apply(Mutation::DeleteUser {
+                name: req.name.clone(),
+            })
+            .await?;
+        tracing::info!(revision, user = %req.name, "user deleted");
+        let report = self
+            .fleet
+            .wait_for(revision, wait_duration(req.wait.as_ref()))
+            .await;
+        Ok(mutation_result(report))
+    }
+}

@@ -1,0 +1,60 @@
+//! How a control plane is configured (the binary fills it from flags and env; `canopy
+//! start` fills it in-process).
+
+use crate::store::DEFAULT_CHANGELOG_RETAIN;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Configuration of one control plane. Build it with [`ControlPlaneConfig::new`] and set
+/// fields; it is `non_exhaustive` so new settings (TLS, refresh) do not break callers.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ControlPlaneConfig {
+    pub data_dir: PathBuf,
+    /// The address the caller bound; used in logs only (`serve` takes the listener).
+    pub listen: SocketAddr,
+    pub enterprise: bool,
+    /// When set, `init-server` must present this token.
+    pub init_token: Option<String>,
+    /// The token data planes authenticate with; `None` = read or create
+    /// `<data-dir>/data-plane.token`.
+    pub data_plane_token: Option<String>,
+    /// Change records kept for resuming data planes.
+    pub changelog_retain: u64,
+    /// Periodic re-discovery of every server (not implemented yet; `None` = off).
+    pub refresh_interval: Option<Duration>,
+    /// How long in-flight requests and streams may run after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl ControlPlaneConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            enterprise: false,
+            init_token: None,
+            data_plane_token: None,
+            changelog_retain: DEFAULT_CHANGELOG_RETAIN,
+            refresh_interval: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl std::fmt::Debug for ControlPlaneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ControlPlaneConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("enterprise", &self.enterprise)
+            .field("init_token", &redact(&self.init_token))
+            .field("data_plane_token", &redact(&self.data_plane_token))
+            .field("changelog_retain", &self.changelog_retain)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}

@@ -1,0 +1,25 @@
+//! Canopy control plane: owns users, MCP clients, tokens and registered upstream servers
+//! (sled store), serves the `Admin` gRPC API to the CLI and streams every change to data
+//! planes over the `Sync` API.
+//!
+//! Entry point: [`serve`] with a [`ControlPlaneConfig`] and a bound listener; the
+//! `canopy-control-plane` binary and `canopy start` both call it.
+//!
+//! Not here: the data plane's HTTP surface, the CLI, TLS (later).
+
+/// The `Admin` gRPC service (CLI-facing).
+pub mod admin;
+mod clock;
+mod config;
+/// The data-plane token: given, or generated into the data dir.
+pub mod data_plane_token;
+/// Data planes known to this control plane and the revisions they acknowledged.
+pub mod fleet;
+mod server;
+/// The durable state: sled trees, revisions, change log, group commit.
+pub mod store;
+/// The `Sync` gRPC service: snapshot/backlog/live changes to data planes.
+pub mod sync;
+
+pub use config::ControlPlaneConfig;
+pub use server::{serve, ControlPlaneError};

@@ -1,0 +1,114 @@
+//! `canopy-control-plane`: flags and env → [`ControlPlaneConfig`], logging, signals,
+//! then [`canopy_control_plane::serve`].
+
+use anyhow::Context;
+use canopy_control_plane::ControlPlaneConfig;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Canopy control plane: users, MCP clients, tokens and upstream servers, served over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "canopy-control-plane", version, about)]
+struct Args {
+    /// Where the store, the token-hash key and the data-plane token live.
+    #[arg(long, env = "CANOPY_DATA_DIR", default_value = "./canopy-data")]
+    data_dir: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, env = "CANOPY_LISTEN", default_value = "127.0.0.1:9090")]
+    listen: SocketAddr,
+    /// Enterprise mode: every call needs a user token; MCP clients need tokens.
+    #[arg(long, env = "CANOPY_ENTERPRISE")]
+    enterprise: bool,
+    /// File holding the token `canopy init-server --init-token` must present
+    /// (or set CANOPY_INIT_TOKEN).
+    #[arg(long, env = "CANOPY_INIT_TOKEN_FILE")]
+    init_token_file: Option<PathBuf>,
+    /// File holding the token data planes authenticate with (or set
+    /// CANOPY_DATA_PLANE_TOKEN; default: generated into <data-dir>/data-plane.token).
+    #[arg(long, env = "CANOPY_DATA_PLANE_TOKEN_FILE")]
+    data_plane_token_file: Option<PathBuf>,
+    /// Change records kept so reconnecting data planes can resume without a snapshot.
+    #[arg(long, env = "CANOPY_CHANGELOG_RETAIN", default_value_t = 100_000)]
+    changelog_retain: u64,
+}
+
+/// A secret from `file` (trimmed) or else from env var `var`; empty is an error.
+fn secret(file: Option<&Path>, var: &str) -> anyhow::Result<Option<String>> {
+    let (value, source) = match file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => match std::env::var(var) {
+            Ok(v) => (v, var.to_owned()),
+            Err(_) => return Ok(None),
+        },
+    };
+    let value = value.trim();
+    anyhow::ensure!(!value.is_empty(), "{source} is empty");
+    Ok(Some(value.to_owned()))
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without a SIGTERM handler we still stop on Ctrl-C.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = ControlPlaneConfig::new(&args.data_dir);
+    config.listen = args.listen;
+    config.enterprise = args.enterprise;
+    config.changelog_retain = args.changelog_retain;
+    config.init_token = secret(args.init_token_file.as_deref(), "CANOPY_INIT_TOKEN")?;
+    config.data_plane_token = secret(
+        args.data_plane_token_file.as_deref(),
+        "CANOPY_DATA_PLANE_TOKEN",
+    )?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    canopy_control_plane::serve(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line on stderr, no backtrace: this is what an operator reads.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `serve`: opens the store and runs the gRPC services on a bound listener until
+//! `shutdown` resolves, then drains (bounded) and flushes.
+
+use crate::admin::AdminService;
+use crate::config::ControlPlaneConfig;
+use crate::fleet::Fleet;
+use crate::store::{Mode, Store, StoreError, StoreOptions};
+use std::future::Future;
+use std::path::PathBuf;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+#[derive(Debug, Error)]
+pub enum ControlPlaneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("data-plane token file {path}: {source}")]
+    DataPlaneToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Runs a control plane on `listener` until `shutdown` resolves.
+///
+/// Serves `canopy.v1.Admin`, `canopy.v1.Sync`, gRPC health and reflection (v1 and
+/// v1alpha). On shutdown it stops accepting, lets in-flight calls finish for at most
+/// `config.shutdown_grace`, then flushes the store.
+pub async fn serve(
+    config: ControlPlaneConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlPlaneError> {
+    if config
+        .init_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return Err(ControlPlaneError::Config("the init token is empty".into()));
+    }
+    let mode = if config.enterprise {
+        Mode::Enterprise
+    } else {
+        Mode::Development
+    };
+    let mut options = StoreOptions::new(&config.data_dir, mode);
+    options.changelog_retain = config.changelog_retain;
+    let store = Store::open(options).await?;
+    let data_plane_token =
+        crate::data_plane_token::resolve(&config.data_dir, config.data_plane_token.as_deref())?;
+    let data_plane_token_hash = store.hasher().hash(&data_plane_token);
+    drop(data_plane_token);
+    let fleet = Fleet::new();
+
+    let admin = AdminService::new(store.clone(), fleet.clone(), config.init_token.as_deref());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<canopy_proto::v1::admin_server::AdminServer<AdminService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(canopy_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(canopy_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ControlPlaneError::Config(format!("listener: {e}")))?;
+    tracing::info!(
+        mode = mode.as_str(),
+        data_dir = %config.data_dir.display(),
+        revision = store.revision(),
+        "control plane listening on {addr}"
+    );
+
+    // Shutdown: the caller's future stops accepting; `stopping` starts the grace timer.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining in-flight calls");
+        let _ = stopping_tx.send(true);
+    };
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(admin.into_server())
+        .add_service(canopy_proto::v1::sync_server::SyncServer::new(
+            crate::sync::SyncService::new(
+                std::sync::Arc::new(store.clone()),
+                fleet.clone(),
+                data_plane_token_hash,
+            ),
+        ));
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let grace = config.shutdown_grace;
+    let drained = tokio::select! {
+        result = server => result.map(|()| true),
+        () = async move {
+            // Long-lived sync streams never end on their own; bound the drain.
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => Ok(false),
+    };
+    if let Ok(false) = drained {
+        tracing::warn!(
+            ?grace,
+            "in-flight calls did not finish within the grace period; closing them"
+        );
+    }
+    store.close().await;
+    tracing::info!(
+        revision = store.revision(),
+        "control plane stopped; store flushed"
+    );
+    drained.map(|_| ()).map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use super::*;
+    use canopy_proto::v1 as pb;
+    use pb::admin_client::AdminClient;
+
+    /// The whole wiring over a real socket: Admin, health, then a clean shutdown.
+    #[tokio::test]
+    async fn serves_admin_and_health_then_shuts_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ControlPlaneConfig::new(dir.path());
+        config.enterprise = true;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+
+        let url = format!("http://{addr}");
+        let mut admin = loop {
+            match AdminClient::connect(url.clone()).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        let token = admin
+            .init_server(pb::InitServerRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token;
+        let mut who = tonic::Request::new(pb::WhoAmIRequest {});
+        who.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        assert_eq!(
+            admin.who_am_i(who).await.unwrap().into_inner().name,
+            "admin"
+        );
+
+        let channel = tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "canopy.v1.Admin".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+
+        drop(admin);
+        drop(health);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        assert!(dir.path().join(crate::data_plane_token::FILE_NAME).exists());
+    }
+}

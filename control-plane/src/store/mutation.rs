@@ -1,0 +1,386 @@
+//! Mutations and how each one is applied inside ONE sled transaction.
+//!
+//! The transaction writes the entity (and the token index), takes the next value of the
+//! global revision counter and appends the change record under that revision. The
+//! closure may run several times on conflicts, so it only reads and writes sled: the
+//! current time is fixed by the caller, nothing is logged or sent from inside.
+
+use super::open::{Trees, META_ADMINS, META_INITIALIZED, META_REVISION};
+use super::records::{
+    Change, ChangeRecord, ClientRecord, Principal, Role, ServerRecord, StoredToken, UserRecord,
+};
+use super::StoreError;
+use canopy_core::TokenHash;
+use serde_json::value::RawValue;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+/// A change the admin asked for. Token values are hashes already.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// First admin of an enterprise server; fails once the server is initialized.
+    InitAdmin {
+        name: String,
+        token: TokenHash,
+    },
+    CreateUser {
+        name: String,
+        role: Role,
+        token: TokenHash,
+    },
+    /// Replace the user's token; the old one stays valid for `grace_ms` (0 = revoke now).
+    UpdateUserToken {
+        name: String,
+        token: TokenHash,
+        grace_ms: u64,
+    },
+    DeleteUser {
+        name: String,
+    },
+    CreateClient {
+        name: String,
+        description: String,
+        allowed: Vec<String>,
+        token: TokenHash,
+    },
+    UpdateClient {
+        name: String,
+        token: Option<TokenHash>,
+        grace_ms: u64,
+        allowed: Option<Vec<String>>,
+        description: Option<String>,
+    },
+    DeleteClient {
+        name: String,
+    },
+    /// Register a server; `replace` allows overwriting one of the same name.
+    PutServer {
+        record: ServerRecord,
+        replace: bool,
+    },
+    /// New catalogue for an existing server (refresh); its spec stays as stored.
+    UpdateCatalogue {
+        name: String,
+        tools: Vec<Box<RawValue>>,
+        prompts: Vec<Box<RawValue>>,
+        protocol_version: String,
+    },
+    DeleteServer {
+        name: String,
+    },
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> TxResult<Vec<u8>> {
+    serde_json::to_vec(v)
+        .map_err(|e| ConflictableTransactionError::Abort(StoreError::Decode(e.to_string())))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> TxResult<T> {
+    serde_json::from_slice(raw)
+        .map_err(|e| ConflictableTransactionError::Abort(StoreError::Decode(e.to_string())))
+}
+
+/// The transactional views of every tree, in the order of [`Trees::apply`]'s tuple.
+struct Tx<'a> {
+    users: &'a TransactionalTree,
+    clients: &'a TransactionalTree,
+    servers: &'a TransactionalTree,
+    tokens: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    now_ms: u64,
+}
+
+impl Trees {
+    /// Applies `m` in one transaction and returns the change with its revision.
+    pub(super) fn apply(&self, m: &Mutation, now_ms: u64) -> Result<ChangeRecord, StoreError> {
+        let trees = (
+            &self.users,
+            &self.clients,
+            &self.servers,
+            &self.tokens,
+            &self.meta,
+            &self.changelog,
+        );
+        let result = trees.transaction(|(users, clients, servers, tokens, meta, changelog)| {
+            let tx = Tx {
+                users,
+                clients,
+                servers,
+                tokens,
+                meta,
+                now_ms,
+            };
+            let change = tx.apply(m)?;
+            let revision = match meta.get(META_REVISION)? {
+                Some(raw) => read_u64(&raw)? + 1,
+                None => 1,
+            };
+            meta.insert(META_REVISION, &revision.to_be_bytes())?;
+            changelog.insert(&revision.to_be_bytes(), encode(&change)?)?;
+            Ok(ChangeRecord { revision, change })
+        });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        })
+    }
+}
+
+pub(super) fn read_u64(raw: &[u8]) -> TxResult<u64> {
+    <[u8; 8]>::try_from(raw)
+        .map(u64::from_be_bytes)
+        .or_else(|_| abort(StoreError::Decode("counter is not 8 bytes".into())))
+}
+
+impl Tx<'_> {
+    fn apply(&self, m: &Mutation) -> TxResult<Change> {
+        match m {
+            Mutation::InitAdmin { name, token } => {
+                if self.meta.get(META_INITIALIZED)?.is_some() {
+                    return abort(StoreError::AlreadyInitialized);
+                }
+                self.meta.insert(META_INITIALIZED, b"1".as_slice())?;
+                self.create_user(name, Role::Admin, *token)
+            }
+            Mutation::CreateUser { name, role, token } => self.create_user(name, *role, *token),
+            Mutation::UpdateUserToken {
+                name,
+                token,
+                grace_ms,
+            } => {
+                let mut user: UserRecord = self.get(self.users, "user", name)?;
+                let principal = Principal::User(name.clone());
+                user.tokens = self.rotate(&principal, &user.tokens, *token, *grace_ms)?;
+                self.put(self.users, name, &user)?;
+                Ok(Change::UserUpserted {
+                    name: user.name,
+                    role: user.role,
+                })
+            }
+            Mutation::DeleteUser { name } => {
+                let user: UserRecord = self.get(self.users, "user", name)?;
+                if user.role == Role::Admin {
+                    let mut admins = self.admins()?;
+                    admins.retain(|a| a != name);
+                    if admins.is_empty() {
+                        return abort(StoreError::LastAdmin(name.clone()));
+                    }
+                    self.set_admins(&admins)?;
+                }
+                self.drop_tokens(&user.tokens)?;
+                self.users.remove(name.as_bytes())?;
+                Ok(Change::UserDeleted { name: name.clone() })
+            }
+            Mutation::CreateClient {
+                name,
+                description,
+                allowed,
+                token,
+            } => {
+                if self.clients.get(name.as_bytes())?.is_some() {
+                    return abort(StoreError::AlreadyExists {
+                        kind: "MCP client",
+                        name: name.clone(),
+                    });
+                }
+                self.claim_token(*token, &Principal::Client(name.clone()))?;
+                let client = ClientRecord {
+                    name: name.clone(),
+                    description: description.clone(),
+                    allowed: allowed.clone(),
+                    tokens: vec![StoredToken::permanent(*token)],
+                };
+                self.put(self.clients, name, &client)?;
+                Ok(Change::ClientUpserted(client))
+            }
+            Mutation::UpdateClient {
+                name,
+                token,
+                grace_ms,
+                allowed,
+                description,
+            } => {
+                let mut client: ClientRecord = self.get(self.clients, "MCP client", name)?;
+                let principal = Principal::Client(name.clone());
+                client.tokens = match token {
+                    Some(token) => self.rotate(&principal, &client.tokens, *token, *grace_ms)?,
+                    None => self.prune(&client.tokens)?,
+                };
+                if let Some(allowed) = allowed {
+                    client.allowed = allowed.clone();
+                }
+                if let Some(description) = description {
+                    client.description = description.clone();
+                }
+                self.put(self.clients, name, &client)?;
+                Ok(Change::ClientUpserted(client))
+            }
+            Mutation::DeleteClient { name } => {
+                let client: ClientRecord = self.get(self.clients, "MCP client", name)?;
+                self.drop_tokens(&client.tokens)?;
+                self.clients.remove(name.as_bytes())?;
+                Ok(Change::ClientDeleted { name: name.clone() })
+            }
+            Mutation::PutServer { record, replace } => {
+                let name = &record.spec.name;
+                if !replace && self.servers.get(name.as_bytes())?.is_some() {
+                    return abort(StoreError::AlreadyExists {
+                        kind: "server",
+                        name: name.clone(),
+                    });
+                }
+                self.put(self.servers, name, record)?;
+                Ok(Change::ServerUpserted(record.clone()))
+            }
+            Mutation::UpdateCatalogue {
+                name,
+                tools,
+                prompts,
+                protocol_version,
+            } => {
+                let mut server: ServerRecord = self.get(self.servers, "server", name)?;
+                server.tools = tools.clone();
+                server.prompts = prompts.clone();
+                server.protocol_version = protocol_version.clone();
+                self.put(self.servers, name, &server)?;
+                Ok(Change::ServerUpserted(server))
+            }
+            Mutation::DeleteServer { name } => {
+                if self.servers.remove(name.as_bytes())?.is_none() {
+                    return abort(StoreError::NotFound {
+                        kind: "server",
+                        name: name.clone(),
+                    });
+                }
+                Ok(Change::ServerDeleted { name: name.clone() })
+            }
+        }
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &TransactionalTree,
+        kind: &'static str,
+        name: &str,
+    ) -> TxResult<T> {
+        match tree.get(name.as_bytes())? {
+            Some(raw) => decode(&raw),
+            None => abort(StoreError::NotFound {
+                kind,
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    fn put<T: serde::Serialize>(
+        &self,
+        tree: &TransactionalTree,
+        name: &str,
+        value: &T,
+    ) -> TxResult<()> {
+        tree.insert(name.as_bytes(), encode(value)?)?;
+        Ok(())
+    }
+
+    fn create_user(&self, name: &str, role: Role, token: TokenHash) -> TxResult<Change> {
+        if self.users.get(name.as_bytes())?.is_some() {
+            return abort(StoreError::AlreadyExists {
+                kind: "user",
+                name: name.to_owned(),
+            });
+        }
+        self.claim_token(token, &Principal::User(name.to_owned()))?;
+        if role == Role::Admin {
+            let mut admins = self.admins()?;
+            admins.push(name.to_owned());
+            self.set_admins(&admins)?;
+        }
+        let user = UserRecord {
+            name: name.to_owned(),
+            role,
+            tokens: vec![StoredToken::permanent(token)],
+        };
+        self.put(self.users, name, &user)?;
+        Ok(Change::UserUpserted {
+            name: user.name,
+            role,
+        })
+    }
+
+    /// Indexes `token` for `owner`; a token may belong to one principal only.
+    fn claim_token(&self, token: TokenHash, owner: &Principal) -> TxResult<()> {
+        if let Some(raw) = self.tokens.get(token.0)? {
+            let current: Principal = decode(&raw)?;
+            if &current != owner {
+                return abort(StoreError::TokenInUse);
+            }
+        }
+        self.tokens.insert(&token.0, encode(owner)?)?;
+        Ok(())
+    }
+
+    fn drop_tokens(&self, tokens: &[StoredToken]) -> TxResult<()> {
+        for t in tokens {
+            self.tokens.remove(&t.hash.0)?;
+        }
+        Ok(())
+    }
+
+    /// Removes expired tokens (and their index entries).
+    fn prune(&self, tokens: &[StoredToken]) -> TxResult<Vec<StoredToken>> {
+        let (live, dead): (Vec<_>, Vec<_>) =
+            tokens.iter().cloned().partition(|t| t.is_live(self.now_ms));
+        self.drop_tokens(&dead)?;
+        Ok(live)
+    }
+
+    /// New token `token`; current tokens expire after `grace_ms` (now when 0).
+    fn rotate(
+        &self,
+        owner: &Principal,
+        tokens: &[StoredToken],
+        token: TokenHash,
+        grace_ms: u64,
+    ) -> TxResult<Vec<StoredToken>> {
+        self.claim_token(token, owner)?;
+        let mut kept = Vec::with_capacity(tokens.len() + 1);
+        let mut revoked = Vec::new();
+        for t in self.prune(tokens)? {
+            if t.hash == token {
+                continue; // re-set to the same value: it becomes the permanent token below
+            }
+            if grace_ms == 0 {
+                revoked.push(t);
+            } else {
+                let until = self.now_ms.saturating_add(grace_ms);
+                let expires_at_ms = Some(t.expires_at_ms.map_or(until, |e| e.min(until)));
+                kept.push(StoredToken {
+                    hash: t.hash,
+                    expires_at_ms,
+                });
+            }
+        }
+        self.drop_tokens(&revoked)?;
+        kept.push(StoredToken::permanent(token));
+        Ok(kept)
+    }
+
+    /// Admin names, kept in `meta` because a transaction cannot scan the users tree.
+    fn admins(&self) -> TxResult<Vec<String>> {
+        match self.meta.get(META_ADMINS)? {
+            Some(raw) => decode(&raw),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn set_admins(&self, admins: &[String]) -> TxResult<()> {
+        self.meta.insert(META_ADMINS, encode(&admins)?)?;
+        Ok(())
+    }
+}

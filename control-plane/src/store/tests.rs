@@ -1,0 +1,283 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use super::*;
+use canopy_core::TokenHash;
+
+async fn open_in(dir: &Path, mode: Mode) -> Store {
+    match Store::open(StoreOptions::new(dir, mode)).await {
+        Ok(s) => s,
+        Err(e) => panic!("open failed: {e}"),
+    }
+}
+
+fn client(name: &str, token: u8) -> Mutation {
+    Mutation::CreateClient {
+        name: name.into(),
+        description: String::new(),
+        allowed: vec!["github".into()],
+        token: TokenHash([token; 32]),
+    }
+}
+
+#[tokio::test]
+async fn revisions_have_no_gaps_and_failures_take_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    assert_eq!(store.revision(), 0);
+    assert_eq!(store.apply(client("a", 1)).await.unwrap(), 1);
+    // A refused mutation does not consume a revision.
+    assert!(matches!(
+        store.apply(client("a", 2)).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.apply(client("b", 1)).await,
+        Err(StoreError::TokenInUse)
+    ));
+    assert_eq!(store.apply(client("b", 2)).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .apply(Mutation::DeleteClient { name: "a".into() })
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(store.revision(), 3);
+    // The deleted client's token is free again.
+    assert_eq!(store.principal(&TokenHash([1; 32])).unwrap(), None);
+    assert_eq!(
+        store.principal(&TokenHash([2; 32])).unwrap(),
+        Some(Principal::Client("b".into()))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writes_are_group_committed_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    let mut live = store.subscribe();
+    let tasks: Vec<_> = (0..200u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(client(&format!("c{i}"), i)).await })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for t in tasks {
+        revisions.push(t.await.unwrap().unwrap());
+    }
+    revisions.sort_unstable();
+    assert_eq!(revisions, (1..=200).collect::<Vec<u64>>());
+    for expected in 1..=200 {
+        assert_eq!(live.recv().await.unwrap().revision, expected);
+    }
+    assert_eq!(store.clients().count(), 200);
+}
+
+#[tokio::test]
+async fn change_log_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    for i in 0..10u8 {
+        store.apply(client(&format!("c{i}"), i)).await.unwrap();
+    }
+    let since = store.changes_since(7).unwrap().unwrap();
+    assert_eq!(
+        since.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
+    assert!(matches!(&since[0].change, Change::ClientUpserted(c) if c.name == "c7"));
+    assert_eq!(store.changes_since(10).unwrap().unwrap().len(), 0);
+    assert!(
+        store.changes_since(11).unwrap().is_none(),
+        "ahead of the store"
+    );
+    assert_eq!(store.compact(4).unwrap(), 6);
+    assert!(store.changes_since(5).unwrap().is_none());
+    assert_eq!(store.changes_since(6).unwrap().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn reopen_keeps_everything_and_continues_the_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = {
+        let store = open_in(dir.path(), Mode::Enterprise).await;
+        store.apply(client("a", 1)).await.unwrap();
+        store
+            .apply(Mutation::InitAdmin {
+                name: "admin".into(),
+                token: TokenHash([9; 32]),
+            })
+            .await
+            .unwrap();
+        let key = *store.hasher().key();
+        store.close().await;
+        key
+    };
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    assert_eq!(store.revision(), 2);
+    assert_eq!(*store.hasher().key(), key);
+    assert!(store.initialized().unwrap());
+    assert_eq!(
+        store.client("a").unwrap().map(|c| c.allowed),
+        Some(vec!["github".to_string()])
+    );
+    assert_eq!(store.apply(client("b", 2)).await.unwrap(), 3);
+    assert_eq!(store.changes_since(0).unwrap().unwrap().len(), 3);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("token-hash.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn mode_is_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    open_in(dir.path(), Mode::Enterprise).await.close().await;
+    let err = Store::open(StoreOptions::new(dir.path(), Mode::Development))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::ModeMismatch {
+            stored: Mode::Enterprise,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("--enterprise"), "{err}");
+}
+
+#[tokio::test]
+async fn a_locked_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open_in(dir.path(), Mode::Development).await;
+    let err = Store::open(StoreOptions::new(dir.path(), Mode::Development))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use by another process"));
+}
+
+#[tokio::test]
+async fn missing_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    open_in(dir.path(), Mode::Development).await.close().await;
+    std::fs::remove_file(dir.path().join("token-hash.key")).unwrap();
+    let err = Store::open(StoreOptions::new(dir.path(), Mode::Development))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::KeyMissing { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn rotation_with_grace_keeps_old_token_until_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    store.apply(client("a", 1)).await.unwrap();
+    let rotate = |token: u8, grace_ms| Mutation::UpdateClient {
+        name: "a".into(),
+        token: Some(TokenHash([token; 32])),
+        grace_ms,
+        allowed: None,
+        description: None,
+    };
+    store.apply(rotate(2, 60_000)).await.unwrap();
+    let c = store.client("a").unwrap().unwrap();
+    assert_eq!(c.tokens.len(), 2);
+    assert!(c.tokens[0].expires_at_ms.is_some() && c.tokens[1].expires_at_ms.is_none());
+    // Rotating without grace revokes both older tokens at once.
+    store.apply(rotate(3, 0)).await.unwrap();
+    let c = store.client("a").unwrap().unwrap();
+    assert_eq!(c.tokens, vec![StoredToken::permanent(TokenHash([3; 32]))]);
+    assert_eq!(store.principal(&TokenHash([1; 32])).unwrap(), None);
+    assert_eq!(store.principal(&TokenHash([2; 32])).unwrap(), None);
+}
+
+#[tokio::test]
+async fn last_admin_and_init_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    store
+        .apply(Mutation::InitAdmin {
+            name: "admin".into(),
+            token: TokenHash([1; 32]),
+        })
+        .await
+        .unwrap();
+    let again = store
+        .apply(Mutation::InitAdmin {
+            name: "admin2".into(),
+            token: TokenHash([2; 32]),
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::AlreadyInitialized)));
+    let del = store
+        .apply(Mutation::DeleteUser {
+            name: "admin".into(),
+        })
+        .await;
+    assert!(matches!(del, Err(StoreError::LastAdmin(_))));
+    store
+        .apply(Mutation::CreateUser {
+            name: "root".into(),
+            role: Role::Admin,
+            token: TokenHash([3; 32]),
+        })
+        .await
+        .unwrap();
+    store
+        .apply(Mutation::DeleteUser {
+            name: "admin".into(),
+        })
+        .await
+        .unwrap();
+    let del = store
+        .apply(Mutation::DeleteUser {
+            name: "root".into(),
+        })
+        .await;
+    assert!(matches!(del, Err(StoreError::LastAdmin(_))));
+}
+
+/// Durable-write throughput with concurrent callers (group commit). Not a pass/fail
+/// figure (CI disks vary): `cargo test -p canopy-control-plane --release -- --ignored --nocapture durable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn durable_write_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    let n = 5_000u32;
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..64u32)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (w..n).step_by(64) {
+                    let mut token = [0u8; 32];
+                    token[..4].copy_from_slice(&i.to_be_bytes());
+                    let m = Mutation::CreateClient {
+                        name: format!("c{i}"),
+                        description: String::new(),
+                        allowed: vec![],
+                        token: TokenHash(token),
+                    };
+                    store.apply(m).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{n} durable writes in {secs:.2}s = {:.0}/s",
+        f64::from(n) / secs
+    );
+    assert_eq!(store.revision(), u64::from(n));
+}

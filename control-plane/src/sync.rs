@@ -1,0 +1,326 @@
+//! The `Sync` gRPC service: one long-lived stream per data plane.
+//!
+//! A data plane says hello with the revision it holds. It then receives either the change
+//! records since that revision (a *resume*) or, when those were compacted away or it holds
+//! nothing, a *snapshot* in chunks; then every live change in revision order. It acks each
+//! revision it applies; the acks feed [`Fleet`], which revoking commands wait on.
+//!
+//! Ordering without gaps or duplicates: the stream subscribes to live changes *before*
+//! reading the backlog or the snapshot, remembers the last revision it sent, and drops
+//! live records at or below it. If the live channel lags (the data plane reads too
+//! slowly), it re-reads the backlog from the last revision sent.
+//!
+//! Only token hashes travel (and the token-hash key, which data planes need to hash the
+//! bearer tokens they receive), plus what data planes need to call upstreams.
+
+mod convert;
+
+use crate::fleet::{Connection, Fleet};
+use crate::store::{ChangeRecord, Store, StoreError};
+use canopy_core::{TokenHash, TokenHasher};
+use canopy_proto::v1::{
+    sync_request, sync_response, sync_server::Sync, ChangeBatch, SnapshotChunk, SyncHello,
+    SyncRequest, SyncResponse,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Changes per `ChangeBatch` when replaying a backlog.
+const BACKLOG_BATCH: usize = 512;
+/// Clients per snapshot chunk: keeps each message far below gRPC's 4 MiB default.
+const SNAPSHOT_CHUNK_CLIENTS: usize = 4096;
+/// An empty batch is sent this often when nothing changes, so data planes can tell a
+/// quiet control plane from a dead one.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a new stream may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SyncService {
+    store: Arc<Store>,
+    fleet: Arc<Fleet>,
+    data_plane_token: TokenHash,
+}
+
+impl SyncService {
+    /// `data_plane_token` is the hash (with the store's hasher) of the token data planes
+    /// must present.
+    pub fn new(store: Arc<Store>, fleet: Arc<Fleet>, data_plane_token: TokenHash) -> Self {
+        Self {
+            store,
+            fleet,
+            data_plane_token,
+        }
+    }
+
+    fn authenticate<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("data-plane token required"))?;
+        if self
+            .store
+            .hasher()
+            .verify(token.trim(), &self.data_plane_token)
+        {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("invalid data-plane token"))
+        }
+    }
+}
+
+type SyncStream = Pin<Box<dyn Stream<Item = Result<SyncResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Sync for SyncService {
+    type StreamStream = SyncStream;
+
+    async fn stream(
+        &self,
+        req: Request<Streaming<SyncRequest>>,
+    ) -> Result<Response<SyncStream>, Status> {
+        self.authenticate(&req)?;
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(SyncRequest {
+                msg: Some(sync_request::Msg::Hello(h)),
+            }))) => h,
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a hello",
+                ))
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no hello received")),
+        };
+        if hello.node_id.is_empty() {
+            return Err(Status::invalid_argument("hello.node_id must not be empty"));
+        }
+        // Subscribe before anything is read, so no change can fall between backlog and live.
+        let live = self.store.subscribe();
+        let (tx, rx) = mpsc::channel(16);
+        let held = if hello.has_state { hello.revision } else { 0 };
+        let connection = self.fleet.connect(&hello.node_id, &hello.address, held);
+        tracing::info!(node_id = %hello.node_id, address = %hello.address, revision = held, "data plane connected");
+        let session = Session {
+            store: Arc::clone(&self.store),
+            tx,
+            connection: Arc::new(connection),
+            sent: 0,
+        };
+        tokio::spawn(session.run(hello, live, inbound));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// One data plane's stream.
+struct Session {
+    store: Arc<Store>,
+    tx: mpsc::Sender<Result<SyncResponse, Status>>,
+    connection: Arc<Connection>,
+    /// The highest revision sent (or covered by the snapshot sent).
+    sent: u64,
+}
+
+/// Why a session ended.
+enum End {
+    /// The data plane went away (or the server is shutting down).
+    Closed,
+    Store(StoreError),
+    Internal(String),
+}
+
+impl From<StoreError> for End {
+    fn from(e: StoreError) -> Self {
+        End::Store(e)
+    }
+}
+
+impl Session {
+    async fn run(
+        mut self,
+        hello: SyncHello,
+        mut live: broadcast::Receiver<Arc<ChangeRecord>>,
+        inbound: Streaming<SyncRequest>,
+    ) {
+        let node_id = self.connection.node_id().to_owned();
+        let acks = tokio::spawn(read_acks(inbound, Arc::clone(&self.connection)));
+        let outcome = self.serve(&hello, &mut live).await;
+        acks.abort();
+        match outcome {
+            End::Closed => tracing::info!(%node_id, "data plane disconnected"),
+            End::Store(e) => {
+                tracing::error!(%node_id, error = %e, "sync stream failed");
+                let _ = self
+                    .tx
+                    .send(Err(Status::internal(format!(
+                        "control plane store error: {e}"
+                    ))))
+                    .await;
+            }
+            End::Internal(e) => {
+                tracing::error!(%node_id, error = %e, "sync stream failed");
+                let _ = self.tx.send(Err(Status::internal(e))).await;
+            }
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        hello: &SyncHello,
+        live: &mut broadcast::Receiver<Arc<ChangeRecord>>,
+    ) -> End {
+        let start = if hello.has_state && hello.revision <= self.store.revision() {
+            self.resume(hello.revision).await
+        } else {
+            self.snapshot().await
+        };
+        if let Err(e) = start {
+            return e;
+        }
+        loop {
+            let next = tokio::select! {
+                r = live.recv() => r,
+                _ = tokio::time::sleep(HEARTBEAT) => {
+                    if let Err(e) = self.send(sync_response::Msg::Changes(ChangeBatch::default())).await {
+                        return e;
+                    }
+                    continue;
+                }
+                _ = self.tx.closed() => return End::Closed,
+            };
+            let result = match next {
+                Ok(record) => self.send_live(&record).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => self.resume(self.sent).await,
+                Err(broadcast::error::RecvError::Closed) => return End::Closed,
+            };
+            if let Err(e) = result {
+                return e;
+            }
+        }
+    }
+
+    async fn send(&self, msg: sync_response::Msg) -> Result<(), End> {
+        self.tx
+            .send(Ok(SyncResponse { msg: Some(msg) }))
+            .await
+            .map_err(|_| End::Closed)
+    }
+
+    async fn send_live(&mut self, record: &ChangeRecord) -> Result<(), End> {
+        if record.revision <= self.sent {
+            return Ok(());
+        }
+        let change = convert::change(record);
+        self.send(sync_response::Msg::Changes(ChangeBatch {
+            changes: vec![change],
+        }))
+        .await?;
+        self.sent = record.revision;
+        Ok(())
+    }
+
+    /// Sends the changes after `from`, or a snapshot when they were compacted away.
+    async fn resume(&mut self, from: u64) -> Result<(), End> {
+        let Some(backlog) = self.store.changes_since(from)? else {
+            tracing::info!(node_id = %self.connection.node_id(), from, "change log compacted past the data plane's revision; sending a snapshot");
+            return self.snapshot().await;
+        };
+        self.sent = self.sent.max(from);
+        for batch in backlog.chunks(BACKLOG_BATCH) {
+            let changes = batch
+                .iter()
+                .filter(|r| r.revision > self.sent)
+                .map(convert::change)
+                .collect::<Vec<_>>();
+            if let Some(last) = batch.last() {
+                self.send(sync_response::Msg::Changes(ChangeBatch { changes }))
+                    .await?;
+                self.sent = self.sent.max(last.revision);
+            }
+        }
+        if backlog.is_empty() {
+            // Tell the data plane it is current, so it can report itself fresh and ready.
+            self.send(sync_response::Msg::Changes(ChangeBatch::default()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the whole state. The revision is read before the records: changes that land
+    /// while the records are read arrive again as live changes, and re-applying a change
+    /// record is idempotent (each carries the entity's full value).
+    async fn snapshot(&mut self) -> Result<(), End> {
+        let revision = self.store.revision();
+        let hasher: &TokenHasher = self.store.hasher();
+        let mut chunk = SnapshotChunk {
+            revision,
+            first: true,
+            last: false,
+            mode: convert::mode(self.store.mode()) as i32,
+            token_hash_key: hasher.key().to_vec(),
+            clients: Vec::new(),
+            servers: self.store.servers()?.iter().map(convert::server).collect(),
+        };
+        // sled iteration is synchronous; a snapshot of a million clients must not stall a
+        // runtime worker, so records are read in a blocking task and streamed back.
+        let (rec_tx, mut rec_rx) = mpsc::channel(4);
+        let store = Arc::clone(&self.store);
+        let reader = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS);
+            for client in store.clients() {
+                buf.push(convert::client(&client?));
+                if buf.len() == SNAPSHOT_CHUNK_CLIENTS {
+                    let full =
+                        std::mem::replace(&mut buf, Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS));
+                    if rec_tx.blocking_send(full).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                let _ = rec_tx.blocking_send(buf);
+            }
+            Ok(())
+        });
+        while let Some(clients) = rec_rx.recv().await {
+            chunk.clients = clients;
+            let next = SnapshotChunk {
+                revision,
+                ..Default::default()
+            };
+            self.send(sync_response::Msg::Snapshot(std::mem::replace(
+                &mut chunk, next,
+            )))
+            .await?;
+        }
+        match reader.await {
+            Ok(result) => result?,
+            Err(e) => return Err(End::Internal(format!("snapshot reader failed: {e}"))),
+        }
+        chunk.last = true;
+        self.send(sync_response::Msg::Snapshot(chunk)).await?;
+        self.sent = revision;
+        tracing::info!(node_id = %self.connection.node_id(), revision, "snapshot sent");
+        Ok(())
+    }
+}
+
+/// Records acks from the data plane's half of the stream.
+async fn read_acks(mut inbound: Streaming<SyncRequest>, connection: Arc<Connection>) {
+    loop {
+        match inbound.message().await {
+            Ok(Some(SyncRequest {
+                msg: Some(sync_request::Msg::Ack(ack)),
+            })) => connection.ack(ack.revision),
+            Ok(Some(_)) => connection.touch(),
+            Ok(None) | Err(_) => break,
+        }
+    }
+}

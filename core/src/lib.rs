@@ -1,0 +1,13 @@
+//! Domain rules every Canopy program agrees on: what a valid name is, how an allow list
+//! is read and evaluated, how tokens are generated, validated and hashed, and how a
+//! tool of an upstream is named to clients (`server__tool`).
+//!
+//! No I/O and no async here: the control plane, data plane and CLI all depend on it.
+
+pub mod name;
+pub mod scope;
+pub mod token;
+
+pub use name::{qualify, split_qualified, NameError};
+pub use scope::{AllowEntry, AllowList, ScopeError};
+pub use token::{TokenError, TokenHash, TokenHasher, TokenKind};

@@ -1,0 +1,82 @@
+//! The shared object every handler and the sync task hold.
+
+use bytes::Bytes;
+use canopy_mcp::protocol::{META_SERVER_INFO, SUPPORTED_VERSIONS};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::state::State;
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How long a modern client may cache a list or discover result.
+pub const LIST_TTL_MS: u64 = 30_000;
+
+/// What the HTTP surface is configured with.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+    /// Exact `Origin` values allowed besides absent and loopback origins.
+    pub allowed_origins: Vec<String>,
+    /// Past this staleness `/mcp` answers 503 (fail closed); `None` = serve while stale.
+    pub max_staleness: Option<Duration>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, allowed_origins: Vec::new(), max_staleness: None }
+    }
+}
+
+/// Bytes that are the same for every response, computed once.
+pub(crate) struct Wire {
+    /// `"io.modelcontextprotocol/serverInfo":{"name":"canopy","version":"…"}`
+    pub server_info_member: Bytes,
+    /// `{"name":"canopy","version":"…"}`
+    pub server_info: Bytes,
+    /// `,"resultType":"complete","ttlMs":…,"cacheScope":"private","_meta":{…}}`
+    pub list_tail_private: Bytes,
+    pub list_tail_public: Bytes,
+    pub discover: Bytes,
+}
+
+const CAPABILITIES: &str = r#"{"tools":{"listChanged":false},"prompts":{"listChanged":false}}"#;
+
+impl Wire {
+    fn new() -> Self {
+        let server_info = format!(r#"{{"name":"canopy","version":"{}"}}"#, env!("CARGO_PKG_VERSION"));
+        let member = format!(r#""{META_SERVER_INFO}":{server_info}"#);
+        let tail = |scope: &str| {
+            Bytes::from(format!(
+                r#","resultType":"complete","ttlMs":{LIST_TTL_MS},"cacheScope":"{scope}","_meta":{{{member}}}}}"#
+            ))
+        };
+        let versions = SUPPORTED_VERSIONS.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(",");
+        let discover = format!(
+            r#"{{"supportedVersions":[{versions}],"capabilities":{CAPABILITIES},"resultType":"complete","ttlMs":{LIST_TTL_MS},"cacheScope":"public","_meta":{{{member}}}}}"#
+        );
+        Wire {
+            server_info_member: Bytes::from(member.clone()),
+            server_info: Bytes::from(server_info),
+            list_tail_private: tail("private"),
+            list_tail_public: tail("public"),
+            discover: Bytes::from(discover),
+        }
+    }
+
+    pub fn capabilities(&self) -> &'static str {
+        CAPABILITIES
+    }
+}
+
+pub struct DataPlane {
+    pub state: State,
+    pub settings: HttpSettings,
+    pub(crate) wire: Wire,
+}
+
+impl DataPlane {
+    pub fn new(settings: HttpSettings) -> Arc<Self> {
+        Arc::new(Self { state: State::new(Arc::new(Metrics::default())), settings, wire: Wire::new() })
+    }
+}

@@ -1,0 +1,53 @@
+//! The HTTP surface: `/mcp`, `/servers/<name>/mcp`, `/healthz`, `/readyz`, `/metrics`.
+
+mod checks;
+mod envelope;
+mod mcp;
+mod modern;
+mod ops;
+mod reply;
+mod stamp;
+#[cfg(test)]
+mod tests;
+
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use http::header::ALLOW;
+use http::{HeaderValue, StatusCode};
+use std::sync::Arc;
+
+use crate::app::DataPlane;
+
+/// The data plane's routes. No middleware sits in front of `/mcp`: every check it needs
+/// (origin, media types, body limit, auth) runs inside the handler in a fixed order,
+/// so each failure gets its JSON-RPC body and the hot path pays for no extra layers.
+pub fn router(dp: Arc<DataPlane>) -> Router {
+    Router::new()
+        .route("/mcp", post(post_mcp).get(not_allowed).delete(not_allowed))
+        .route("/servers/{name}/mcp", post(post_server).get(not_allowed).delete(not_allowed))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(dp)
+}
+
+async fn post_mcp(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    mcp::serve(&dp, None, &parts.headers, body).await
+}
+
+async fn post_server(State(dp): State<Arc<DataPlane>>, Path(name): Path<String>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    mcp::serve(&dp, Some(&name), &parts.headers, body).await
+}
+
+/// Stateless: no GET stream, no session to DELETE.
+async fn not_allowed() -> Response {
+    let mut body = Vec::new();
+    reply::write_error(&mut body, None, canopy_mcp::jsonrpc::code::INVALID_REQUEST, "Method Not Allowed: use POST", None);
+    let mut r = reply::json(StatusCode::METHOD_NOT_ALLOWED, body);
+    r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+    r
+}

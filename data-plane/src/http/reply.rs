@@ -1,0 +1,196 @@
+//! Writing JSON-RPC responses, and the one place that maps failures to a JSON-RPC code
+//! and an HTTP status (STYLE §3).
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use canopy_mcp::jsonrpc::{code, ErrorObject};
+use canopy_mcp::protocol::SUPPORTED_VERSIONS;
+use canopy_mcp::upstream::UpstreamError;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+use serde_json::value::RawValue;
+
+use crate::json::push_str;
+
+/// Everything a request can fail with before or instead of a result.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    OriginForbidden,
+    UnsupportedMediaType,
+    NotAcceptable,
+    NotReady,
+    Stale,
+    Unauthorized,
+    UnknownServer(String),
+    BodyTooLarge,
+    BodyUnreadable,
+    Parse,
+    InvalidRequest(&'static str),
+    BatchUnsupported,
+    /// 2026-07-28: `_meta` missing or malformed.
+    BadMeta(&'static str),
+    /// 2026-07-28: a header missing, invalid or disagreeing with the body.
+    HeaderMismatch(String),
+    UnsupportedVersion(String),
+    /// `modern`: removed/unknown methods are 404 there, a plain JSON-RPC error before.
+    MethodNotFound { method: String, modern: bool },
+    InvalidParams(&'static str),
+    /// Out of scope and nonexistent look the same on purpose.
+    UnknownTool(String),
+    UnknownPrompt(String),
+    Upstream(UpstreamError),
+}
+
+impl Failure {
+    fn status_code_message(&self) -> (StatusCode, i64, String) {
+        use Failure::*;
+        match self {
+            OriginForbidden => (StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Origin not allowed".into()),
+            UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "Content-Type must be application/json".into())
+            }
+            NotAcceptable => {
+                (StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Accept must allow application/json".into())
+            }
+            NotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::INTERNAL_ERROR,
+                "data plane has no state from the control plane yet".into(),
+            ),
+            Stale => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::INTERNAL_ERROR,
+                "data plane state is older than --max-staleness; refusing to serve".into(),
+            ),
+            Unauthorized => {
+                (StatusCode::UNAUTHORIZED, code::INVALID_REQUEST, "Unauthorized: missing or invalid bearer token".into())
+            }
+            UnknownServer(s) => (StatusCode::NOT_FOUND, code::INVALID_REQUEST, format!("Unknown server: {s}")),
+            BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_REQUEST, "request body too large".into()),
+            BodyUnreadable => (StatusCode::BAD_REQUEST, code::PARSE_ERROR, "could not read request body".into()),
+            Parse => (StatusCode::BAD_REQUEST, code::PARSE_ERROR, "Parse error".into()),
+            InvalidRequest(m) => (StatusCode::BAD_REQUEST, code::INVALID_REQUEST, format!("Invalid Request: {m}")),
+            BatchUnsupported => (
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                "Invalid Request: JSON-RPC batches are not supported; send one message per POST".into(),
+            ),
+            BadMeta(m) => (StatusCode::BAD_REQUEST, code::INVALID_PARAMS, format!("Invalid params: {m}")),
+            HeaderMismatch(m) => (StatusCode::BAD_REQUEST, code::HEADER_MISMATCH, m.clone()),
+            UnsupportedVersion(v) => {
+                (StatusCode::BAD_REQUEST, code::UNSUPPORTED_VERSION, format!("Unsupported protocol version: {v}"))
+            }
+            MethodNotFound { method, modern } => (
+                if *modern { StatusCode::NOT_FOUND } else { StatusCode::OK },
+                code::METHOD_NOT_FOUND,
+                format!("Method not found: {method}"),
+            ),
+            InvalidParams(m) => (StatusCode::OK, code::INVALID_PARAMS, format!("Invalid params: {m}")),
+            UnknownTool(n) => (StatusCode::OK, code::INVALID_PARAMS, format!("Unknown tool: {n}")),
+            UnknownPrompt(n) => (StatusCode::OK, code::INVALID_PARAMS, format!("Unknown prompt: {n}")),
+            // The message names the server (UpstreamError's Display does).
+            Upstream(e) => (StatusCode::OK, code::INTERNAL_ERROR, e.to_string()),
+        }
+    }
+
+    fn data(&self) -> Option<Vec<u8>> {
+        match self {
+            Failure::UnsupportedVersion(v) => {
+                let mut d = b"{\"supported\":[".to_vec();
+                for (i, s) in SUPPORTED_VERSIONS.iter().enumerate() {
+                    if i > 0 {
+                        d.push(b',');
+                    }
+                    push_str(&mut d, s);
+                }
+                d.extend_from_slice(b"],\"requested\":");
+                push_str(&mut d, v);
+                d.push(b'}');
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn into_response(self, id: Option<&RawValue>) -> Response {
+        let (status, code, message) = self.status_code_message();
+        let data = self.data();
+        let mut body = Vec::with_capacity(96 + message.len());
+        write_error(&mut body, id, code, &message, data.as_deref());
+        let mut resp = json(status, body);
+        if matches!(self, Failure::Unauthorized) {
+            resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+fn write_id(out: &mut Vec<u8>, id: Option<&RawValue>) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    match id {
+        Some(id) => out.extend_from_slice(id.get().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+pub(crate) fn write_error(out: &mut Vec<u8>, id: Option<&RawValue>, code: i64, message: &str, data: Option<&[u8]>) {
+    write_id(out, id);
+    out.extend_from_slice(b",\"error\":{\"code\":");
+    out.extend_from_slice(code.to_string().as_bytes());
+    out.extend_from_slice(b",\"message\":");
+    push_str(out, message);
+    if let Some(d) = data {
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(d);
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// An upstream's JSON-RPC error, relayed with the client's id.
+pub(crate) fn write_upstream_error(out: &mut Vec<u8>, id: &RawValue, e: &ErrorObject) {
+    write_error(out, Some(id), e.code, &e.message, e.data.as_deref().map(|d| d.get().as_bytes()));
+}
+
+/// `{"jsonrpc":"2.0","id":…,"result":` — the caller writes the result and then `}`.
+pub(crate) fn open_result(out: &mut Vec<u8>, id: &RawValue) {
+    write_id(out, Some(id));
+    out.extend_from_slice(b",\"result\":");
+}
+
+pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut r = Response::new(Body::from(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub(crate) fn accepted() -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+/// An SSE stream: each relayed notification as one event, then the response.
+pub(crate) fn sse(notifications: &[Box<RawValue>], response: &[u8]) -> Response {
+    let mut out = Vec::with_capacity(response.len() + 64 * (notifications.len() + 1));
+    for n in notifications {
+        push_event(&mut out, n.get().as_bytes());
+    }
+    push_event(&mut out, response);
+    let mut r = Response::new(Body::from(out));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn push_event(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(b"event: message\n");
+    // JSON text may contain raw newlines between tokens; SSE needs one `data:` per line.
+    for line in data.split(|&b| b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}

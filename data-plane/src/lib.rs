@@ -1,0 +1,24 @@
+//! canopy-data-plane: the part of Canopy that AI clients talk to.
+//!
+//! Does: serve MCP at `POST /mcp` (both protocol eras, stateless) and
+//! `POST /servers/<name>/mcp`; authorize every request from memory; keep that memory in
+//! sync with the control plane over one gRPC stream (and a local cache file); forward
+//! calls to upstream servers through `canopy-mcp`; expose `/healthz`, `/readyz`,
+//! `/metrics`.
+//!
+//! Does not: store anything authoritative (the control plane does), issue sessions,
+//! serve resources, or discover upstream catalogues (the control plane does).
+
+pub mod app;
+pub mod cache;
+pub mod http;
+mod json;
+pub mod metrics;
+mod serve;
+pub mod state;
+pub mod status;
+pub mod sync;
+
+pub use app::{DataPlane, HttpSettings};
+pub use http::router;
+pub use serve::{serve, DataPlaneConfig, DataPlaneError, DRAIN_TIMEOUT};

@@ -1,0 +1,103 @@
+//! `canopy-data-plane`: flags and environment → [`canopy_data_plane::serve`].
+
+use anyhow::{bail, Context};
+use canopy_data_plane::{serve, DataPlaneConfig};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Canopy data plane: serves MCP at /mcp, authorizes from memory, syncs from the control plane.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// gRPC URL of the control plane.
+    #[arg(long, env = "CANOPY_CONTROL_PLANE", default_value = "http://127.0.0.1:9090")]
+    control_plane: String,
+    /// Address to serve HTTP on.
+    #[arg(long, env = "CANOPY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Identifier reported to the control plane (default: hostname-pid).
+    #[arg(long, env = "CANOPY_NODE_ID")]
+    node_id: Option<String>,
+    /// Keep the applied state here (mode 0600) and serve from it when the control plane is down at start.
+    #[arg(long, env = "CANOPY_CACHE_FILE")]
+    cache_file: Option<PathBuf>,
+    /// Refuse /mcp with 503 when the state is older than this (e.g. 5m). Default: serve while stale.
+    #[arg(long, env = "CANOPY_MAX_STALENESS", value_parser = humantime::parse_duration)]
+    max_staleness: Option<std::time::Duration>,
+    /// File holding the data-plane token (else CANOPY_DATA_PLANE_TOKEN).
+    #[arg(long, env = "CANOPY_DATA_PLANE_TOKEN_FILE")]
+    data_plane_token_file: Option<PathBuf>,
+    /// Largest accepted request body.
+    #[arg(long, env = "CANOPY_MAX_BODY_BYTES", default_value_t = canopy_data_plane::app::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Comma-separated Origin values allowed besides loopback origins.
+    #[arg(long, env = "CANOPY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+}
+
+fn token(args: &Args) -> anyhow::Result<String> {
+    if let Ok(t) = std::env::var("CANOPY_DATA_PLANE_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_owned());
+        }
+    }
+    if let Some(f) = &args.data_plane_token_file {
+        let t = std::fs::read_to_string(f).with_context(|| format!("cannot read data-plane token file {}", f.display()))?;
+        if t.trim().is_empty() {
+            bail!("data-plane token file {} is empty", f.display());
+        }
+        return Ok(t.trim().to_owned());
+    }
+    bail!("no data-plane token: set CANOPY_DATA_PLANE_TOKEN or pass --data-plane-token-file (the control plane writes one to <data-dir>/data-plane.token)")
+}
+
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "data-plane".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let token = token(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut config = DataPlaneConfig::new(args.control_plane.clone(), args.node_id.clone().unwrap_or_else(default_node_id), token);
+    config.listen = Some(listener.local_addr().context("listener address")?);
+    config.cache_file = args.cache_file.clone();
+    config.max_staleness = args.max_staleness;
+    config.max_body_bytes = args.max_body_bytes;
+    config.allowed_origins = args.allowed_origins.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    serve(config, listener, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Running a data plane: cache load, sync task, cache writer, HTTP server, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+use crate::app::{DataPlane, HttpSettings, DEFAULT_MAX_BODY_BYTES};
+use crate::cache;
+use crate::sync::{self, SyncConfig};
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct DataPlaneConfig {
+    /// `http://host:port` of the control plane's gRPC listener.
+    pub control_plane: String,
+    /// The address reported to the control plane (the listener's address when unset).
+    pub listen: Option<SocketAddr>,
+    pub node_id: String,
+    pub data_plane_token: String,
+    pub cache_file: Option<PathBuf>,
+    pub max_staleness: Option<Duration>,
+    pub max_body_bytes: usize,
+    /// Exact Origin values allowed in addition to absent and loopback origins.
+    pub allowed_origins: Vec<String>,
+}
+
+impl DataPlaneConfig {
+    pub fn new(control_plane: impl Into<String>, node_id: impl Into<String>, data_plane_token: impl Into<String>) -> Self {
+        Self {
+            control_plane: control_plane.into(),
+            listen: None,
+            node_id: node_id.into(),
+            data_plane_token: data_plane_token.into(),
+            cache_file: None,
+            max_staleness: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DataPlaneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlaneConfig")
+            .field("control_plane", &self.control_plane)
+            .field("listen", &self.listen)
+            .field("node_id", &self.node_id)
+            .field("data_plane_token", &"<redacted>")
+            .field("cache_file", &self.cache_file)
+            .field("max_staleness", &self.max_staleness)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish()
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DataPlaneError {
+    #[error("the data-plane token is empty")]
+    EmptyToken,
+    #[error("cannot read the listener address: {0}")]
+    Listener(std::io::Error),
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests (bounded by
+/// [`DRAIN_TIMEOUT`]) and writes the cache file one last time.
+pub async fn serve(
+    config: DataPlaneConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DataPlaneError> {
+    if config.data_plane_token.is_empty() {
+        return Err(DataPlaneError::EmptyToken);
+    }
+    let local = listener.local_addr().map_err(DataPlaneError::Listener)?;
+    let dp = DataPlane::new(HttpSettings {
+        max_body_bytes: config.max_body_bytes,
+        allowed_origins: config.allowed_origins.clone(),
+        max_staleness: config.max_staleness,
+    });
+
+    if let Some(path) = &config.cache_file {
+        match cache::load(&dp.state, path) {
+            Ok(Some(rev)) => tracing::info!(revision = rev, path = %path.display(), "serving from the cache file until the control plane answers"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "ignoring the cache file"),
+        }
+    }
+
+    let sync_cfg = SyncConfig {
+        control_plane: config.control_plane.clone(),
+        token: config.data_plane_token.clone(),
+        node_id: config.node_id.clone(),
+        address: config.listen.unwrap_or(local).to_string(),
+    };
+    let sync_task = tokio::spawn(sync::run(dp.clone(), sync_cfg));
+    let cache_task = config.cache_file.clone().map(|p| tokio::spawn(cache::run_writer(dp.clone(), p)));
+
+    tracing::info!("listening on {local}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::http::router(dp.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = shutdown => {
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("drain timed out after {DRAIN_TIMEOUT:?}; closing remaining connections");
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    sync_task.abort();
+    if let Some(t) = cache_task {
+        t.abort();
+    }
+    if let Some(path) = &config.cache_file {
+        cache::flush(&dp, path).await;
+    }
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DataPlaneError::Serve(e)),
+        Err(e) => Err(DataPlaneError::Serve(std::io::Error::other(e))),
+    }
+}

@@ -1,0 +1,374 @@
+//! Streamable HTTP upstreams, both protocol eras.
+//!
+//! Era selection happens once per connection: a 2026-07-28 `server/discover` probe; a
+//! result listing 2026-07-28 selects modern mode (no handshake, `_meta` + headers on every
+//! request), anything else falls back to the `initialize` handshake (session id and
+//! negotiated version sent on every later request, re-initialized once on HTTP 404).
+//!
+//! The connection state is an `ArcSwapOption`: the request path only loads it. Setting it
+//! up is serialized by a mutex that is never touched when a connection exists, so
+//! concurrent first callers cause one handshake, not many.
+
+mod reply;
+
+use arc_swap::ArcSwapOption;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::reply::Reply;
+use super::handshake::{self, ConnInfo};
+use super::rpc::{self, IdGen};
+use super::{describe_reqwest, modern, UpstreamConfig, UpstreamError, UpstreamResponse};
+use crate::protocol::{
+    HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, MODERN_VERSION,
+};
+
+pub(crate) struct HttpTransport {
+    cfg: Arc<UpstreamConfig>,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// Credentials, registered headers, Accept and Content-Type.
+    base: HeaderMap,
+    ids: IdGen,
+    state: ArcSwapOption<Session>,
+    init: tokio::sync::Mutex<()>,
+}
+
+/// One established connection: which era, and the handshake's version and session.
+#[derive(Debug)]
+struct Session {
+    modern: bool,
+    info: ConnInfo,
+    version: HeaderValue,
+    session_id: Option<HeaderValue>,
+}
+
+/// An HTTP client tuned for long-lived pooled use. Shared by the HTTP transports.
+pub(crate) fn build_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot create an HTTP client: {}", describe_reqwest(e)))
+}
+
+/// The registered URL, checked once.
+pub(crate) fn parse_url(cfg: &UpstreamConfig) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(&cfg.url).map_err(|e| format!("invalid url: {e}"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!("url scheme '{other}' is not http or https")),
+    }
+}
+
+/// Registered credentials and headers. Values are marked sensitive so they never show in
+/// Debug output; errors name the header, never its value.
+pub(crate) fn credential_headers(cfg: &UpstreamConfig) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (k, v) in &cfg.headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("invalid header name '{k}'"))?;
+        let mut value = HeaderValue::from_str(v)
+            .map_err(|_| format!("value of header '{k}' is not a valid HTTP value"))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    if let Some(token) = &cfg.bearer_token {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "bearer token is not a valid HTTP header value".to_owned())?;
+        value.set_sensitive(true);
+        map.insert(http::header::AUTHORIZATION, value);
+    }
+    Ok(map)
+}
+
+enum Sent {
+    Done(UpstreamResponse),
+    /// HTTP 404 on a request that carried a session id: the session is gone.
+    SessionExpired,
+}
+
+impl HttpTransport {
+    pub(crate) fn new(cfg: Arc<UpstreamConfig>) -> Result<Self, String> {
+        let url = parse_url(&cfg)?;
+        let mut base = credential_headers(&cfg)?;
+        base.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        base.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(Self {
+            client: build_client()?,
+            cfg,
+            url,
+            base,
+            ids: IdGen::new(),
+            state: ArcSwapOption::empty(),
+            init: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn server(&self) -> String {
+        self.cfg.name.clone()
+    }
+
+    pub(crate) async fn connect(&self) -> Result<ConnInfo, UpstreamError> {
+        Ok(self.session().await?.info.clone())
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let session = self.session().await?;
+        match self.send(&session, method, params).await? {
+            Sent::Done(r) => Ok(r),
+            Sent::SessionExpired => {
+                tracing::info!(server = %self.cfg.name, "upstream session expired, initializing again");
+                let fresh = self.reconnect(&session).await?;
+                match self.send(&fresh, method, params).await? {
+                    Sent::Done(r) => Ok(r),
+                    Sent::SessionExpired => Err(UpstreamError::HttpStatus {
+                        server: self.server(),
+                        status: 404,
+                    }),
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        let Some(session) = self.state.swap(None) else {
+            return;
+        };
+        let Some(sid) = &session.session_id else {
+            return;
+        };
+        // Best effort: tell a stateful server it can drop our session.
+        let req = self
+            .client
+            .delete(self.url.clone())
+            .headers(self.base.clone())
+            .header(HEADER_SESSION_ID, sid.clone())
+            .header(HEADER_PROTOCOL_VERSION, session.version.clone())
+            .timeout(Duration::from_secs(5));
+        if let Err(e) = req.send().await {
+            tracing::debug!(server = %self.cfg.name, error = %describe_reqwest(e), "closing upstream session failed");
+        }
+    }
+
+    async fn session(&self) -> Result<Arc<Session>, UpstreamError> {
+        if let Some(s) = self.state.load_full() {
+            return Ok(s);
+        }
+        let _guard = self.init.lock().await;
+        if let Some(s) = self.state.load_full() {
+            return Ok(s);
+        }
+        let s = Arc::new(self.establish().await?);
+        self.state.store(Some(Arc::clone(&s)));
+        Ok(s)
+    }
+
+    /// Replaces `stale` unless another caller already did.
+    async fn reconnect(&self, stale: &Arc<Session>) -> Result<Arc<Session>, UpstreamError> {
+        let _guard = self.init.lock().await;
+        if let Some(cur) = self.state.load_full() {
+            if !Arc::ptr_eq(&cur, stale) {
+                return Ok(cur);
+            }
+        }
+        self.state.store(None);
+        let s = Arc::new(self.establish().await?);
+        self.state.store(Some(Arc::clone(&s)));
+        Ok(s)
+    }
+
+    async fn establish(&self) -> Result<Session, UpstreamError> {
+        if let Some(info) = self.probe_modern().await? {
+            tracing::debug!(server = %self.cfg.name, "upstream speaks 2026-07-28");
+            return Ok(Session {
+                modern: true,
+                info,
+                version: HeaderValue::from_static(MODERN_VERSION),
+                session_id: None,
+            });
+        }
+        self.handshake().await
+    }
+
+    /// `Ok(None)`: not a modern server, fall back to the handshake. Only failures that
+    /// the handshake would hit too (unreachable, refused credentials) are errors.
+    async fn probe_modern(&self) -> Result<Option<ConnInfo>, UpstreamError> {
+        let id = self.ids.next();
+        let body = rpc::encode(
+            Some(id),
+            "server/discover",
+            Some(handshake::DISCOVER_PARAMS),
+        );
+        let resp = self
+            .post(body)
+            .header(HEADER_PROTOCOL_VERSION, MODERN_VERSION)
+            .header(HEADER_METHOD, "server/discover")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(UpstreamError::HttpStatus {
+                server: self.server(),
+                status,
+            });
+        }
+        match reply::read(resp, id, &self.cfg.name).await {
+            Ok(Reply {
+                response:
+                    UpstreamResponse {
+                        outcome: Ok(result),
+                        ..
+                    },
+                ..
+            }) => Ok(handshake::parse_discover(&result)),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::debug!(server = %self.cfg.name, error = %e, "server/discover probe failed; using the handshake");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn handshake(&self) -> Result<Session, UpstreamError> {
+        let id = self.ids.next();
+        let body = rpc::encode(Some(id), "initialize", Some(handshake::INITIALIZE_PARAMS));
+        let resp = self
+            .post(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let session_id = resp.headers().get(HEADER_SESSION_ID).cloned();
+        let reply = reply::read(resp, id, &self.cfg.name).await?;
+        let result = reply.response.outcome.map_err(|e| UpstreamError::Rpc {
+            server: self.server(),
+            method: "initialize".into(),
+            code: e.code,
+            message: e.message,
+        })?;
+        let info = handshake::parse_initialize(&result).map_err(|reason| self.protocol(reason))?;
+        let version = HeaderValue::from_str(&info.protocol_version)
+            .map_err(|_| self.protocol("initialize answered an unusable protocolVersion".into()))?;
+        let session = Session {
+            modern: false,
+            info,
+            version,
+            session_id,
+        };
+        let note = rpc::encode(None, "notifications/initialized", None);
+        let resp = self
+            .with_session(self.post(note), &session)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            return Err(UpstreamError::HttpStatus {
+                server: self.server(),
+                status: resp.status().as_u16(),
+            });
+        }
+        tracing::debug!(server = %self.cfg.name, version = %session.info.protocol_version, "upstream initialized");
+        Ok(session)
+    }
+
+    async fn send(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Sent, UpstreamError> {
+        let id = self.ids.next();
+        let req = if session.modern {
+            let shaped =
+                modern::shape(method, params).map_err(|reason| UpstreamError::InvalidParams {
+                    server: self.server(),
+                    reason,
+                })?;
+            let method_value =
+                HeaderValue::from_str(method).map_err(|_| UpstreamError::InvalidParams {
+                    server: self.server(),
+                    reason: "method is not a valid header value".into(),
+                })?;
+            let mut req = self
+                .post(rpc::encode(Some(id), method, Some(&shaped.params)))
+                .header(HEADER_PROTOCOL_VERSION, session.version.clone())
+                .header(HEADER_METHOD, method_value);
+            if let Some(name) = shaped.name {
+                let value = HeaderValue::from_str(&modern::header_value(&name)).map_err(|_| {
+                    UpstreamError::InvalidParams {
+                        server: self.server(),
+                        reason: "name is not encodable".into(),
+                    }
+                })?;
+                req = req.header(HEADER_NAME, value);
+            }
+            req
+        } else {
+            self.with_session(
+                self.post(rpc::encode(Some(id), method, params.map(RawValue::get))),
+                session,
+            )
+        };
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND && session.session_id.is_some() {
+            return Ok(Sent::SessionExpired);
+        }
+        let reply = reply::read(resp, id, &self.cfg.name).await?;
+        // Server-to-client requests (handshake era only): refuse each, on the same session,
+        // so the server is not left waiting. Their answers carry nothing we need.
+        for answer in reply.server_requests {
+            let post = self.with_session(self.post(answer), session);
+            if let Err(e) = post.send().await {
+                tracing::debug!(server = %self.cfg.name, error = %describe_reqwest(e), "refusing a server request failed");
+            }
+        }
+        Ok(Sent::Done(reply.response))
+    }
+
+    fn post(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url.clone())
+            .headers(self.base.clone())
+            .body(body)
+    }
+
+    fn with_session(
+        &self,
+        req: reqwest::RequestBuilder,
+        session: &Session,
+    ) -> reqwest::RequestBuilder {
+        let req = req.header(HEADER_PROTOCOL_VERSION, session.version.clone());
+        match &session.session_id {
+            Some(sid) => req.header(HEADER_SESSION_ID, sid.clone()),
+            None => req,
+        }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
+        UpstreamError::Unreachable {
+            server: self.server(),
+            reason: describe_reqwest(e),
+        }
+    }
+
+    fn protocol(&self, reason: String) -> UpstreamError {
+        UpstreamError::Protocol {
+            server: self.server(),
+            reason,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+use super::*;
+
+fn raw(s: &str) -> Box<RawValue> {
+    RawValue::from_string(s.to_owned()).expect("test JSON")
+}
+
+#[test]
+fn meta_added_and_values_kept_verbatim() {
+    let p = raw(r#"{"name":"echo","arguments":{"b": 1.50,"a":[ 1 ]}}"#);
+    let s = shape("tools/call", Some(&p)).expect("shaped");
+    assert_eq!(s.name.as_deref(), Some("echo"));
+    assert_eq!(
+        s.params,
+        format!(r#"{{"_meta":{DEFAULT_META},"name":"echo","arguments":{{"b": 1.50,"a":[ 1 ]}}}}"#)
+    );
+}
+
+#[test]
+fn meta_created_for_absent_params() {
+    let s = shape("tools/list", None).expect("shaped");
+    let v: serde_json::Value = serde_json::from_str(&s.params).expect("json");
+    assert_eq!(v["_meta"][META_PROTOCOL_VERSION], MODERN_VERSION);
+    assert_eq!(v["_meta"][META_CLIENT_CAPABILITIES], serde_json::json!({}));
+    assert!(s.name.is_none());
+}
+
+#[test]
+fn existing_meta_is_merged() {
+    let p = raw(
+        r#"{"uri":"file:///x","_meta":{"progressToken":"p1","io.modelcontextprotocol/protocolVersion":"2025-11-25"}}"#,
+    );
+    let s = shape("resources/read", Some(&p)).expect("shaped");
+    assert_eq!(s.name.as_deref(), Some("file:///x"));
+    let v: serde_json::Value = serde_json::from_str(&s.params).expect("json");
+    assert_eq!(v["_meta"]["progressToken"], "p1");
+    assert_eq!(v["_meta"][META_PROTOCOL_VERSION], MODERN_VERSION);
+    assert!(s.params.starts_with(r#"{"uri":"file:///x","_meta":"#));
+}
+
+#[test]
+fn bad_params_are_rejected() {
+    assert!(shape("tools/list", Some(&raw("[1]"))).is_err());
+    assert!(shape("tools/call", Some(&raw(r#"{"arguments":{}}"#))).is_err());
+    assert!(shape("tools/list", Some(&raw(r#"{"_meta":3}"#))).is_err());
+}
+
+#[test]
+fn header_values() {
+    assert_eq!(header_value("get_weather"), "get_weather");
+    assert_eq!(header_value("héllo"), "=?base64?aMOpbGxv?=");
+    assert_eq!(header_value(" x"), "=?base64?IHg=?=");
+}

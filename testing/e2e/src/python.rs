@@ -1,0 +1,158 @@
+//! Fixtures built on the official Python SDK (`mcp` from PyPI, in the test venv):
+//! `testing/python/server.py` as an upstream and `testing/python/client.py` as an MCP client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::control_plane::clear_canopy_env;
+use crate::fixture::{read_listening_line, StdioCommand};
+use crate::paths::{venv_python, workspace_root};
+use crate::process::ChildProcess;
+use crate::CLI_DEADLINE;
+
+fn script(name: &str) -> PathBuf {
+    workspace_root().join("testing").join("python").join(name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PyTransport {
+    /// Streamable HTTP at `/mcp`; `stateless` = no sessions, JSON responses.
+    StreamableHttp { stateless: bool },
+    /// Legacy HTTP+SSE at `/sse` (+ `/messages/`).
+    Sse,
+}
+
+/// A running `server.py` upstream.
+#[derive(Debug)]
+pub struct PythonServer {
+    process: ChildProcess,
+    addr: SocketAddr,
+    transport: PyTransport,
+    logs: TempDir,
+}
+
+impl PythonServer {
+    pub fn start(transport: PyTransport) -> Self {
+        Self::start_named(transport, "canopy-python-fixture")
+    }
+
+    pub fn start_named(transport: PyTransport, name: &str) -> Self {
+        let logs = tempfile::Builder::new()
+            .prefix("canopy-pyfixture-")
+            .tempdir()
+            .expect("cannot create a temp dir for python fixture logs");
+        let mut cmd = Command::new(venv_python());
+        cmd.arg(script("server.py"));
+        match transport {
+            PyTransport::StreamableHttp { stateless } => {
+                cmd.args(["--transport", "streamable-http"]);
+                if stateless {
+                    cmd.arg("--stateless");
+                }
+            }
+            PyTransport::Sse => {
+                cmd.args(["--transport", "sse"]);
+            }
+        }
+        cmd.args(["--port", "0", "--name", name]);
+        clear_canopy_env(&mut cmd);
+        cmd.env("PYTHONUNBUFFERED", "1");
+        let stderr_path = logs.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("cannot create python log");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let mut process = ChildProcess::spawn("python server.py", cmd);
+        let addr = read_listening_line(&mut process, &logs.path().join("stdout.log"), &stderr_path);
+        Self {
+            process,
+            addr,
+            transport,
+            logs,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/mcp` (streamable HTTP) or `http://127.0.0.1:PORT/sse` (SSE).
+    pub fn url(&self) -> String {
+        match self.transport {
+            PyTransport::StreamableHttp { .. } => format!("http://{}/mcp", self.addr),
+            PyTransport::Sse => format!("http://{}/sse", self.addr),
+        }
+    }
+
+    /// The `transport` value for `register -c`.
+    pub fn transport_name(&self) -> &'static str {
+        match self.transport {
+            PyTransport::StreamableHttp { .. } => "streamable_http",
+            PyTransport::Sse => "sse",
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stderr_log(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    /// `server.py --transport stdio` as a command line, for registration.
+    pub fn stdio_command() -> StdioCommand {
+        StdioCommand {
+            command: venv_python().display().to_string(),
+            args: vec![
+                script("server.py").display().to_string(),
+                "--transport".to_owned(),
+                "stdio".to_owned(),
+            ],
+        }
+    }
+}
+
+/// Run `client.py <url> [--token T] --mode <mode> <extra>` and return its JSON document:
+/// `{"ok", "protocol_version", "server_info", "tools", "prompts", "call", "prompt", "error",
+/// "http_statuses"}` (see the script's docstring). `mode` is `legacy`, `auto` or a modern version.
+/// Extra args, e.g. `["--call", "echo", "--args", r#"{"message":"hi"}"#]`.
+pub fn python_client(url: &str, token: Option<&str>, mode: &str, extra: &[&str]) -> Value {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(script("client.py")).arg(url).args(["--mode", mode]);
+    if let Some(token) = token {
+        cmd.args(["--token", token]);
+    }
+    cmd.args(extra);
+    clear_canopy_env(&mut cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut process = ChildProcess::spawn("python client.py", cmd);
+    let stdout = process.child_mut().stdout.take();
+    let stderr = process.child_mut().stderr.take();
+    let read = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = read(stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+    let err = read(stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+    if process.wait_timeout(CLI_DEADLINE).is_none() {
+        process.kill9();
+        panic!("client.py {url} did not finish within {CLI_DEADLINE:?}");
+    }
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("client.py printed no JSON document ({e});\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    })
+}
