@@ -161,6 +161,12 @@ Exits 4 when the tool answers with isError: true.")]
 
     /// Show the CLI's version and, if reachable, the control plane's version and mode.
     Version,
+
+    /// Run a control plane and one data plane in this process (quick start).
+    ///
+    /// The data plane syncs from the control plane over gRPC exactly like a remote one.
+    /// Stop with Ctrl-C or SIGTERM: in-flight requests finish, the store is flushed.
+    Start(crate::commands::start::StartArgs),
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod data_planes;
 pub mod servers;
 pub mod session;
+pub mod start;
 pub mod tools;
 pub mod users;
 
@@ -31,8 +32,13 @@ use crate::output::{self, MutationReport};
 const WAIT_SLACK: Duration = Duration::from_secs(30);
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    // `start` runs the services; it needs neither a registry nor a token.
+    let command = match cli.command {
+        Command::Start(a) => return start::run(a).await,
+        other => other,
+    };
     let ctx = Ctx::new(cli.registry, cli.output)?;
-    match cli.command {
+    match command {
         Command::InitServer(a) => session::init_server(&ctx, a).await,
         Command::Login(a) => session::login(&ctx, a).await,
         Command::Whoami => session::whoami(&ctx).await,
@@ -54,6 +60,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Refresh(RefreshCommand::Server(a)) => servers::refresh(&ctx, a).await,
         Command::Usage(a) => tools::usage(&ctx, a).await,
         Command::Invoke(a) => tools::invoke(&ctx, a).await,
+        Command::Start(a) => start::run(a).await,
     }
 }
 

@@ -24,7 +24,11 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, allowed_origins: Vec::new(), max_staleness: None }
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_origins: Vec::new(),
+            max_staleness: None,
+        }
     }
 }
 
@@ -44,14 +48,21 @@ const CAPABILITIES: &str = r#"{"tools":{"listChanged":false},"prompts":{"listCha
 
 impl Wire {
     fn new() -> Self {
-        let server_info = format!(r#"{{"name":"canopy","version":"{}"}}"#, env!("CARGO_PKG_VERSION"));
+        let server_info = format!(
+            r#"{{"name":"canopy","version":"{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
         let member = format!(r#""{META_SERVER_INFO}":{server_info}"#);
         let tail = |scope: &str| {
             Bytes::from(format!(
                 r#","resultType":"complete","ttlMs":{LIST_TTL_MS},"cacheScope":"{scope}","_meta":{{{member}}}}}"#
             ))
         };
-        let versions = SUPPORTED_VERSIONS.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(",");
+        let versions = SUPPORTED_VERSIONS
+            .iter()
+            .map(|v| format!("\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(",");
         let discover = format!(
             r#"{{"supportedVersions":[{versions}],"capabilities":{CAPABILITIES},"resultType":"complete","ttlMs":{LIST_TTL_MS},"cacheScope":"public","_meta":{{{member}}}}}"#
         );
@@ -77,6 +88,10 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn new(settings: HttpSettings) -> Arc<Self> {
-        Arc::new(Self { state: State::new(Arc::new(Metrics::default())), settings, wire: Wire::new() })
+        Arc::new(Self {
+            state: State::new(Arc::new(Metrics::default())),
+            settings,
+            wire: Wire::new(),
+        })
     }
 }

@@ -28,7 +28,10 @@ const DEBOUNCE: Duration = Duration::from_millis(500);
 #[derive(Debug, Error)]
 pub enum CacheError {
     #[error("cache file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cache file {0} is not a Canopy data-plane cache")]
     Format(PathBuf),
     #[error("cache file {path} is damaged: {reason}")]
@@ -38,18 +41,25 @@ pub enum CacheError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io { path: path.to_owned(), source }
+    move |source| CacheError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Writes the applied state; returns the revision written (`None` = no state yet).
 pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let guard = state.writer();
-    let Some(w) = guard.as_ref() else { return Ok(None) };
+    let Some(w) = guard.as_ref() else {
+        return Ok(None);
+    };
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -77,12 +87,19 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                         tokens: c
                             .tokens
                             .iter()
-                            .map(|t| pb::TokenHash { hash: t.hash.0.to_vec(), expires_at_ms: t.expires_at_ms })
+                            .map(|t| pb::TokenHash {
+                                hash: t.hash.0.to_vec(),
+                                expires_at_ms: t.expires_at_ms,
+                            })
                             .collect(),
                         allowed: c.scope.allow().to_strings(),
                     })
                     .collect(),
-                servers: if first { w.servers.values().map(|s| s.source.clone()).collect() } else { Vec::new() },
+                servers: if first {
+                    w.servers.values().map(|s| s.source.clone()).collect()
+                } else {
+                    Vec::new()
+                },
             };
             out.write_all(&chunk.encode_length_delimited_to_vec())?;
             first = false;
@@ -97,7 +114,10 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     drop(guard);
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(CacheError::Io { path: tmp, source: e });
+        return Err(CacheError::Io {
+            path: tmp,
+            source: e,
+        });
     }
     fs::rename(&tmp, path).map_err(io(path))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -113,23 +133,41 @@ pub fn load(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     match File::open(path) {
         Ok(mut f) => f.read_to_end(&mut data).map_err(io(path))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CacheError::Io { path: path.to_owned(), source: e }),
+        Err(e) => {
+            return Err(CacheError::Io {
+                path: path.to_owned(),
+                source: e,
+            })
+        }
     };
-    let rest = data.strip_prefix(MAGIC).ok_or_else(|| CacheError::Format(path.to_owned()))?;
+    let rest = data
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| CacheError::Format(path.to_owned()))?;
     if rest.len() < 8 {
         return Err(CacheError::Format(path.to_owned()));
     }
     let (ts, mut buf) = rest.split_at(8);
-    let written_at = u64::from_le_bytes(<[u8; 8]>::try_from(ts).map_err(|_| CacheError::Format(path.to_owned()))?);
-    let decode = |reason: String| CacheError::Decode { path: path.to_owned(), reason };
-    let apply = |source| CacheError::Apply { path: path.to_owned(), source };
+    let written_at = u64::from_le_bytes(
+        <[u8; 8]>::try_from(ts).map_err(|_| CacheError::Format(path.to_owned()))?,
+    );
+    let decode = |reason: String| CacheError::Decode {
+        path: path.to_owned(),
+        reason,
+    };
+    let apply = |source| CacheError::Apply {
+        path: path.to_owned(),
+        source,
+    };
     let mut builder: Option<SnapshotBuilder> = None;
     while !buf.is_empty() {
-        let chunk = pb::SnapshotChunk::decode_length_delimited(&mut buf).map_err(|e| decode(e.to_string()))?;
+        let chunk = pb::SnapshotChunk::decode_length_delimited(&mut buf)
+            .map_err(|e| decode(e.to_string()))?;
         if chunk.first {
             builder = Some(SnapshotBuilder::new(&chunk).map_err(apply)?);
         }
-        let b = builder.as_mut().ok_or_else(|| decode("no first chunk".into()))?;
+        let b = builder
+            .as_mut()
+            .ok_or_else(|| decode("no first chunk".into()))?;
         if b.add(chunk).map_err(apply)? {
             break;
         }
@@ -164,6 +202,7 @@ pub async fn flush(dp: &Arc<DataPlane>, path: &Path) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
@@ -175,24 +214,40 @@ mod tests {
         let path = dir.path().join("state.cache");
         let s = State::new(Arc::new(Metrics::default()));
         assert_eq!(write(&s, &path).unwrap(), None);
-        let clients = (0..5000).map(|i| client(&format!("c{i}"), &format!("token-{i:012}"), &["gh"])).collect();
-        install(&s, snapshot(42, clients, vec![server("gh", "http://x", &["search"])]));
+        let clients = (0..5000)
+            .map(|i| client(&format!("c{i}"), &format!("token-{i:012}"), &["gh"]))
+            .collect();
+        install(
+            &s,
+            snapshot(42, clients, vec![server("gh", "http://x", &["search"])]),
+        );
         assert_eq!(write(&s, &path).unwrap(), Some(42));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let raw = fs::read(&path).unwrap();
-        assert!(!raw.windows(b"token-000000000001".len()).any(|w| w == b"token-000000000001"));
+        assert!(!raw
+            .windows(b"token-000000000001".len())
+            .any(|w| w == b"token-000000000001"));
 
         let t = State::new(Arc::new(Metrics::default()));
         assert_eq!(load(&t, &path).unwrap(), Some(42));
         let v = t.load_view().unwrap();
-        let c = v.tokens.lookup(&v.hasher.hash("token-000000004999"), 0).unwrap();
+        let c = v
+            .tokens
+            .lookup(&v.hasher.hash("token-000000004999"), 0)
+            .unwrap();
         assert_eq!(&*c.name, "c4999");
         assert!(c.scope.allow().allows_server("gh"));
-        assert!(v.catalog.get(crate::state::Kind::Tool, "gh__search").is_some());
+        assert!(v
+            .catalog
+            .get(crate::state::Kind::Tool, "gh__search")
+            .is_some());
         assert_eq!(t.applied_revision(), 42);
     }
 

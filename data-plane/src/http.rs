@@ -26,7 +26,10 @@ use crate::app::DataPlane;
 pub fn router(dp: Arc<DataPlane>) -> Router {
     Router::new()
         .route("/mcp", post(post_mcp).get(not_allowed).delete(not_allowed))
-        .route("/servers/{name}/mcp", post(post_server).get(not_allowed).delete(not_allowed))
+        .route(
+            "/servers/{name}/mcp",
+            post(post_server).get(not_allowed).delete(not_allowed),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -38,7 +41,11 @@ async fn post_mcp(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
     mcp::serve(&dp, None, &parts.headers, body).await
 }
 
-async fn post_server(State(dp): State<Arc<DataPlane>>, Path(name): Path<String>, req: Request) -> Response {
+async fn post_server(
+    State(dp): State<Arc<DataPlane>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
     let (parts, body) = req.into_parts();
     mcp::serve(&dp, Some(&name), &parts.headers, body).await
 }
@@ -46,8 +53,15 @@ async fn post_server(State(dp): State<Arc<DataPlane>>, Path(name): Path<String>,
 /// Stateless: no GET stream, no session to DELETE.
 async fn not_allowed() -> Response {
     let mut body = Vec::new();
-    reply::write_error(&mut body, None, canopy_mcp::jsonrpc::code::INVALID_REQUEST, "Method Not Allowed: use POST", None);
+    reply::write_error(
+        &mut body,
+        None,
+        canopy_mcp::jsonrpc::code::INVALID_REQUEST,
+        "Method Not Allowed: use POST",
+        None,
+    );
     let mut r = reply::json(StatusCode::METHOD_NOT_ALLOWED, body);
-    r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("POST"));
     r
 }

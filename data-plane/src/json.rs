@@ -72,6 +72,7 @@ pub(crate) fn span_in(outer: &str, inner: &str) -> Option<std::ops::Range<usize>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

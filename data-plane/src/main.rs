@@ -11,7 +11,11 @@ use std::path::PathBuf;
 #[command(version, about)]
 struct Args {
     /// gRPC URL of the control plane.
-    #[arg(long, env = "CANOPY_CONTROL_PLANE", default_value = "http://127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "CANOPY_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:9090"
+    )]
     control_plane: String,
     /// Address to serve HTTP on.
     #[arg(long, env = "CANOPY_LISTEN", default_value = "127.0.0.1:8080")]
@@ -43,7 +47,8 @@ fn token(args: &Args) -> anyhow::Result<String> {
         }
     }
     if let Some(f) = &args.data_plane_token_file {
-        let t = std::fs::read_to_string(f).with_context(|| format!("cannot read data-plane token file {}", f.display()))?;
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read data-plane token file {}", f.display()))?;
         if t.trim().is_empty() {
             bail!("data-plane token file {} is empty", f.display());
         }
@@ -80,24 +85,56 @@ async fn shutdown_signal() {
     tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Errors print as one line on stderr (no backtrace) with a non-zero exit.
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("canopy-data-plane: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canopy-data-plane: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        // Colour codes only help a terminal; in log files they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let token = token(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let mut config = DataPlaneConfig::new(args.control_plane.clone(), args.node_id.clone().unwrap_or_else(default_node_id), token);
-    config.listen = Some(listener.local_addr().context("listener address")?);
+    let mut config = DataPlaneConfig::new(
+        args.control_plane.clone(),
+        args.node_id.clone().unwrap_or_else(default_node_id),
+        token,
+    );
+    let addr = listener.local_addr().context("listener address")?;
+    // One plain line on stdout for scripts and test harnesses (logs go to stderr).
+    println!("listening on {addr}");
+    config.listen = Some(addr);
     config.cache_file = args.cache_file.clone();
     config.max_staleness = args.max_staleness;
     config.max_body_bytes = args.max_body_bytes;
-    config.allowed_origins = args.allowed_origins.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    config.allowed_origins = args
+        .allowed_origins
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     serve(config, listener, shutdown_signal()).await?;
     Ok(())
 }

@@ -64,17 +64,24 @@ impl MethodLabel {
     }
 }
 
-const STATUSES: [u16; 13] = [200, 202, 400, 401, 403, 404, 405, 406, 413, 415, 500, 503, 0];
+const STATUSES: [u16; 13] = [
+    200, 202, 400, 401, 403, 404, 405, 406, 413, 415, 500, 503, 0,
+];
 const N_METHODS: usize = MethodLabel::ALL.len();
 const N_STATUSES: usize = STATUSES.len();
 
 fn status_index(status: u16) -> usize {
-    STATUSES.iter().position(|&s| s == status).unwrap_or(N_STATUSES - 1)
+    STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(N_STATUSES - 1)
 }
 
 /// Upper bounds of the latency buckets, in microseconds.
-const BUCKETS_US: [u64; 14] =
-    [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000, 30_000_000];
+const BUCKETS_US: [u64; 14] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    5_000_000, 30_000_000,
+];
 
 #[derive(Default)]
 pub struct UpstreamMetrics {
@@ -141,30 +148,78 @@ impl Metrics {
     }
 
     pub fn forget_upstream(&self, server: &str) {
-        self.upstreams.lock().unwrap_or_else(|p| p.into_inner()).remove(server);
+        self.upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(server);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self, sync: &SyncStatus) -> String {
         let mut o = String::with_capacity(4096);
-        o.push_str("# HELP canopy_requests_total MCP requests by JSON-RPC method and HTTP status.\n");
+        o.push_str(
+            "# HELP canopy_requests_total MCP requests by JSON-RPC method and HTTP status.\n",
+        );
         o.push_str("# TYPE canopy_requests_total counter\n");
         for m in MethodLabel::ALL {
             for (si, status) in STATUSES.iter().enumerate() {
                 let n = self.requests[m as usize][si].load(Relaxed);
                 if n > 0 {
-                    let status = if *status == 0 { "other".to_string() } else { status.to_string() };
-                    let _ = writeln!(o, "canopy_requests_total{{method=\"{}\",status=\"{status}\"}} {n}", m.as_str());
+                    let status = if *status == 0 {
+                        "other".to_string()
+                    } else {
+                        status.to_string()
+                    };
+                    let _ = writeln!(
+                        o,
+                        "canopy_requests_total{{method=\"{}\",status=\"{status}\"}} {n}",
+                        m.as_str()
+                    );
                 }
             }
         }
-        counter(&mut o, "canopy_auth_failures_total", "Rejected bearer tokens (missing, unknown or expired).", &self.auth_failures);
-        counter(&mut o, "canopy_sync_snapshots_total", "Full snapshots applied.", &self.snapshots);
-        counter(&mut o, "canopy_sync_resumes_total", "Sync sessions resumed from the held revision.", &self.resumes);
-        gauge(&mut o, "canopy_sync_applied_revision", "Revision of the applied state.", sync.applied_revision() as f64);
-        gauge(&mut o, "canopy_sync_staleness_seconds", "Seconds since the last contact with the control plane (0 while connected).", sync.staleness().as_secs_f64());
-        gauge(&mut o, "canopy_sync_connected", "1 while the sync stream is up.", if sync.connected() { 1.0 } else { 0.0 });
-        gauge(&mut o, "canopy_ready", "1 once a full state is applied.", if sync.ready() { 1.0 } else { 0.0 });
+        counter(
+            &mut o,
+            "canopy_auth_failures_total",
+            "Rejected bearer tokens (missing, unknown or expired).",
+            &self.auth_failures,
+        );
+        counter(
+            &mut o,
+            "canopy_sync_snapshots_total",
+            "Full snapshots applied.",
+            &self.snapshots,
+        );
+        counter(
+            &mut o,
+            "canopy_sync_resumes_total",
+            "Sync sessions resumed from the held revision.",
+            &self.resumes,
+        );
+        gauge(
+            &mut o,
+            "canopy_sync_applied_revision",
+            "Revision of the applied state.",
+            sync.applied_revision() as f64,
+        );
+        gauge(
+            &mut o,
+            "canopy_sync_staleness_seconds",
+            "Seconds since the last contact with the control plane (0 while connected).",
+            sync.staleness().as_secs_f64(),
+        );
+        gauge(
+            &mut o,
+            "canopy_sync_connected",
+            "1 while the sync stream is up.",
+            if sync.connected() { 1.0 } else { 0.0 },
+        );
+        gauge(
+            &mut o,
+            "canopy_ready",
+            "1 once a full state is applied.",
+            if sync.ready() { 1.0 } else { 0.0 },
+        );
 
         o.push_str("# HELP canopy_upstream_request_duration_seconds Latency of calls to upstream servers.\n");
         o.push_str("# TYPE canopy_upstream_request_duration_seconds histogram\n");
@@ -186,19 +241,30 @@ impl Metrics {
                 "canopy_upstream_request_duration_seconds_sum{{server=\"{name}\"}} {}",
                 m.sum_us.load(Relaxed) as f64 / 1e6
             );
-            let _ = writeln!(o, "canopy_upstream_request_duration_seconds_count{{server=\"{name}\"}} {count}");
+            let _ = writeln!(
+                o,
+                "canopy_upstream_request_duration_seconds_count{{server=\"{name}\"}} {count}"
+            );
         }
         o.push_str("# HELP canopy_upstream_errors_total Upstream calls that failed (unreachable, timeout, protocol).\n");
         o.push_str("# TYPE canopy_upstream_errors_total counter\n");
         for (name, m) in ups.iter() {
-            let _ = writeln!(o, "canopy_upstream_errors_total{{server=\"{name}\"}} {}", m.errors.load(Relaxed));
+            let _ = writeln!(
+                o,
+                "canopy_upstream_errors_total{{server=\"{name}\"}} {}",
+                m.errors.load(Relaxed)
+            );
         }
         o
     }
 }
 
 fn counter(o: &mut String, name: &str, help: &str, v: &AtomicU64) {
-    let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Relaxed));
+    let _ = write!(
+        o,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+        v.load(Relaxed)
+    );
 }
 
 fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
@@ -206,6 +272,7 @@ fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
@@ -219,7 +286,9 @@ mod tests {
         let text = m.render(&SyncStatus::default());
         assert!(text.contains("canopy_requests_total{method=\"tools/list\",status=\"200\"} 2"));
         assert!(text.contains("canopy_requests_total{method=\"other\",status=\"other\"} 1"));
-        assert!(text.contains("canopy_upstream_request_duration_seconds_bucket{server=\"gh\",le=\"0.005\"} 1"));
+        assert!(text.contains(
+            "canopy_upstream_request_duration_seconds_bucket{server=\"gh\",le=\"0.005\"} 1"
+        ));
         assert!(text.contains("canopy_sync_snapshots_total 0"));
         assert!(text.contains("canopy_sync_resumes_total 0"));
     }

@@ -29,7 +29,11 @@ pub struct DataPlaneConfig {
 }
 
 impl DataPlaneConfig {
-    pub fn new(control_plane: impl Into<String>, node_id: impl Into<String>, data_plane_token: impl Into<String>) -> Self {
+    pub fn new(
+        control_plane: impl Into<String>,
+        node_id: impl Into<String>,
+        data_plane_token: impl Into<String>,
+    ) -> Self {
         Self {
             control_plane: control_plane.into(),
             listen: None,
@@ -87,7 +91,9 @@ pub async fn serve(
 
     if let Some(path) = &config.cache_file {
         match cache::load(&dp.state, path) {
-            Ok(Some(rev)) => tracing::info!(revision = rev, path = %path.display(), "serving from the cache file until the control plane answers"),
+            Ok(Some(rev)) => {
+                tracing::info!(revision = rev, path = %path.display(), "serving from the cache file until the control plane answers")
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "ignoring the cache file"),
         }
@@ -100,7 +106,10 @@ pub async fn serve(
         address: config.listen.unwrap_or(local).to_string(),
     };
     let sync_task = tokio::spawn(sync::run(dp.clone(), sync_cfg));
-    let cache_task = config.cache_file.clone().map(|p| tokio::spawn(cache::run_writer(dp.clone(), p)));
+    let cache_task = config
+        .cache_file
+        .clone()
+        .map(|p| tokio::spawn(cache::run_writer(dp.clone(), p)));
 
     tracing::info!("listening on {local}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

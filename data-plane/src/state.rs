@@ -11,9 +11,9 @@ pub(crate) mod apply;
 mod catalog;
 mod convert;
 mod scope;
-mod tokens;
 #[cfg(test)]
 pub(crate) mod tests;
+mod tokens;
 #[cfg(test)]
 pub(crate) use tests as tests_support;
 

@@ -76,12 +76,19 @@ pub async fn run(dp: Arc<DataPlane>, cfg: SyncConfig) {
         match result {
             Ok(()) => tracing::info!("control plane closed the sync stream; reconnecting"),
             Err(SyncError::Apply(ApplyError::Gap { applied, got })) => {
-                tracing::warn!(applied, got, "gap in the change stream; resyncing from the applied revision")
+                tracing::warn!(
+                    applied,
+                    got,
+                    "gap in the change stream; resyncing from the applied revision"
+                )
             }
             Err(SyncError::Status(s)) if s.code() == tonic::Code::Unauthenticated => {
-                tracing::error!("control plane rejected the data-plane token: {}", s.message())
+                tracing::error!(
+                    "control plane rejected the data-plane token: {}",
+                    s.message()
+                )
             }
-            Err(e) => tracing::warn!(error = %e, "sync session ended"),
+            Err(e) => tracing::warn!(error = %chain(&e), "sync session ended"),
         }
         if progressed {
             backoff = BACKOFF_MIN;
@@ -94,7 +101,26 @@ pub async fn run(dp: Arc<DataPlane>, cfg: SyncConfig) {
     }
 }
 
-async fn session(dp: &Arc<DataPlane>, cfg: &SyncConfig, progressed: &mut bool) -> Result<(), SyncError> {
+/// `e` with its sources: tonic's transport errors say little at the top level.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+async fn session(
+    dp: &Arc<DataPlane>,
+    cfg: &SyncConfig,
+    progressed: &mut bool,
+) -> Result<(), SyncError> {
     let endpoint = Endpoint::from_shared(cfg.control_plane.clone())
         .map_err(|_| SyncError::BadUrl(cfg.control_plane.clone()))?
         .connect_timeout(Duration::from_secs(5))
@@ -118,14 +144,23 @@ async fn session(dp: &Arc<DataPlane>, cfg: &SyncConfig, progressed: &mut bool) -
         has_state,
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    tx.send(pb::SyncRequest { msg: Some(pb::sync_request::Msg::Hello(hello)) }).await.map_err(|_| SyncError::Closed)?;
+    tx.send(pb::SyncRequest {
+        msg: Some(pb::sync_request::Msg::Hello(hello)),
+    })
+    .await
+    .map_err(|_| SyncError::Closed)?;
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    let auth = MetadataValue::try_from(format!("Bearer {}", cfg.token)).map_err(|_| SyncError::BadToken)?;
+    let auth = MetadataValue::try_from(format!("Bearer {}", cfg.token))
+        .map_err(|_| SyncError::BadToken)?;
     req.metadata_mut().insert("authorization", auth);
     let mut stream = client.stream(req).await?.into_inner();
     state.status.set_connected(true);
     *progressed = true;
-    tracing::info!(revision = state.applied_revision(), has_state, "sync stream open");
+    tracing::info!(
+        revision = state.applied_revision(),
+        has_state,
+        "sync stream open"
+    );
 
     let mut builder: Option<SnapshotBuilder> = None;
     let mut first = true;
@@ -136,12 +171,17 @@ async fn session(dp: &Arc<DataPlane>, cfg: &SyncConfig, progressed: &mut bool) -
                 if chunk.first {
                     builder = Some(SnapshotBuilder::new(&chunk)?);
                 }
-                let mut b = builder.take().ok_or(ApplyError::SnapshotOrder("snapshot chunk before a first chunk"))?;
+                let mut b = builder.take().ok_or(ApplyError::SnapshotOrder(
+                    "snapshot chunk before a first chunk",
+                ))?;
                 // Decoding a large snapshot is CPU work; keep it off the request workers.
-                let (b, last) = tokio::task::spawn_blocking(move || b.add(chunk).map(|last| (b, last))).await??;
+                let (b, last) =
+                    tokio::task::spawn_blocking(move || b.add(chunk).map(|last| (b, last)))
+                        .await??;
                 if last {
                     let dp2 = dp.clone();
-                    let rev = tokio::task::spawn_blocking(move || dp2.state.finish_snapshot(b)).await??;
+                    let rev =
+                        tokio::task::spawn_blocking(move || dp2.state.finish_snapshot(b)).await??;
                     dp.state.metrics.snapshots.fetch_add(1, Relaxed);
                     tracing::info!(revision = rev, "snapshot applied");
                     Some(rev)
@@ -156,15 +196,26 @@ async fn session(dp: &Arc<DataPlane>, cfg: &SyncConfig, progressed: &mut bool) -
                 }
                 if first && has_state {
                     dp.state.metrics.resumes.fetch_add(1, Relaxed);
-                    tracing::info!(revision = state.applied_revision(), "sync resumed without snapshot");
+                    tracing::info!(
+                        revision = state.applied_revision(),
+                        "sync resumed without snapshot"
+                    );
                 }
-                state.apply_changes(batch.changes)?
+                if batch.changes.is_empty() {
+                    // A heartbeat (or "you are current" after a resume): re-ack the held
+                    // revision so the control plane's last-seen and lag stay fresh.
+                    Some(state.applied_revision())
+                } else {
+                    state.apply_changes(batch.changes)?
+                }
             }
             None => None,
         };
         first = false;
         if let Some(revision) = acked {
-            let ack = pb::SyncRequest { msg: Some(pb::sync_request::Msg::Ack(pb::SyncAck { revision })) };
+            let ack = pb::SyncRequest {
+                msg: Some(pb::sync_request::Msg::Ack(pb::SyncAck { revision })),
+            };
             tx.send(ack).await.map_err(|_| SyncError::Closed)?;
         }
     }

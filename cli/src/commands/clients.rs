@@ -59,10 +59,10 @@ pub async fn create(ctx: &Ctx, args: CreateClientArgs) -> Result<(), CliError> {
         }
         (None, None) => return Err(CliError::usage("give the client's name or --conf FILE")),
     };
-    warn_if_all(&req.name, &req.allowed_servers);
-
     let mut a = ctx.admin()?;
     let resp = a.at.call(a.rpc.create_mcp_client(req.clone())).await?;
+    // Warn only once the control plane accepted it: a refused command prints one line.
+    warn_if_all(&req.name, &req.allowed_servers);
     let client = resp.client.unwrap_or(pb::McpClient {
         name: req.name,
         description: req.description,
@@ -147,9 +147,7 @@ pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
         Some(csv) => Some(AllowList::parse_csv(csv)?.to_strings()),
         None => None,
     };
-    if let Some(entries) = &allowed {
-        warn_if_all(&args.name, entries);
-    }
+    let grants_all = allowed.as_ref().is_some_and(|e| e.iter().any(|x| x == "*"));
     let mut changed = Vec::new();
     if args.access_token.is_some() {
         changed.push("access token");
@@ -183,6 +181,9 @@ pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
             a.rpc.update_mcp_client(req),
         )
         .await?;
+    if grants_all {
+        warn_if_all(&args.name, &["*".to_owned()]);
+    }
     let headline = format!(
         "MCP client '{}' updated ({}).",
         args.name,

@@ -80,6 +80,7 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {

@@ -10,8 +10,12 @@ use super::reply::Failure;
 
 /// Absent, loopback, or listed origins pass (DNS-rebinding protection).
 pub(crate) fn origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Failure> {
-    let Some(v) = headers.get(ORIGIN) else { return Ok(()) };
-    let Ok(o) = v.to_str() else { return Err(Failure::OriginForbidden) };
+    let Some(v) = headers.get(ORIGIN) else {
+        return Ok(());
+    };
+    let Ok(o) = v.to_str() else {
+        return Err(Failure::OriginForbidden);
+    };
     if allowed.iter().any(|a| a == o || a == "*") || is_loopback_origin(o) {
         Ok(())
     } else {
@@ -20,7 +24,9 @@ pub(crate) fn origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Fail
 }
 
 fn is_loopback_origin(o: &str) -> bool {
-    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
     if scheme != "http" && scheme != "https" {
         return false;
     }
@@ -36,10 +42,13 @@ fn is_loopback_origin(o: &str) -> bool {
 }
 
 pub(crate) fn content_type(headers: &HeaderMap) -> Result<(), Failure> {
-    let ok = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        mime.eq_ignore_ascii_case("application/json")
-    });
+    let ok = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            mime.eq_ignore_ascii_case("application/json")
+        });
     if ok {
         Ok(())
     } else {
@@ -56,7 +65,10 @@ pub(crate) fn accept(headers: &HeaderMap) -> Result<bool, Failure> {
         let Ok(v) = v.to_str() else { continue };
         for range in v.split(',') {
             let mime = range.split(';').next().unwrap_or("").trim();
-            if mime.eq_ignore_ascii_case("application/json") || mime == "*/*" || mime.eq_ignore_ascii_case("application/*") {
+            if mime.eq_ignore_ascii_case("application/json")
+                || mime == "*/*"
+                || mime.eq_ignore_ascii_case("application/*")
+            {
                 json = true;
             }
             if mime.eq_ignore_ascii_case("text/event-stream") {
@@ -81,15 +93,25 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// A 2026-07-28 header value: trimmed, with the `=?base64?…?=` form decoded.
 /// `Err` = present but invalid.
-pub(crate) fn mcp_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<Result<Cow<'a, str>, ()>> {
+pub(crate) fn mcp_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Option<Result<Cow<'a, str>, ()>> {
     let v = headers.get(name)?;
     Some(decode_header_value(v.as_bytes()))
 }
 
 fn decode_header_value(raw: &[u8]) -> Result<Cow<'_, str>, ()> {
-    let s = std::str::from_utf8(raw).map_err(|_| ())?.trim_matches(|c| c == ' ' || c == '\t');
-    if let Some(b64) = s.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| ())?;
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| ())?
+        .trim_matches(|c| c == ' ' || c == '\t');
+    if let Some(b64) = s
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| ())?;
         return String::from_utf8(bytes).map(Cow::Owned).map_err(|_| ());
     }
     if !s.is_ascii() {
@@ -99,23 +121,41 @@ fn decode_header_value(raw: &[u8]) -> Result<Cow<'_, str>, ()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
     #[test]
     fn loopback_origins() {
-        for o in ["http://localhost:3000", "http://127.0.0.1", "https://[::1]:8080", "http://LOCALHOST"] {
+        for o in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://[::1]:8080",
+            "http://LOCALHOST",
+        ] {
             assert!(is_loopback_origin(o), "{o}");
         }
-        for o in ["http://evil.com", "http://localhost.evil.com", "null", "http://127.0.0.1.nip.io", "file://x"] {
+        for o in [
+            "http://evil.com",
+            "http://localhost.evil.com",
+            "null",
+            "http://127.0.0.1.nip.io",
+            "file://x",
+        ] {
             assert!(!is_loopback_origin(o), "{o}");
         }
     }
 
     #[test]
     fn header_values() {
-        assert_eq!(decode_header_value(b"  tools/call \t").unwrap(), "tools/call");
-        assert_eq!(decode_header_value(b"=?base64?w6lsw6h2ZQ==?=").unwrap(), "élève");
+        assert_eq!(
+            decode_header_value(b"  tools/call \t").unwrap(),
+            "tools/call"
+        );
+        assert_eq!(
+            decode_header_value(b"=?base64?w6lsw6h2ZQ==?=").unwrap(),
+            "élève"
+        );
         assert!(decode_header_value(b"=?base64?***?=").is_err());
         assert!(decode_header_value("é".as_bytes()).is_err());
     }

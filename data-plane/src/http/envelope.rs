@@ -24,7 +24,11 @@ pub(crate) struct Envelope<'a> {
 }
 
 pub(crate) enum Message<'a> {
-    Request { id: &'a RawValue, method: Cow<'a, str>, params: Option<&'a RawValue> },
+    Request {
+        id: &'a RawValue,
+        method: Cow<'a, str>,
+        params: Option<&'a RawValue>,
+    },
     /// Notifications and responses: accepted, nothing to answer.
     NoReply { method: Option<Cow<'a, str>> },
 }
@@ -37,7 +41,9 @@ impl<'a> Envelope<'a> {
             _ => return Err(Failure::Parse),
         }
         serde_json::from_slice(body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => Failure::InvalidRequest("malformed JSON-RPC envelope"),
+            serde_json::error::Category::Data => {
+                Failure::InvalidRequest("malformed JSON-RPC envelope")
+            }
             _ => Failure::Parse,
         })
     }
@@ -47,10 +53,20 @@ impl<'a> Envelope<'a> {
             return Err(Failure::InvalidRequest("jsonrpc must be \"2.0\""));
         }
         match (self.id, self.method) {
-            (Some(id), Some(method)) => Ok(Message::Request { id, method, params: self.params }),
-            (None, Some(method)) => Ok(Message::NoReply { method: Some(method) }),
-            (Some(_), None) if self.result.is_some() || self.error.is_some() => Ok(Message::NoReply { method: None }),
-            _ => Err(Failure::InvalidRequest("neither a request, a notification nor a response")),
+            (Some(id), Some(method)) => Ok(Message::Request {
+                id,
+                method,
+                params: self.params,
+            }),
+            (None, Some(method)) => Ok(Message::NoReply {
+                method: Some(method),
+            }),
+            (Some(_), None) if self.result.is_some() || self.error.is_some() => {
+                Ok(Message::NoReply { method: None })
+            }
+            _ => Err(Failure::InvalidRequest(
+                "neither a request, a notification nor a response",
+            )),
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use canopy_mcp::protocol::{is_handshake_version, HEADER_PROTOCOL_VERSION, HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION};
+use canopy_mcp::protocol::{
+    is_handshake_version, HANDSHAKE_VERSIONS, HEADER_PROTOCOL_VERSION, LATEST_HANDSHAKE_VERSION,
+};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, StatusCode};
 use serde_json::value::RawValue;
@@ -43,13 +45,25 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) async fn serve(dp: &DataPlane, target: Option<&str>, headers: &HeaderMap, body: Body) -> Response {
+pub(crate) async fn serve(
+    dp: &DataPlane,
+    target: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     let (label, resp) = serve_inner(dp, target, headers, body).await;
-    dp.state.metrics.record_request(label, resp.status().as_u16());
+    dp.state
+        .metrics
+        .record_request(label, resp.status().as_u16());
     resp
 }
 
-async fn serve_inner(dp: &DataPlane, target: Option<&str>, headers: &HeaderMap, body: Body) -> (MethodLabel, Response) {
+async fn serve_inner(
+    dp: &DataPlane,
+    target: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> (MethodLabel, Response) {
     let ctx = match precheck(dp, target, headers) {
         Ok(c) => c,
         Err(f) => return (MethodLabel::Other, f.into_response(None)),
@@ -63,9 +77,12 @@ async fn serve_inner(dp: &DataPlane, target: Option<&str>, headers: &HeaderMap, 
         Err(f) => return (MethodLabel::Other, f.into_response(None)),
     };
     match msg {
-        Message::NoReply { method } => {
-            (method.as_deref().map_or(MethodLabel::Notification, MethodLabel::of), reply::accepted())
-        }
+        Message::NoReply { method } => (
+            method
+                .as_deref()
+                .map_or(MethodLabel::Notification, MethodLabel::of),
+            reply::accepted(),
+        ),
         Message::Request { id, method, params } => {
             let label = MethodLabel::of(&method);
             let resp = match request(dp, &ctx, headers, id, &method, params).await {
@@ -77,7 +94,11 @@ async fn serve_inner(dp: &DataPlane, target: Option<&str>, headers: &HeaderMap, 
     }
 }
 
-fn precheck<'h>(dp: &DataPlane, target: Option<&str>, headers: &'h HeaderMap) -> Result<Ctx<'h>, Failure> {
+fn precheck<'h>(
+    dp: &DataPlane,
+    target: Option<&str>,
+    headers: &'h HeaderMap,
+) -> Result<Ctx<'h>, Failure> {
     checks::origin(headers, &dp.settings.allowed_origins)?;
     checks::content_type(headers)?;
     let accepts_sse = checks::accept(headers)?;
@@ -91,12 +112,15 @@ fn precheck<'h>(dp: &DataPlane, target: Option<&str>, headers: &'h HeaderMap) ->
         Mode::Development => None,
         Mode::Enterprise => {
             // Memory only: a keyed hash and one map lookup. The token is never logged.
-            let found =
-                checks::bearer(headers).and_then(|t| view.tokens.lookup(&view.hasher.hash(t), now_ms()));
+            let found = checks::bearer(headers)
+                .and_then(|t| view.tokens.lookup(&view.hasher.hash(t), now_ms()));
             match found {
                 Some(c) => Some(c),
                 None => {
-                    dp.state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    dp.state
+                        .metrics
+                        .auth_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Err(Failure::Unauthorized);
                 }
             }
@@ -106,11 +130,16 @@ fn precheck<'h>(dp: &DataPlane, target: Option<&str>, headers: &'h HeaderMap) ->
         None => None,
         Some(name) => {
             // A server outside the client's scope is as unknown as a missing one.
-            let visible = view
-                .catalog
-                .server(name)
-                .filter(|s| client.as_ref().is_none_or(|c| c.scope.allow().touches_server(&s.name)));
-            Some(visible.ok_or_else(|| Failure::UnknownServer(name.to_owned()))?.clone())
+            let visible = view.catalog.server(name).filter(|s| {
+                client
+                    .as_ref()
+                    .is_none_or(|c| c.scope.allow().touches_server(&s.name))
+            });
+            Some(
+                visible
+                    .ok_or_else(|| Failure::UnknownServer(name.to_owned()))?
+                    .clone(),
+            )
         }
     };
     let era = match headers.get(HEADER_PROTOCOL_VERSION) {
@@ -121,11 +150,20 @@ fn precheck<'h>(dp: &DataPlane, target: Option<&str>, headers: &'h HeaderMap) ->
             Err(_) => Era::Modern(Err(())),
         },
     };
-    Ok(Ctx { view, client, server, era, accepts_sse })
+    Ok(Ctx {
+        view,
+        client,
+        server,
+        era,
+        accepts_sse,
+    })
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, Failure> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Failure::BodyTooLarge);
     }
@@ -162,7 +200,10 @@ async fn request(
         "prompts/list" => Ok(list(dp, ctx, id, Kind::Prompt)),
         "tools/call" => forward(dp, ctx, id, Kind::Tool, params, parsed.as_ref()).await,
         "prompts/get" => forward(dp, ctx, id, Kind::Prompt, params, parsed.as_ref()).await,
-        _ => Err(Failure::MethodNotFound { method: method.to_owned(), modern: ctx.modern() }),
+        _ => Err(Failure::MethodNotFound {
+            method: method.to_owned(),
+            modern: ctx.modern(),
+        }),
     }
 }
 
@@ -175,7 +216,9 @@ fn result(id: &RawValue, result: &[u8]) -> Response {
 }
 
 fn initialize(dp: &DataPlane, id: &RawValue, params: Option<&Params<'_>>) -> Response {
-    let asked = params.and_then(|p| p.protocol_version).and_then(json::as_str);
+    let asked = params
+        .and_then(|p| p.protocol_version)
+        .and_then(json::as_str);
     let version = asked
         .as_deref()
         .and_then(|v| HANDSHAKE_VERSIONS.iter().find(|h| **h == v))
@@ -201,11 +244,19 @@ fn list(dp: &DataPlane, ctx: &Ctx<'_>, id: &RawValue, kind: Kind) -> Response {
     };
     let mut out = Vec::with_capacity(items.len() + 256);
     reply::open_result(&mut out, id);
-    out.extend_from_slice(if kind == Kind::Tool { b"{\"tools\":" } else { b"{\"prompts\":" });
+    out.extend_from_slice(if kind == Kind::Tool {
+        b"{\"tools\":"
+    } else {
+        b"{\"prompts\":"
+    });
     out.extend_from_slice(&items);
     if ctx.modern() {
         // Filtered per client (enterprise) = private; development lists are the same for all.
-        let tail = if scope.is_some() { &dp.wire.list_tail_private } else { &dp.wire.list_tail_public };
+        let tail = if scope.is_some() {
+            &dp.wire.list_tail_private
+        } else {
+            &dp.wire.list_tail_public
+        };
         out.extend_from_slice(tail);
     } else {
         out.push(b'}');
@@ -222,8 +273,11 @@ async fn forward(
     params: Option<&RawValue>,
     parsed: Option<&Params<'_>>,
 ) -> Result<Response, Failure> {
-    let name_raw = parsed.and_then(|p| p.name).ok_or(Failure::InvalidParams("params.name is required"))?;
-    let name = json::as_str(name_raw).ok_or(Failure::InvalidParams("params.name must be a string"))?;
+    let name_raw = parsed
+        .and_then(|p| p.name)
+        .ok_or(Failure::InvalidParams("params.name is required"))?;
+    let name =
+        json::as_str(name_raw).ok_or(Failure::InvalidParams("params.name must be a string"))?;
     let unknown = || match kind {
         Kind::Tool => Failure::UnknownTool(name.to_string()),
         Kind::Prompt => Failure::UnknownPrompt(name.to_string()),
@@ -242,12 +296,17 @@ async fn forward(
     let renamed;
     let upstream_params = match (&ctx.server, params) {
         (None, Some(p)) => {
-            renamed = rename(p, name_raw, &def.name).ok_or(Failure::InvalidParams("params.name"))?;
+            renamed =
+                rename(p, name_raw, &def.name).ok_or(Failure::InvalidParams("params.name"))?;
             Some(&*renamed)
         }
         _ => params,
     };
-    let method = if kind == Kind::Tool { "tools/call" } else { "prompts/get" };
+    let method = if kind == Kind::Tool {
+        "tools/call"
+    } else {
+        "prompts/get"
+    };
     let started = Instant::now();
     let outcome = server.upstream.request(method, upstream_params, None).await;
     server.metrics.observe(started.elapsed(), outcome.is_err());

@@ -13,7 +13,13 @@ use super::reply::Failure;
 use crate::json;
 
 /// Methods a 2026-07-28 client may call here.
-pub(crate) const METHODS: &[&str] = &["server/discover", "tools/list", "tools/call", "prompts/list", "prompts/get"];
+pub(crate) const METHODS: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+];
 
 #[derive(Deserialize)]
 struct Meta<'a> {
@@ -36,13 +42,14 @@ pub(crate) fn validate(
 ) -> Result<(), Failure> {
     // 1. _meta
     let params = params.ok_or(Failure::BadMeta("params must be an object"))?;
-    let meta_raw = params.meta.ok_or(Failure::BadMeta("params._meta is required"))?;
-    let meta: Meta<'_> =
-        serde_json::from_str(meta_raw.get()).map_err(|_| Failure::BadMeta("params._meta must be an object"))?;
-    let version = meta
-        .version
-        .and_then(json::as_str)
-        .ok_or(Failure::BadMeta("_meta[\"io.modelcontextprotocol/protocolVersion\"] must be a string"))?;
+    let meta_raw = params
+        .meta
+        .ok_or(Failure::BadMeta("params._meta is required"))?;
+    let meta: Meta<'_> = serde_json::from_str(meta_raw.get())
+        .map_err(|_| Failure::BadMeta("params._meta must be an object"))?;
+    let version = meta.version.and_then(json::as_str).ok_or(Failure::BadMeta(
+        "_meta[\"io.modelcontextprotocol/protocolVersion\"] must be a string",
+    ))?;
     match meta.capabilities {
         Some(c) if is_object(c) => {}
         _ => {
@@ -61,14 +68,24 @@ pub(crate) fn validate(
             "MCP-Protocol-Version header '{hv}' does not match _meta protocolVersion '{version}'"
         )));
     }
-    check_header(headers, HEADER_METHOD, "Mcp-Method", Some(Cow::Borrowed(method)))?;
+    check_header(
+        headers,
+        HEADER_METHOD,
+        "Mcp-Method",
+        Some(Cow::Borrowed(method)),
+    )?;
     let named = match method {
         "tools/call" | "prompts/get" => Some(params.name),
         "resources/read" => Some(params.uri),
         _ => None,
     };
     if let Some(body_value) = named {
-        check_header(headers, HEADER_NAME, "Mcp-Name", body_value.and_then(json::as_str))?;
+        check_header(
+            headers,
+            HEADER_NAME,
+            "Mcp-Name",
+            body_value.and_then(json::as_str),
+        )?;
     }
 
     // 3. version
@@ -78,21 +95,31 @@ pub(crate) fn validate(
 
     // 4. method
     if !METHODS.contains(&method) {
-        return Err(Failure::MethodNotFound { method: method.to_owned(), modern: true });
+        return Err(Failure::MethodNotFound {
+            method: method.to_owned(),
+            modern: true,
+        });
     }
     Ok(())
 }
 
 /// The header must be present and equal the body's value. When the body lacks the
 /// value the header cannot disagree with it; the method reports the missing param.
-fn check_header(headers: &HeaderMap, name: &str, display: &str, body: Option<Cow<'_, str>>) -> Result<(), Failure> {
+fn check_header(
+    headers: &HeaderMap,
+    name: &str,
+    display: &str,
+    body: Option<Cow<'_, str>>,
+) -> Result<(), Failure> {
     match mcp_header(headers, name) {
         None => Err(Failure::HeaderMismatch(format!("missing {display} header"))),
-        Some(Err(())) => Err(Failure::HeaderMismatch(format!("{display} header is not valid"))),
+        Some(Err(())) => Err(Failure::HeaderMismatch(format!(
+            "{display} header is not valid"
+        ))),
         Some(Ok(h)) => match body {
-            Some(b) if *b != *h => {
-                Err(Failure::HeaderMismatch(format!("{display} header '{h}' does not match the body ('{b}')")))
-            }
+            Some(b) if *b != *h => Err(Failure::HeaderMismatch(format!(
+                "{display} header '{h}' does not match the body ('{b}')"
+            ))),
             _ => Ok(()),
         },
     }

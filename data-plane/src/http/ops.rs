@@ -27,13 +27,20 @@ pub(crate) async fn readyz(State(dp): State<Arc<DataPlane>>) -> Response {
         "staleness_seconds": s.staleness().as_secs_f64(),
         "stale": stale,
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     reply::json(status, body.to_string())
 }
 
 pub(crate) async fn metrics(State(dp): State<Arc<DataPlane>>) -> Response {
     let text = dp.state.metrics.render(&dp.state.status);
     let mut r = text.into_response();
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     r
 }

@@ -34,7 +34,10 @@ pub(crate) enum Failure {
     HeaderMismatch(String),
     UnsupportedVersion(String),
     /// `modern`: removed/unknown methods are 404 there, a plain JSON-RPC error before.
-    MethodNotFound { method: String, modern: bool },
+    MethodNotFound {
+        method: String,
+        modern: bool,
+    },
     InvalidParams(&'static str),
     /// Out of scope and nonexistent look the same on purpose.
     UnknownTool(String),
@@ -46,13 +49,21 @@ impl Failure {
     fn status_code_message(&self) -> (StatusCode, i64, String) {
         use Failure::*;
         match self {
-            OriginForbidden => (StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Origin not allowed".into()),
-            UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "Content-Type must be application/json".into())
-            }
-            NotAcceptable => {
-                (StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Accept must allow application/json".into())
-            }
+            OriginForbidden => (
+                StatusCode::FORBIDDEN,
+                code::INVALID_REQUEST,
+                "Origin not allowed".into(),
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code::INVALID_REQUEST,
+                "Content-Type must be application/json".into(),
+            ),
+            NotAcceptable => (
+                StatusCode::NOT_ACCEPTABLE,
+                code::INVALID_REQUEST,
+                "Accept must allow application/json".into(),
+            ),
             NotReady => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 code::INTERNAL_ERROR,
@@ -63,32 +74,77 @@ impl Failure {
                 code::INTERNAL_ERROR,
                 "data plane state is older than --max-staleness; refusing to serve".into(),
             ),
-            Unauthorized => {
-                (StatusCode::UNAUTHORIZED, code::INVALID_REQUEST, "Unauthorized: missing or invalid bearer token".into())
-            }
-            UnknownServer(s) => (StatusCode::NOT_FOUND, code::INVALID_REQUEST, format!("Unknown server: {s}")),
-            BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_REQUEST, "request body too large".into()),
-            BodyUnreadable => (StatusCode::BAD_REQUEST, code::PARSE_ERROR, "could not read request body".into()),
-            Parse => (StatusCode::BAD_REQUEST, code::PARSE_ERROR, "Parse error".into()),
-            InvalidRequest(m) => (StatusCode::BAD_REQUEST, code::INVALID_REQUEST, format!("Invalid Request: {m}")),
+            Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                code::INVALID_REQUEST,
+                "Unauthorized: missing or invalid bearer token".into(),
+            ),
+            UnknownServer(s) => (
+                StatusCode::NOT_FOUND,
+                code::INVALID_REQUEST,
+                format!("Unknown server: {s}"),
+            ),
+            BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_REQUEST,
+                "request body too large".into(),
+            ),
+            BodyUnreadable => (
+                StatusCode::BAD_REQUEST,
+                code::PARSE_ERROR,
+                "could not read request body".into(),
+            ),
+            Parse => (
+                StatusCode::BAD_REQUEST,
+                code::PARSE_ERROR,
+                "Parse error".into(),
+            ),
+            InvalidRequest(m) => (
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                format!("Invalid Request: {m}"),
+            ),
             BatchUnsupported => (
                 StatusCode::BAD_REQUEST,
                 code::INVALID_REQUEST,
-                "Invalid Request: JSON-RPC batches are not supported; send one message per POST".into(),
+                "Invalid Request: JSON-RPC batches are not supported; send one message per POST"
+                    .into(),
             ),
-            BadMeta(m) => (StatusCode::BAD_REQUEST, code::INVALID_PARAMS, format!("Invalid params: {m}")),
+            BadMeta(m) => (
+                StatusCode::BAD_REQUEST,
+                code::INVALID_PARAMS,
+                format!("Invalid params: {m}"),
+            ),
             HeaderMismatch(m) => (StatusCode::BAD_REQUEST, code::HEADER_MISMATCH, m.clone()),
-            UnsupportedVersion(v) => {
-                (StatusCode::BAD_REQUEST, code::UNSUPPORTED_VERSION, format!("Unsupported protocol version: {v}"))
-            }
+            UnsupportedVersion(v) => (
+                StatusCode::BAD_REQUEST,
+                code::UNSUPPORTED_VERSION,
+                format!("Unsupported protocol version: {v}"),
+            ),
             MethodNotFound { method, modern } => (
-                if *modern { StatusCode::NOT_FOUND } else { StatusCode::OK },
+                if *modern {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::OK
+                },
                 code::METHOD_NOT_FOUND,
                 format!("Method not found: {method}"),
             ),
-            InvalidParams(m) => (StatusCode::OK, code::INVALID_PARAMS, format!("Invalid params: {m}")),
-            UnknownTool(n) => (StatusCode::OK, code::INVALID_PARAMS, format!("Unknown tool: {n}")),
-            UnknownPrompt(n) => (StatusCode::OK, code::INVALID_PARAMS, format!("Unknown prompt: {n}")),
+            InvalidParams(m) => (
+                StatusCode::OK,
+                code::INVALID_PARAMS,
+                format!("Invalid params: {m}"),
+            ),
+            UnknownTool(n) => (
+                StatusCode::OK,
+                code::INVALID_PARAMS,
+                format!("Unknown tool: {n}"),
+            ),
+            UnknownPrompt(n) => (
+                StatusCode::OK,
+                code::INVALID_PARAMS,
+                format!("Unknown prompt: {n}"),
+            ),
             // The message names the server (UpstreamError's Display does).
             Upstream(e) => (StatusCode::OK, code::INTERNAL_ERROR, e.to_string()),
         }
@@ -120,7 +176,8 @@ impl Failure {
         write_error(&mut body, id, code, &message, data.as_deref());
         let mut resp = json(status, body);
         if matches!(self, Failure::Unauthorized) {
-            resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -134,7 +191,13 @@ fn write_id(out: &mut Vec<u8>, id: Option<&RawValue>) {
     }
 }
 
-pub(crate) fn write_error(out: &mut Vec<u8>, id: Option<&RawValue>, code: i64, message: &str, data: Option<&[u8]>) {
+pub(crate) fn write_error(
+    out: &mut Vec<u8>,
+    id: Option<&RawValue>,
+    code: i64,
+    message: &str,
+    data: Option<&[u8]>,
+) {
     write_id(out, id);
     out.extend_from_slice(b",\"error\":{\"code\":");
     out.extend_from_slice(code.to_string().as_bytes());
@@ -149,7 +212,13 @@ pub(crate) fn write_error(out: &mut Vec<u8>, id: Option<&RawValue>, code: i64, m
 
 /// An upstream's JSON-RPC error, relayed with the client's id.
 pub(crate) fn write_upstream_error(out: &mut Vec<u8>, id: &RawValue, e: &ErrorObject) {
-    write_error(out, Some(id), e.code, &e.message, e.data.as_deref().map(|d| d.get().as_bytes()));
+    write_error(
+        out,
+        Some(id),
+        e.code,
+        &e.message,
+        e.data.as_deref().map(|d| d.get().as_bytes()),
+    );
 }
 
 /// `{"jsonrpc":"2.0","id":…,"result":` — the caller writes the result and then `}`.
@@ -161,7 +230,8 @@ pub(crate) fn open_result(out: &mut Vec<u8>, id: &RawValue) {
 pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
     let mut r = Response::new(Body::from(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -179,8 +249,10 @@ pub(crate) fn sse(notifications: &[Box<RawValue>], response: &[u8]) -> Response 
     }
     push_event(&mut out, response);
     let mut r = Response::new(Body::from(out));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 

@@ -30,7 +30,10 @@ pub(crate) fn write_stamped(out: &mut Vec<u8>, result: &str, member: &[u8]) {
     if top.result_type.is_none() {
         out.extend_from_slice(b"\"resultType\":\"complete\",");
     }
-    match top.meta.and_then(|m| span_in(text, m.get()).map(|r| (m, r))) {
+    match top
+        .meta
+        .and_then(|m| span_in(text, m.get()).map(|r| (m, r)))
+    {
         None => {
             out.extend_from_slice(b"\"_meta\":{");
             out.extend_from_slice(member);
@@ -65,6 +68,7 @@ fn write_meta(out: &mut Vec<u8>, meta: &str, member: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
@@ -90,7 +94,9 @@ mod tests {
 
     #[test]
     fn keeps_upstream_result_type_and_merges_meta() {
-        let out = stamp(r#"{"resultType":"input_required","_meta":{"a":1,"io.modelcontextprotocol/serverInfo":{"name":"up"}},"z":2}"#);
+        let out = stamp(
+            r#"{"resultType":"input_required","_meta":{"a":1,"io.modelcontextprotocol/serverInfo":{"name":"up"}},"z":2}"#,
+        );
         assert_eq!(
             out,
             r#"{"resultType":"input_required","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"canopy"},"a":1},"z":2}"#

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 //! In-process router tests: `router(dp).oneshot(request)` against a state built
 //! directly, with a real (in-process) upstream for forwarded calls.
 
@@ -27,7 +28,9 @@ async fn env_with(settings: HttpSettings, mode: pb::Mode) -> Env {
     let mock = mock::start().await;
     let dp = DataPlane::new(settings);
     let mut gh = server("gh", &mock.url, &["echo", "progress", "fail", "input"]);
-    gh.tools_json.push(r#"{"name":"odd","x-vendor":{"n":1.50,"s":"é"},"inputSchema":{"type":"object"}}"#.into());
+    gh.tools_json.push(
+        r#"{"name":"odd","x-vendor":{"n":1.50,"s":"é"},"inputSchema":{"type":"object"}}"#.into(),
+    );
     gh.prompts_json = vec![r#"{"name":"greet","arguments":[]}"#.into()];
     if let Some(spec) = gh.spec.as_mut() {
         spec.bearer_token = "upstream-secret".into();
@@ -40,7 +43,10 @@ async fn env_with(settings: HttpSettings, mode: pb::Mode) -> Env {
     }
     let mut snap = snapshot(
         7,
-        vec![client("alice", ALICE, &["gh", "down"]), client("bob", BOB, &["gh__echo"])],
+        vec![
+            client("alice", ALICE, &["gh", "down"]),
+            client("bob", BOB, &["gh__echo"]),
+        ],
         vec![gh, jira, down],
     );
     snap.mode = mode as i32;
@@ -67,7 +73,10 @@ impl Req {
             path: "/mcp".into(),
             headers: vec![
                 ("content-type".into(), "application/json".into()),
-                ("accept".into(), "application/json, text/event-stream".into()),
+                (
+                    "accept".into(),
+                    "application/json, text/event-stream".into(),
+                ),
                 ("authorization".into(), format!("Bearer {ALICE}")),
             ],
             body: body.into(),
@@ -85,7 +94,9 @@ impl Req {
             "io.modelcontextprotocol/clientCapabilities": {}
         });
         let name = params["name"].as_str().map(str::to_owned);
-        let mut r = Self::rpc(method, params).header("mcp-protocol-version", MODERN).header("mcp-method", method);
+        let mut r = Self::rpc(method, params)
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", method);
         if let Some(n) = name {
             r = r.header("mcp-name", &n);
         }
@@ -117,11 +128,18 @@ impl Req {
         for (k, v) in &self.headers {
             b = b.header(k, v);
         }
-        let resp = crate::http::router(dp.clone()).oneshot(b.body(Body::from(self.body)).unwrap()).await.unwrap();
+        let resp = crate::http::router(dp.clone())
+            .oneshot(b.body(Body::from(self.body)).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp { status, headers, text: String::from_utf8(bytes.to_vec()).unwrap() }
+        Resp {
+            status,
+            headers,
+            text: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
     }
 }
 
@@ -138,12 +156,19 @@ impl Resp {
     }
 
     fn error_code(&self) -> i64 {
-        self.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no error: {}", self.text))
+        self.json()["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no error: {}", self.text))
     }
 
     fn tool_names(&self) -> Vec<String> {
         let v = self.json();
-        v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+        v["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -163,24 +188,33 @@ async fn initialize_echoes_supported_versions_and_falls_back() {
     assert_eq!(v["result"]["capabilities"]["tools"]["listChanged"], false);
     assert_eq!(v["result"]["capabilities"]["prompts"]["listChanged"], false);
     assert_eq!(v["result"]["serverInfo"]["name"], "canopy");
-    let r = Req::rpc("initialize", json!({"protocolVersion":"1999-01-01"})).send(&e.dp).await;
+    let r = Req::rpc("initialize", json!({"protocolVersion":"1999-01-01"}))
+        .send(&e.dp)
+        .await;
     assert_eq!(r.json()["result"]["protocolVersion"], "2025-11-25");
 }
 
 #[tokio::test]
 async fn notifications_and_responses_get_202() {
     let e = env().await;
-    let r = Req::post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).send(&e.dp).await;
+    let r = Req::post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert!(r.text.is_empty());
-    let r = Req::post(r#"{"jsonrpc":"2.0","id":5,"result":{}}"#).send(&e.dp).await;
+    let r = Req::post(r#"{"jsonrpc":"2.0","id":5,"result":{}}"#)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
 async fn ping_is_exactly_empty_object() {
     let e = env().await;
-    let r = Req::post(r#"{"jsonrpc":"2.0","id":"p-1","method":"ping"}"#).header("mcp-protocol-version", "2025-06-18").send(&e.dp).await;
+    let r = Req::post(r#"{"jsonrpc":"2.0","id":"p-1","method":"ping"}"#)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.text, r#"{"jsonrpc":"2.0","id":"p-1","result":{}}"#);
 }
 
@@ -190,52 +224,136 @@ async fn unknown_method_and_malformed_bodies() {
     let r = Req::rpc("resources/list", json!({})).send(&e.dp).await;
     assert_eq!((r.status, r.error_code()), (StatusCode::OK, -32601));
     let r = Req::post("{not json").send(&e.dp).await;
-    assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, -32700));
-    let r = Req::post(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).send(&e.dp).await;
-    assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, -32600));
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("batch"));
-    let r = Req::post(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).send(&e.dp).await;
-    assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, -32600));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, -32700)
+    );
+    let r = Req::post(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)
+        .send(&e.dp)
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, -32600)
+    );
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("batch"));
+    let r = Req::post(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#)
+        .send(&e.dp)
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, -32600)
+    );
 }
 
 #[tokio::test]
 async fn invalid_protocol_version_header_is_400() {
     let e = env().await;
-    let r = Req::rpc("tools/list", json!({})).header("mcp-protocol-version", "garbage").send(&e.dp).await;
+    let r = Req::rpc("tools/list", json!({}))
+        .header("mcp-protocol-version", "garbage")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn http_level_checks() {
-    let e = env_with(HttpSettings { max_body_bytes: 64, ..Default::default() }, pb::Mode::Enterprise).await;
+    let e = env_with(
+        HttpSettings {
+            max_body_bytes: 64,
+            ..Default::default()
+        },
+        pb::Mode::Enterprise,
+    )
+    .await;
     for m in ["GET", "DELETE"] {
         let mut r = Req::post("");
         r.method = m;
         let r = r.send(&e.dp).await;
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m}");
     }
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#, "a".repeat(100));
-    assert_eq!(Req::post(big).send(&e.dp).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#,
+        "a".repeat(100)
+    );
+    assert_eq!(
+        Req::post(big).send(&e.dp).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-    assert_eq!(Req::post(ping).header("content-type", "text/plain").send(&e.dp).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(Req::post(ping).without("content-type").send(&e.dp).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let ok = Req::post(ping).header("content-type", "application/json; charset=utf-8").send(&e.dp).await;
+    assert_eq!(
+        Req::post(ping)
+            .header("content-type", "text/plain")
+            .send(&e.dp)
+            .await
+            .status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        Req::post(ping)
+            .without("content-type")
+            .send(&e.dp)
+            .await
+            .status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let ok = Req::post(ping)
+        .header("content-type", "application/json; charset=utf-8")
+        .send(&e.dp)
+        .await;
     assert_eq!(ok.status, StatusCode::OK);
-    assert_eq!(Req::post(ping).header("accept", "text/html").send(&e.dp).await.status, StatusCode::NOT_ACCEPTABLE);
-    assert_eq!(Req::post(ping).header("accept", "*/*").send(&e.dp).await.status, StatusCode::OK);
-    assert_eq!(Req::post(ping).without("accept").send(&e.dp).await.status, StatusCode::OK);
+    assert_eq!(
+        Req::post(ping)
+            .header("accept", "text/html")
+            .send(&e.dp)
+            .await
+            .status,
+        StatusCode::NOT_ACCEPTABLE
+    );
+    assert_eq!(
+        Req::post(ping)
+            .header("accept", "*/*")
+            .send(&e.dp)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        Req::post(ping).without("accept").send(&e.dp).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn origin_rules() {
-    let settings = HttpSettings { allowed_origins: vec!["https://app.example".into()], ..Default::default() };
+    let settings = HttpSettings {
+        allowed_origins: vec!["https://app.example".into()],
+        ..Default::default()
+    };
     let e = env_with(settings, pb::Mode::Enterprise).await;
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-    let r = Req::post(ping).header("origin", "https://evil.example").send(&e.dp).await;
+    let r = Req::post(ping)
+        .header("origin", "https://evil.example")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.json()["error"].is_object());
-    for ok in ["http://localhost:5173", "http://127.0.0.1:8080", "https://app.example"] {
-        assert_eq!(Req::post(ping).header("origin", ok).send(&e.dp).await.status, StatusCode::OK, "{ok}");
+    for ok in [
+        "http://localhost:5173",
+        "http://127.0.0.1:8080",
+        "https://app.example",
+    ] {
+        assert_eq!(
+            Req::post(ping)
+                .header("origin", ok)
+                .send(&e.dp)
+                .await
+                .status,
+            StatusCode::OK,
+            "{ok}"
+        );
     }
 }
 
@@ -244,14 +362,22 @@ async fn origin_rules() {
 #[tokio::test]
 async fn missing_or_unknown_token_is_401_with_www_authenticate() {
     let e = env().await;
-    for r in [Req::rpc("tools/list", json!({})).without("authorization"), Req::rpc("tools/list", json!({})).token("not-a-real-token-123")]
-    {
+    for r in [
+        Req::rpc("tools/list", json!({})).without("authorization"),
+        Req::rpc("tools/list", json!({})).token("not-a-real-token-123"),
+    ] {
         let r = r.send(&e.dp).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
         assert!(r.json()["error"]["code"].is_i64());
     }
-    assert_eq!(e.dp.state.metrics.auth_failures.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(
+        e.dp.state
+            .metrics
+            .auth_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
 }
 
 #[tokio::test]
@@ -262,38 +388,74 @@ async fn lists_are_filtered_by_scope_and_keep_unknown_fields() {
     assert!(names.contains(&"gh__echo".to_string()) && names.contains(&"gh__odd".to_string()));
     assert!(!names.iter().any(|n| n.starts_with("jira__")), "{names:?}");
     // The definition reaches the client byte for byte apart from its name.
-    assert!(r.text.contains(r#"{"name":"gh__odd","x-vendor":{"n":1.50,"s":"é"},"inputSchema":{"type":"object"}}"#), "{}", r.text);
+    assert!(
+        r.text.contains(
+            r#"{"name":"gh__odd","x-vendor":{"n":1.50,"s":"é"},"inputSchema":{"type":"object"}}"#
+        ),
+        "{}",
+        r.text
+    );
 
-    let r = Req::rpc("tools/list", json!({})).token(BOB).send(&e.dp).await;
+    let r = Req::rpc("tools/list", json!({}))
+        .token(BOB)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.tool_names(), vec!["gh__echo"]);
     let r = Req::rpc("prompts/list", json!({})).send(&e.dp).await;
     assert_eq!(r.json()["result"]["prompts"][0]["name"], "gh__greet");
-    let r = Req::rpc("prompts/list", json!({})).token(BOB).send(&e.dp).await;
+    let r = Req::rpc("prompts/list", json!({}))
+        .token(BOB)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.json()["result"]["prompts"], json!([]));
 }
 
 #[tokio::test]
 async fn out_of_scope_and_unknown_tools_get_the_same_error() {
     let e = env().await;
-    let call = |name: &str| Req::rpc("tools/call", json!({"name": name, "arguments": {}})).token(BOB);
+    let call =
+        |name: &str| Req::rpc("tools/call", json!({"name": name, "arguments": {}})).token(BOB);
     let out_of_scope = call("gh__fail").send(&e.dp).await;
     let other_server = call("jira__create").send(&e.dp).await;
     let unknown = call("gh__nope").send(&e.dp).await;
     let garbage = call("nosuchthing").send(&e.dp).await;
-    for (r, n) in [(&out_of_scope, "gh__fail"), (&other_server, "jira__create"), (&unknown, "gh__nope"), (&garbage, "nosuchthing")] {
+    for (r, n) in [
+        (&out_of_scope, "gh__fail"),
+        (&other_server, "jira__create"),
+        (&unknown, "gh__nope"),
+        (&garbage, "nosuchthing"),
+    ] {
         assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.text, format!(r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":-32602,"message":"Unknown tool: {n}"}}}}"#));
+        assert_eq!(
+            r.text,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":-32602,"message":"Unknown tool: {n}"}}}}"#
+            )
+        );
     }
-    assert!(e.mock.seen.calls.lock().unwrap().iter().all(|(_, m, _)| m != "tools/call"));
+    assert!(e
+        .mock
+        .seen
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, m, _)| m != "tools/call"));
 }
 
 #[tokio::test]
 async fn development_mode_needs_no_token_and_shows_everything() {
     let e = env_with(HttpSettings::default(), pb::Mode::Development).await;
-    let r = Req::rpc("tools/list", json!({})).without("authorization").send(&e.dp).await;
+    let r = Req::rpc("tools/list", json!({}))
+        .without("authorization")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.tool_names().contains(&"jira__create".to_string()));
-    let r = Req::modern("tools/list", json!({})).without("authorization").send(&e.dp).await;
+    let r = Req::modern("tools/list", json!({}))
+        .without("authorization")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.json()["result"]["cacheScope"], "public");
 }
 
@@ -305,34 +467,64 @@ async fn tools_call_forwards_original_name_and_relays_result_bytes() {
     let body = r#"{"jsonrpc":"2.0","id":"abc-1","method":"tools/call","params":{"name":"gh__echo","arguments":{"n":1.50}}}"#;
     let r = Req::post(body).send(&e.dp).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.text, format!(r#"{{"jsonrpc":"2.0","id":"abc-1","result":{}}}"#, mock::ECHO_RESULT));
+    assert_eq!(
+        r.text,
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"abc-1","result":{}}}"#,
+            mock::ECHO_RESULT
+        )
+    );
     let calls = e.mock.seen.calls.lock().unwrap();
     let (auth, _, params) = calls.iter().find(|(_, m, _)| m == "tools/call").unwrap();
     assert_eq!(params["name"], "echo");
     assert_eq!(params["arguments"]["n"], 1.5);
     // The registered credential goes upstream, never the client's token.
     assert_eq!(auth.as_deref(), Some("Bearer upstream-secret"));
-    assert!(calls.iter().all(|(a, _, _)| a.as_deref() != Some(&format!("Bearer {ALICE}"))));
+    assert!(calls
+        .iter()
+        .all(|(a, _, _)| a.as_deref() != Some(&format!("Bearer {ALICE}"))));
 }
 
 #[tokio::test]
 async fn upstream_errors_are_relayed_and_failures_name_the_server() {
     let e = env().await;
-    let r = Req::rpc("tools/call", json!({"name":"gh__fail"})).send(&e.dp).await;
-    assert_eq!(r.text, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"boom","data":{"why":"x"}}}"#);
+    let r = Req::rpc("tools/call", json!({"name":"gh__fail"}))
+        .send(&e.dp)
+        .await;
+    assert_eq!(
+        r.text,
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"boom","data":{"why":"x"}}}"#
+    );
     let started = std::time::Instant::now();
-    let r = Req::rpc("tools/call", json!({"name":"down__x"})).send(&e.dp).await;
+    let r = Req::rpc("tools/call", json!({"name":"down__x"}))
+        .send(&e.dp)
+        .await;
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!((r.status, r.error_code()), (StatusCode::OK, -32603));
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("down"), "{}", r.text);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("down"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
 async fn prompts_get_forwards() {
     let e = env().await;
-    let r = Req::rpc("prompts/get", json!({"name":"gh__greet"})).send(&e.dp).await;
-    assert_eq!(r.text, r#"{"jsonrpc":"2.0","id":1,"result":{"messages":[],"x-p":true}}"#);
-    let r = Req::rpc("prompts/get", json!({"name":"gh__greet"})).token(BOB).send(&e.dp).await;
+    let r = Req::rpc("prompts/get", json!({"name":"gh__greet"}))
+        .send(&e.dp)
+        .await;
+    assert_eq!(
+        r.text,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"messages":[],"x-p":true}}"#
+    );
+    let r = Req::rpc("prompts/get", json!({"name":"gh__greet"}))
+        .token(BOB)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.json()["error"]["message"], "Unknown prompt: gh__greet");
 }
 
@@ -346,7 +538,10 @@ async fn upstream_notifications_become_sse_when_accepted() {
     assert_eq!(events.len(), 2, "{}", r.text);
     assert!(events[0].contains("notifications/progress") && events[0].contains("tok-9"));
     assert!(events[1].contains(r#""id":1"#) && events[1].contains("result"));
-    let r = Req::rpc("tools/call", params).header("accept", "application/json").send(&e.dp).await;
+    let r = Req::rpc("tools/call", params)
+        .header("accept", "application/json")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
     assert!(r.json()["result"].is_object());
 }
@@ -356,24 +551,55 @@ async fn upstream_notifications_become_sse_when_accepted() {
 #[tokio::test]
 async fn per_server_endpoint_uses_unprefixed_names() {
     let e = env().await;
-    let r = Req::rpc("tools/list", json!({})).path("/servers/gh/mcp").send(&e.dp).await;
+    let r = Req::rpc("tools/list", json!({}))
+        .path("/servers/gh/mcp")
+        .send(&e.dp)
+        .await;
     let names = r.tool_names();
-    assert!(names.contains(&"echo".to_string()) && !names.iter().any(|n| n.contains("__")), "{names:?}");
-    let r = Req::rpc("tools/list", json!({})).path("/servers/gh/mcp").token(BOB).send(&e.dp).await;
+    assert!(
+        names.contains(&"echo".to_string()) && !names.iter().any(|n| n.contains("__")),
+        "{names:?}"
+    );
+    let r = Req::rpc("tools/list", json!({}))
+        .path("/servers/gh/mcp")
+        .token(BOB)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.tool_names(), vec!["echo"]);
-    let r = Req::rpc("tools/call", json!({"name":"echo"})).path("/servers/gh/mcp").send(&e.dp).await;
+    let r = Req::rpc("tools/call", json!({"name":"echo"}))
+        .path("/servers/gh/mcp")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.json()["result"]["x-unknown"]["keep"][1], 2.5);
-    let r = Req::rpc("tools/call", json!({"name":"gh__echo"})).path("/servers/gh/mcp").send(&e.dp).await;
+    let r = Req::rpc("tools/call", json!({"name":"gh__echo"}))
+        .path("/servers/gh/mcp")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.error_code(), -32602);
-    let r = Req::rpc("tools/call", json!({"name":"fail"})).path("/servers/gh/mcp").token(BOB).send(&e.dp).await;
+    let r = Req::rpc("tools/call", json!({"name":"fail"}))
+        .path("/servers/gh/mcp")
+        .token(BOB)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.json()["error"]["message"], "Unknown tool: fail");
 
-    let unknown = Req::rpc("tools/list", json!({})).path("/servers/nope/mcp").send(&e.dp).await;
-    let hidden = Req::rpc("tools/list", json!({})).path("/servers/jira/mcp").token(BOB).send(&e.dp).await;
+    let unknown = Req::rpc("tools/list", json!({}))
+        .path("/servers/nope/mcp")
+        .send(&e.dp)
+        .await;
+    let hidden = Req::rpc("tools/list", json!({}))
+        .path("/servers/jira/mcp")
+        .token(BOB)
+        .send(&e.dp)
+        .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(hidden.status, StatusCode::NOT_FOUND);
     assert_eq!(hidden.json()["error"]["message"], "Unknown server: jira");
-    let unauth = Req::rpc("tools/list", json!({})).path("/servers/gh/mcp").without("authorization").send(&e.dp).await;
+    let unauth = Req::rpc("tools/list", json!({}))
+        .path("/servers/gh/mcp")
+        .without("authorization")
+        .send(&e.dp)
+        .await;
     assert_eq!(unauth.status, StatusCode::UNAUTHORIZED);
     let mut get = Req::post("").path("/servers/gh/mcp");
     get.method = "GET";
@@ -388,22 +614,36 @@ async fn server_discover() {
     let r = Req::modern("server/discover", json!({})).send(&e.dp).await;
     assert_eq!(r.status, StatusCode::OK);
     let v = r.json()["result"].clone();
-    assert!(v["supportedVersions"].as_array().unwrap().contains(&json!(MODERN)));
+    assert!(v["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(MODERN)));
     assert_eq!(v["resultType"], "complete");
     assert!(v["ttlMs"].is_u64());
     assert!(v["cacheScope"].is_string());
     assert_eq!(v["capabilities"]["tools"]["listChanged"], false);
-    assert_eq!(v["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "canopy");
+    assert_eq!(
+        v["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "canopy"
+    );
 }
 
 #[tokio::test]
 async fn modern_meta_is_checked_first() {
     let e = env().await;
-    let no_meta = Req::rpc("tools/list", json!({})).header("mcp-protocol-version", MODERN).header("mcp-method", "tools/list");
+    let no_meta = Req::rpc("tools/list", json!({}))
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "tools/list");
     let r = no_meta.send(&e.dp).await;
-    assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, -32602));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, -32602)
+    );
     // _meta is checked before the headers: missing both still says -32602.
-    let r = Req::rpc("tools/list", json!({})).header("mcp-protocol-version", MODERN).send(&e.dp).await;
+    let r = Req::rpc("tools/list", json!({}))
+        .header("mcp-protocol-version", MODERN)
+        .send(&e.dp)
+        .await;
     assert_eq!(r.error_code(), -32602);
     let bad_caps = Req::rpc(
         "tools/list",
@@ -429,14 +669,28 @@ async fn modern_headers_must_match_the_body() {
     ];
     for (i, c) in cases.into_iter().enumerate() {
         let r = c.send(&e.dp).await;
-        assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, -32020), "case {i}: {}", r.text);
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::BAD_REQUEST, -32020),
+            "case {i}: {}",
+            r.text
+        );
     }
     // Whitespace around values is tolerated; the base64 form is decoded.
-    let r = Req::modern("tools/list", json!({})).header("mcp-method", "  tools/list\t").send(&e.dp).await;
+    let r = Req::modern("tools/list", json!({}))
+        .header("mcp-method", "  tools/list\t")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let r = Req::modern("tools/call", json!({"name":"gh__echo"})).header("mcp-name", "=?base64?Z2hfX2VjaG8=?=").send(&e.dp).await;
+    let r = Req::modern("tools/call", json!({"name":"gh__echo"}))
+        .header("mcp-name", "=?base64?Z2hfX2VjaG8=?=")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let r = Req::modern("tools/call", json!({"name":"gh__echo"})).header("mcp-protocol-version", " 2026-07-28 ").send(&e.dp).await;
+    let r = Req::modern("tools/call", json!({"name":"gh__echo"}))
+        .header("mcp-protocol-version", " 2026-07-28 ")
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 
@@ -450,18 +704,34 @@ async fn modern_unsupported_version_lists_supported() {
         .header("mcp-method", "tools/list")
         .send(&e.dp)
         .await;
-    assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, -32022));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, -32022)
+    );
     let data = &r.json()["error"]["data"];
     assert_eq!(data["requested"], "2099-01-01");
-    assert!(data["supported"].as_array().unwrap().contains(&json!(MODERN)));
+    assert!(data["supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(MODERN)));
 }
 
 #[tokio::test]
 async fn modern_removed_methods_are_404() {
     let e = env().await;
-    for m in ["initialize", "ping", "logging/setLevel", "resources/subscribe", "nope/nope"] {
+    for m in [
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "nope/nope",
+    ] {
         let r = Req::modern(m, json!({})).send(&e.dp).await;
-        assert_eq!((r.status, r.error_code()), (StatusCode::NOT_FOUND, -32601), "{m}");
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::NOT_FOUND, -32601),
+            "{m}"
+        );
     }
 }
 
@@ -473,7 +743,10 @@ async fn modern_lists_carry_ttl_and_private_scope() {
     assert_eq!(v["resultType"], "complete");
     assert_eq!(v["cacheScope"], "private");
     assert!(v["ttlMs"].as_u64().unwrap() > 0);
-    assert_eq!(v["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "canopy");
+    assert_eq!(
+        v["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "canopy"
+    );
     assert!(r.text.contains(r#""x-vendor":{"n":1.50,"s":"é"}"#));
     let r = Req::modern("prompts/list", json!({})).send(&e.dp).await;
     assert_eq!(r.json()["result"]["cacheScope"], "private");
@@ -482,18 +755,33 @@ async fn modern_lists_carry_ttl_and_private_scope() {
 #[tokio::test]
 async fn modern_results_get_result_type_and_stamp() {
     let e = env().await;
-    let r = Req::modern("tools/call", json!({"name":"gh__echo"})).send(&e.dp).await;
+    let r = Req::modern("tools/call", json!({"name":"gh__echo"}))
+        .send(&e.dp)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let v = r.json()["result"].clone();
     assert_eq!(v["resultType"], "complete");
-    assert_eq!(v["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "canopy");
-    assert!(r.text.contains(r#""x-unknown":{"keep":[1,2.50,"é"]}"#), "{}", r.text);
+    assert_eq!(
+        v["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "canopy"
+    );
+    assert!(
+        r.text.contains(r#""x-unknown":{"keep":[1,2.50,"é"]}"#),
+        "{}",
+        r.text
+    );
     // input_required from upstream passes unchanged.
-    let r = Req::modern("tools/call", json!({"name":"gh__input"})).send(&e.dp).await;
+    let r = Req::modern("tools/call", json!({"name":"gh__input"}))
+        .send(&e.dp)
+        .await;
     assert_eq!(r.json()["result"]["resultType"], "input_required");
-    assert!(r.text.contains(r#""inputRequests":{"a":{"method":"elicitation/create"}}"#));
+    assert!(r
+        .text
+        .contains(r#""inputRequests":{"a":{"method":"elicitation/create"}}"#));
     // Out of scope is the same -32602 in the modern era too.
-    let r = Req::modern("tools/call", json!({"name":"jira__create"})).send(&e.dp).await;
+    let r = Req::modern("tools/call", json!({"name":"jira__create"}))
+        .send(&e.dp)
+        .await;
     assert_eq!((r.status, r.error_code()), (StatusCode::OK, -32602));
 }
 
@@ -506,12 +794,18 @@ async fn not_ready_until_state_and_stale_beyond_max() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     let mut ready = Req::post("").path("/readyz");
     ready.method = "GET";
-    assert_eq!(ready.send(&dp).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.send(&dp).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let mut health = Req::post("").path("/healthz");
     health.method = "GET";
     assert_eq!(health.send(&dp).await.status, StatusCode::OK);
 
-    let settings = HttpSettings { max_staleness: Some(std::time::Duration::from_millis(1)), ..Default::default() };
+    let settings = HttpSettings {
+        max_staleness: Some(std::time::Duration::from_millis(1)),
+        ..Default::default()
+    };
     let e = env_with(settings, pb::Mode::Enterprise).await;
     e.dp.state.status.set_last_contact(0);
     let r = Req::rpc("tools/list", json!({})).send(&e.dp).await;
@@ -525,7 +819,9 @@ async fn not_ready_until_state_and_stale_beyond_max() {
 async fn readyz_and_metrics_report_sync_and_requests() {
     let e = env().await;
     Req::rpc("tools/list", json!({})).send(&e.dp).await;
-    Req::rpc("tools/call", json!({"name":"gh__echo"})).send(&e.dp).await;
+    Req::rpc("tools/call", json!({"name":"gh__echo"}))
+        .send(&e.dp)
+        .await;
     let mut ready = Req::post("").path("/readyz");
     ready.method = "GET";
     let r = ready.send(&e.dp).await;
@@ -535,8 +831,18 @@ async fn readyz_and_metrics_report_sync_and_requests() {
     let mut m = Req::post("").path("/metrics");
     m.method = "GET";
     let r = m.send(&e.dp).await;
-    assert!(r.text.contains(r#"canopy_requests_total{method="tools/list",status="200"} 1"#), "{}", r.text);
-    assert!(r.text.contains(r#"canopy_upstream_request_duration_seconds_count{server="gh"} 1"#), "{}", r.text);
+    assert!(
+        r.text
+            .contains(r#"canopy_requests_total{method="tools/list",status="200"} 1"#),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains(r#"canopy_upstream_request_duration_seconds_count{server="gh"} 1"#),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("canopy_sync_applied_revision 7"));
     assert!(r.text.contains("canopy_sync_staleness_seconds"));
 }

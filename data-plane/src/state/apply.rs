@@ -30,7 +30,9 @@ impl SnapshotBuilder {
     /// Starts from a chunk with `first` set.
     pub fn new(first: &pb::SnapshotChunk) -> Result<Self, ApplyError> {
         if !first.first {
-            return Err(ApplyError::SnapshotOrder("snapshot does not start with a first chunk"));
+            return Err(ApplyError::SnapshotOrder(
+                "snapshot does not start with a first chunk",
+            ));
         }
         let mode = Mode::from_proto(first.mode)?;
         let key = convert::token_key(&first.token_hash_key, mode)?;
@@ -56,7 +58,9 @@ impl SnapshotBuilder {
             return Err(ApplyError::SnapshotOrder("chunk after the last one"));
         }
         if chunk.revision != self.revision {
-            return Err(ApplyError::SnapshotOrder("chunks of one snapshot carry different revisions"));
+            return Err(ApplyError::SnapshotOrder(
+                "chunks of one snapshot carry different revisions",
+            ));
         }
         // A record this build cannot read is skipped (and logged) rather than failing
         // the sync: retrying would fail the same way forever. Skipping a client denies
@@ -101,7 +105,11 @@ fn upsert_client(
     tokens.replace(old.as_ref(), &entry);
 }
 
-fn delete_client(clients: &mut HashMap<Arc<str>, Arc<ClientEntry>>, tokens: &TokenIndex, name: &str) {
+fn delete_client(
+    clients: &mut HashMap<Arc<str>, Arc<ClientEntry>>,
+    tokens: &TokenIndex,
+    name: &str,
+) {
     if let Some(old) = clients.remove(name) {
         tokens.remove(&old);
     }
@@ -122,15 +130,23 @@ impl State {
 
     /// The `Server` for `def`, reusing the running upstream connection when its
     /// configuration is unchanged (a catalogue refresh must not drop sessions).
-    fn make_server(&self, def: ServerDef, existing: Option<&Arc<Server>>) -> (Arc<Server>, Option<Upstream>) {
+    fn make_server(
+        &self,
+        def: ServerDef,
+        existing: Option<&Arc<Server>>,
+    ) -> (Arc<Server>, Option<Upstream>) {
         let metrics = self.metrics.upstream(&def.config.name);
         match existing {
-            Some(old) if *old.upstream.config() == def.config => {
-                (Arc::new(Server::new(def, old.upstream.clone(), metrics)), None)
-            }
+            Some(old) if *old.upstream.config() == def.config => (
+                Arc::new(Server::new(def, old.upstream.clone(), metrics)),
+                None,
+            ),
             _ => {
                 let up = Upstream::new(def.config.clone());
-                (Arc::new(Server::new(def, up, metrics)), existing.map(|o| o.upstream.clone()))
+                (
+                    Arc::new(Server::new(def, up, metrics)),
+                    existing.map(|o| o.upstream.clone()),
+                )
             }
         }
     }
@@ -148,7 +164,10 @@ impl State {
             return Err(ApplyError::SnapshotOrder("snapshot has no last chunk"));
         }
         let mut guard = self.writer();
-        let mut old_servers = guard.as_mut().map(|w| std::mem::take(&mut w.servers)).unwrap_or_default();
+        let mut old_servers = guard
+            .as_mut()
+            .map(|w| std::mem::take(&mut w.servers))
+            .unwrap_or_default();
         let mut servers = BTreeMap::new();
         for def in b.servers {
             let existing = old_servers.remove(def.config.name.as_str());
@@ -162,7 +181,10 @@ impl State {
             self.metrics.forget_upstream(&name);
             spawn_shutdown(gone.upstream.clone());
         }
-        let catalog = Arc::new(Catalog::build(self.next_generation(), servers.values().cloned().collect()));
+        let catalog = Arc::new(Catalog::build(
+            self.next_generation(),
+            servers.values().cloned().collect(),
+        ));
         let view = View {
             mode: b.mode,
             hasher: TokenHasher::new(b.key),
@@ -207,7 +229,10 @@ impl State {
                 continue;
             }
             if rev > w.revision + 1 {
-                result = Err(ApplyError::Gap { applied: w.revision, got: rev });
+                result = Err(ApplyError::Gap {
+                    applied: w.revision,
+                    got: rev,
+                });
                 break;
             }
             let Some(kind) = change.kind else {
@@ -224,7 +249,9 @@ impl State {
                         delete_client(&mut w.clients, &view.tokens, &c.name);
                     }
                 },
-                pb::change::Kind::ClientDelete(name) => delete_client(&mut w.clients, &view.tokens, &name),
+                pb::change::Kind::ClientDelete(name) => {
+                    delete_client(&mut w.clients, &view.tokens, &name)
+                }
                 pb::change::Kind::ServerUpsert(s) => {
                     let name = s.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
                     match ServerDef::try_from(s) {
@@ -253,7 +280,10 @@ impl State {
             current = Some(rev);
         }
         if servers_changed {
-            let catalog = Arc::new(Catalog::build(self.next_generation(), w.servers.values().cloned().collect()));
+            let catalog = Arc::new(Catalog::build(
+                self.next_generation(),
+                w.servers.values().cloned().collect(),
+            ));
             self.view.store(Some(Arc::new(View {
                 mode: view.mode,
                 hasher: view.hasher.clone(),

@@ -70,7 +70,10 @@ fn build_defs(server: &str, raws: Vec<Box<RawValue>>, what: &str) -> Vec<Def> {
     for raw in raws {
         let text = raw.get();
         let (name, span) = match RawObject::parse(text) {
-            Ok(obj) => match obj.get("name").and_then(|v| json::as_str(v).map(|n| (n.into_owned(), v))) {
+            Ok(obj) => match obj
+                .get("name")
+                .and_then(|v| json::as_str(v).map(|n| (n.into_owned(), v)))
+            {
                 Some((n, v)) => (n, json::span_in(text, v.get())),
                 None => {
                     tracing::warn!(server, "skipping a {what} without a string name");
@@ -167,9 +170,12 @@ impl Server {
             Kind::Prompt => &self.prompts_json,
         };
         match scope {
-            Some(s) if !s.allow().allows_server(&self.name) => {
-                array(self.defs(kind).iter().filter(|d| d.allowed(&self.name, s)).map(|d| d.raw.get()))
-            }
+            Some(s) if !s.allow().allows_server(&self.name) => array(
+                self.defs(kind)
+                    .iter()
+                    .filter(|d| d.allowed(&self.name, s))
+                    .map(|d| d.raw.get()),
+            ),
             _ => all.clone(),
         }
     }
@@ -200,10 +206,30 @@ impl Catalog {
                 prompts.entry(d.qualified.clone()).or_insert((si, di));
             }
         }
-        let all_tools = array(servers.iter().flat_map(|s| s.tools.iter().map(|d| &*d.prefixed)));
-        let all_prompts = array(servers.iter().flat_map(|s| s.prompts.iter().map(|d| &*d.prefixed)));
-        let server_index = servers.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
-        Catalog { generation, servers, server_index, tools, prompts, all_tools, all_prompts }
+        let all_tools = array(
+            servers
+                .iter()
+                .flat_map(|s| s.tools.iter().map(|d| &*d.prefixed)),
+        );
+        let all_prompts = array(
+            servers
+                .iter()
+                .flat_map(|s| s.prompts.iter().map(|d| &*d.prefixed)),
+        );
+        let server_index = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        Catalog {
+            generation,
+            servers,
+            server_index,
+            tools,
+            prompts,
+            all_tools,
+            all_prompts,
+        }
     }
 
     pub fn empty() -> Self {
@@ -245,7 +271,10 @@ impl Catalog {
             None => {
                 let filter = |kind: Kind| {
                     array(self.servers.iter().flat_map(|s| {
-                        s.defs(kind).iter().filter(|d| d.allowed(&s.name, scope)).map(|d| &*d.prefixed)
+                        s.defs(kind)
+                            .iter()
+                            .filter(|d| d.allowed(&s.name, scope))
+                            .map(|d| &*d.prefixed)
                     }))
                 };
                 let l = Arc::new(ScopedLists {

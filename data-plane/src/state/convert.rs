@@ -57,8 +57,13 @@ impl TryFrom<&pb::ClientState> for ClientDef {
             .iter()
             .map(|t| {
                 TokenHash::from_slice(&t.hash)
-                    .map(|hash| TokenSlot { hash, expires_at_ms: t.expires_at_ms })
-                    .ok_or_else(|| ApplyError::BadTokenHash { client: c.name.clone() })
+                    .map(|hash| TokenSlot {
+                        hash,
+                        expires_at_ms: t.expires_at_ms,
+                    })
+                    .ok_or_else(|| ApplyError::BadTokenHash {
+                        client: c.name.clone(),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         // An entry this build cannot read is dropped rather than failing the whole sync:
@@ -71,7 +76,11 @@ impl TryFrom<&pb::ClientState> for ClientDef {
             }
         });
         let allow = AllowList::from_entries(entries).unwrap_or_default();
-        Ok(ClientDef { name: c.name.clone(), tokens, allow })
+        Ok(ClientDef {
+            name: c.name.clone(),
+            tokens,
+            allow,
+        })
     }
 }
 
@@ -93,7 +102,10 @@ impl TryFrom<pb::UpstreamState> for ServerDef {
             name: String::new(),
             reason: "missing spec".into(),
         })?;
-        let bad = |reason: String| ApplyError::BadServer { name: spec.name.clone(), reason };
+        let bad = |reason: String| ApplyError::BadServer {
+            name: spec.name.clone(),
+            reason,
+        };
         if canopy_core::name::validate_server_name(&spec.name).is_err() {
             return Err(bad("invalid server name".into()));
         }
@@ -107,7 +119,10 @@ impl TryFrom<pb::UpstreamState> for ServerDef {
         };
         let raw = |list: &[String], what: &str| {
             list.iter()
-                .map(|s| RawValue::from_string(s.clone()).map_err(|e| bad(format!("{what} definition is not JSON: {e}"))))
+                .map(|s| {
+                    RawValue::from_string(s.clone())
+                        .map_err(|e| bad(format!("{what} definition is not JSON: {e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
         let tools = raw(&u.tools_json, "tool")?;
@@ -121,8 +136,18 @@ impl TryFrom<pb::UpstreamState> for ServerDef {
             command: spec.command.clone(),
             args: spec.args.clone(),
             env: spec.env.clone().into_iter().collect(),
-            timeout: if spec.timeout_ms == 0 { DEFAULT_TIMEOUT } else { Duration::from_millis(spec.timeout_ms) },
+            timeout: if spec.timeout_ms == 0 {
+                DEFAULT_TIMEOUT
+            } else {
+                Duration::from_millis(spec.timeout_ms)
+            },
         };
-        Ok(ServerDef { config, tools, prompts, protocol_version: u.protocol_version.clone(), source: u })
+        Ok(ServerDef {
+            config,
+            tools,
+            prompts,
+            protocol_version: u.protocol_version.clone(),
+            source: u,
+        })
     }
 }

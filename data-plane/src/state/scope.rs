@@ -26,7 +26,10 @@ pub(crate) struct ScopedLists {
 
 impl Scope {
     pub fn new(allow: AllowList) -> Self {
-        Self { allow, lists: ArcSwapOption::empty() }
+        Self {
+            allow,
+            lists: ArcSwapOption::empty(),
+        }
     }
 
     pub fn allow(&self) -> &AllowList {
@@ -34,7 +37,9 @@ impl Scope {
     }
 
     pub(crate) fn cached_lists(&self, generation: u64) -> Option<Arc<ScopedLists>> {
-        self.lists.load_full().filter(|l| l.generation == generation)
+        self.lists
+            .load_full()
+            .filter(|l| l.generation == generation)
     }
 
     pub(crate) fn store_lists(&self, lists: Arc<ScopedLists>) {
@@ -44,7 +49,9 @@ impl Scope {
 
 impl std::fmt::Debug for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Scope").field(&self.allow.to_strings()).finish()
+        f.debug_tuple("Scope")
+            .field(&self.allow.to_strings())
+            .finish()
     }
 }
 

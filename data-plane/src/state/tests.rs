@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 use super::*;
 use canopy_proto::v1 as pb;
 
@@ -10,7 +11,10 @@ pub(crate) fn hasher() -> TokenHasher {
 pub(crate) fn client(name: &str, token: &str, allowed: &[&str]) -> pb::ClientState {
     pb::ClientState {
         name: name.into(),
-        tokens: vec![pb::TokenHash { hash: hasher().hash(token).0.to_vec(), expires_at_ms: 0 }],
+        tokens: vec![pb::TokenHash {
+            hash: hasher().hash(token).0.to_vec(),
+            expires_at_ms: 0,
+        }],
         allowed: allowed.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -23,13 +27,20 @@ pub(crate) fn server(name: &str, url: &str, tools: &[&str]) -> pb::UpstreamState
             url: url.into(),
             ..Default::default()
         }),
-        tools_json: tools.iter().map(|t| format!(r#"{{"name":"{t}","inputSchema":{{"type":"object"}}}}"#)).collect(),
+        tools_json: tools
+            .iter()
+            .map(|t| format!(r#"{{"name":"{t}","inputSchema":{{"type":"object"}}}}"#))
+            .collect(),
         prompts_json: vec![],
         protocol_version: "2025-06-18".into(),
     }
 }
 
-pub(crate) fn snapshot(rev: u64, clients: Vec<pb::ClientState>, servers: Vec<pb::UpstreamState>) -> pb::SnapshotChunk {
+pub(crate) fn snapshot(
+    rev: u64,
+    clients: Vec<pb::ClientState>,
+    servers: Vec<pb::UpstreamState>,
+) -> pb::SnapshotChunk {
     pb::SnapshotChunk {
         revision: rev,
         first: true,
@@ -48,12 +59,17 @@ pub(crate) fn install(state: &State, chunk: pb::SnapshotChunk) {
 }
 
 fn change(revision: u64, kind: pb::change::Kind) -> pb::Change {
-    pb::Change { revision, kind: Some(kind) }
+    pb::Change {
+        revision,
+        kind: Some(kind),
+    }
 }
 
 fn who(state: &State, token: &str) -> Option<String> {
     let v = state.load_view()?;
-    v.tokens.lookup(&v.hasher.hash(token), crate::status::now_ms()).map(|c| c.name.to_string())
+    v.tokens
+        .lookup(&v.hasher.hash(token), crate::status::now_ms())
+        .map(|c| c.name.to_string())
 }
 
 fn new_state() -> State {
@@ -89,21 +105,44 @@ fn snapshot_is_invisible_until_last_chunk() {
 #[test]
 fn snapshot_chunks_must_agree() {
     let first = snapshot(5, vec![], vec![]);
-    let mut b = SnapshotBuilder::new(&pb::SnapshotChunk { last: false, ..first.clone() }).unwrap();
-    assert!(b.add(pb::SnapshotChunk { revision: 6, ..first.clone() }).is_err());
-    assert!(SnapshotBuilder::new(&pb::SnapshotChunk { first: false, ..first.clone() }).is_err());
-    assert!(SnapshotBuilder::new(&pb::SnapshotChunk { token_hash_key: vec![1; 3], ..first }).is_err());
+    let mut b = SnapshotBuilder::new(&pb::SnapshotChunk {
+        last: false,
+        ..first.clone()
+    })
+    .unwrap();
+    assert!(b
+        .add(pb::SnapshotChunk {
+            revision: 6,
+            ..first.clone()
+        })
+        .is_err());
+    assert!(SnapshotBuilder::new(&pb::SnapshotChunk {
+        first: false,
+        ..first.clone()
+    })
+    .is_err());
+    assert!(SnapshotBuilder::new(&pb::SnapshotChunk {
+        token_hash_key: vec![1; 3],
+        ..first
+    })
+    .is_err());
 }
 
 #[test]
 fn changes_apply_in_order_skip_duplicates_and_detect_gaps() {
     let s = new_state();
     assert_eq!(s.apply_changes(vec![]), Err(ApplyError::NoState));
-    install(&s, snapshot(10, vec![client("a", "token-a-0123456789", &["gh"])], vec![]));
+    install(
+        &s,
+        snapshot(10, vec![client("a", "token-a-0123456789", &["gh"])], vec![]),
+    );
 
     // Rotation: the new token works, the old one stops, in one change.
     let rotated = client("a", "token-a2-123456789", &["gh"]);
-    assert_eq!(s.apply_changes(vec![change(11, pb::change::Kind::ClientUpsert(rotated))]), Ok(Some(11)));
+    assert_eq!(
+        s.apply_changes(vec![change(11, pb::change::Kind::ClientUpsert(rotated))]),
+        Ok(Some(11))
+    );
     assert!(who(&s, "token-a-0123456789").is_none());
     assert_eq!(who(&s, "token-a2-123456789").as_deref(), Some("a"));
 
@@ -113,7 +152,12 @@ fn changes_apply_in_order_skip_duplicates_and_detect_gaps() {
         change(10, pb::change::Kind::ClientDelete("a".into())),
         change(11, pb::change::Kind::ClientDelete("a".into())),
         change(12, pb::change::Kind::ClientUpsert(b)),
-        change(13, pb::change::Kind::Other(pb::Other { what: "user".into() })),
+        change(
+            13,
+            pb::change::Kind::Other(pb::Other {
+                what: "user".into(),
+            }),
+        ),
     ]);
     assert_eq!(r, Ok(Some(13)));
     assert_eq!(who(&s, "token-a2-123456789").as_deref(), Some("a"));
@@ -124,17 +168,36 @@ fn changes_apply_in_order_skip_duplicates_and_detect_gaps() {
         change(14, pb::change::Kind::ClientDelete("b".into())),
         change(16, pb::change::Kind::ClientDelete("a".into())),
     ]);
-    assert_eq!(r, Err(ApplyError::Gap { applied: 14, got: 16 }));
+    assert_eq!(
+        r,
+        Err(ApplyError::Gap {
+            applied: 14,
+            got: 16
+        })
+    );
     assert_eq!(s.applied_revision(), 14);
     assert!(who(&s, "token-b-0123456789").is_none());
     assert_eq!(who(&s, "token-a2-123456789").as_deref(), Some("a"));
-    assert_eq!(s.apply_changes(vec![change(14, pb::change::Kind::ClientDelete("a".into()))]), Ok(None));
+    assert_eq!(
+        s.apply_changes(vec![change(14, pb::change::Kind::ClientDelete("a".into()))]),
+        Ok(None)
+    );
 }
 
 #[test]
 fn several_changes_may_share_a_revision() {
     let s = new_state();
-    install(&s, snapshot(1, vec![client("a", "token-a-0123456789", &[]), client("b", "token-b-0123456789", &[])], vec![]));
+    install(
+        &s,
+        snapshot(
+            1,
+            vec![
+                client("a", "token-a-0123456789", &[]),
+                client("b", "token-b-0123456789", &[]),
+            ],
+            vec![],
+        ),
+    );
     let r = s.apply_changes(vec![
         change(2, pb::change::Kind::ClientDelete("a".into())),
         change(2, pb::change::Kind::ClientDelete("b".into())),
@@ -149,8 +212,14 @@ fn expired_tokens_are_rejected_at_lookup() {
     let s = new_state();
     let mut c = client("a", "token-new-23456789", &[]);
     let now = crate::status::now_ms();
-    c.tokens.push(pb::TokenHash { hash: hasher().hash("token-old-23456789").0.to_vec(), expires_at_ms: now + 60_000 });
-    c.tokens.push(pb::TokenHash { hash: hasher().hash("token-gone-3456789").0.to_vec(), expires_at_ms: now - 1 });
+    c.tokens.push(pb::TokenHash {
+        hash: hasher().hash("token-old-23456789").0.to_vec(),
+        expires_at_ms: now + 60_000,
+    });
+    c.tokens.push(pb::TokenHash {
+        hash: hasher().hash("token-gone-3456789").0.to_vec(),
+        expires_at_ms: now - 1,
+    });
     install(&s, snapshot(1, vec![c], vec![]));
     assert!(who(&s, "token-new-23456789").is_some());
     assert!(who(&s, "token-old-23456789").is_some());
@@ -165,32 +234,61 @@ fn server_changes_rebuild_catalogue_and_scopes_filter() {
     let s = new_state();
     install(
         &s,
-        snapshot(1, vec![client("a", "token-a-0123456789", &["gh__search", "jira"])], vec![server("gh", "http://x", &["search", "delete"])]),
+        snapshot(
+            1,
+            vec![client("a", "token-a-0123456789", &["gh__search", "jira"])],
+            vec![server("gh", "http://x", &["search", "delete"])],
+        ),
     );
     let up = server("jira", "http://y", &["create"]);
-    assert_eq!(s.apply_changes(vec![change(2, pb::change::Kind::ServerUpsert(up))]), Ok(Some(2)));
+    assert_eq!(
+        s.apply_changes(vec![change(2, pb::change::Kind::ServerUpsert(up))]),
+        Ok(Some(2))
+    );
     let v = s.load_view().unwrap();
-    let c = v.tokens.lookup(&v.hasher.hash("token-a-0123456789"), 0).unwrap();
+    let c = v
+        .tokens
+        .lookup(&v.hasher.hash("token-a-0123456789"), 0)
+        .unwrap();
     let tools = v.catalog.list(Kind::Tool, Some(&c.scope));
     let text = std::str::from_utf8(&tools).unwrap();
-    assert!(text.contains("\"gh__search\"") && text.contains("\"jira__create\"") && !text.contains("delete"), "{text}");
+    assert!(
+        text.contains("\"gh__search\"")
+            && text.contains("\"jira__create\"")
+            && !text.contains("delete"),
+        "{text}"
+    );
     // The full list is everything.
     let all = v.catalog.list(Kind::Tool, None);
     assert!(std::str::from_utf8(&all).unwrap().contains("gh__delete"));
 
-    s.apply_changes(vec![change(3, pb::change::Kind::ServerDelete("gh".into()))]).unwrap();
+    s.apply_changes(vec![change(3, pb::change::Kind::ServerDelete("gh".into()))])
+        .unwrap();
     let v = s.load_view().unwrap();
     assert!(v.catalog.get(Kind::Tool, "gh__search").is_none());
     let text = v.catalog.list(Kind::Tool, Some(&c.scope));
-    assert_eq!(std::str::from_utf8(&text).unwrap().matches("\"name\"").count(), 1);
+    assert_eq!(
+        std::str::from_utf8(&text)
+            .unwrap()
+            .matches("\"name\"")
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn unchanged_upstream_config_keeps_the_connection() {
     let s = new_state();
-    install(&s, snapshot(1, vec![], vec![server("gh", "http://x", &["a"])]));
+    install(
+        &s,
+        snapshot(1, vec![], vec![server("gh", "http://x", &["a"])]),
+    );
     let before = s.load_view().unwrap().catalog.server("gh").unwrap().clone();
-    s.apply_changes(vec![change(2, pb::change::Kind::ServerUpsert(server("gh", "http://x", &["a", "b"])))]).unwrap();
+    s.apply_changes(vec![change(
+        2,
+        pb::change::Kind::ServerUpsert(server("gh", "http://x", &["a", "b"])),
+    )])
+    .unwrap();
     let after = s.load_view().unwrap().catalog.server("gh").unwrap().clone();
     assert_eq!(after.tools.len(), 2);
     assert!(Arc::ptr_eq(&before.metrics, &after.metrics));
@@ -199,7 +297,9 @@ fn unchanged_upstream_config_keeps_the_connection() {
 #[test]
 fn scopes_are_interned() {
     let s = new_state();
-    let clients = (0..100).map(|i| client(&format!("c{i}"), &format!("token-{i:012}"), &["gh", "jira"])).collect();
+    let clients = (0..100)
+        .map(|i| client(&format!("c{i}"), &format!("token-{i:012}"), &["gh", "jira"]))
+        .collect();
     install(&s, snapshot(1, clients, vec![]));
     let w = s.writer();
     let w = w.as_ref().unwrap();
@@ -216,5 +316,8 @@ fn tool_definitions_keep_unknown_fields() {
     install(&s, snapshot(1, vec![], vec![up]));
     let v = s.load_view().unwrap();
     let (_, d) = v.catalog.get(Kind::Tool, "gh__t").unwrap();
-    assert_eq!(&*d.prefixed, r#"{"name":"gh__t","x-extra":{"k":[1,2.50]},"inputSchema":{}}"#);
+    assert_eq!(
+        &*d.prefixed,
+        r#"{"name":"gh__t","x-extra":{"k":[1,2.50]},"inputSchema":{}}"#
+    );
 }

@@ -37,13 +37,19 @@ pub(crate) struct TokenSlot {
 
 impl ClientEntry {
     fn expiry_of(&self, hash: &TokenHash) -> Option<u64> {
-        self.tokens.iter().find(|t| t.hash == *hash).map(|t| t.expires_at_ms)
+        self.tokens
+            .iter()
+            .find(|t| t.hash == *hash)
+            .map(|t| t.expires_at_ms)
     }
 }
 
 impl std::fmt::Debug for ClientEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientEntry").field("name", &self.name).field("tokens", &self.tokens.len()).finish()
+        f.debug_struct("ClientEntry")
+            .field("name", &self.name)
+            .field("tokens", &self.tokens.len())
+            .finish()
     }
 }
 
@@ -80,7 +86,13 @@ impl Default for TokenIndex {
 
 impl TokenIndex {
     pub fn with_capacity(n: usize) -> Self {
-        Self { map: DashMap::with_capacity_and_hasher_and_shard_amount(n, BuildHasherDefault::default(), SHARDS) }
+        Self {
+            map: DashMap::with_capacity_and_hasher_and_shard_amount(
+                n,
+                BuildHasherDefault::default(),
+                SHARDS,
+            ),
+        }
     }
 
     /// The client holding `hash`, unless that token expired before `now_ms`.

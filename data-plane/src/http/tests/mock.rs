@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 //! A minimal handshake-era MCP upstream on 127.0.0.1:0 for router tests: JSON answers,
 //! one SSE answer (`progress`), and a record of what it received.
 
@@ -30,15 +31,25 @@ async fn handle(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) 
     };
     let method = msg["method"].as_str().unwrap_or_default().to_owned();
     let id = msg.get("id").cloned();
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    seen.calls.lock().unwrap().push((auth, method.clone(), msg["params"].clone()));
-    let Some(id) = id else { return StatusCode::ACCEPTED.into_response() };
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    seen.calls
+        .lock()
+        .unwrap()
+        .push((auth, method.clone(), msg["params"].clone()));
+    let Some(id) = id else {
+        return StatusCode::ACCEPTED.into_response();
+    };
     let reply = |result: &str| {
         let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#);
         ([("content-type", "application/json")], body).into_response()
     };
     match method.as_str() {
-        "initialize" => reply(r#"{"protocolVersion":"2025-06-18","capabilities":{"tools":{},"prompts":{}},"serverInfo":{"name":"mock","version":"1"}}"#),
+        "initialize" => reply(
+            r#"{"protocolVersion":"2025-06-18","capabilities":{"tools":{},"prompts":{}},"serverInfo":{"name":"mock","version":"1"}}"#,
+        ),
         "tools/call" => match msg["params"]["name"].as_str() {
             Some("echo") => reply(ECHO_RESULT),
             Some("progress") => {
@@ -49,16 +60,22 @@ async fn handle(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) 
                 );
                 ([("content-type", "text/event-stream")], body).into_response()
             }
-            Some("input") => reply(r#"{"resultType":"input_required","inputRequests":{"a":{"method":"elicitation/create"}}}"#),
+            Some("input") => reply(
+                r#"{"resultType":"input_required","inputRequests":{"a":{"method":"elicitation/create"}}}"#,
+            ),
             Some("fail") => {
-                let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"boom","data":{{"why":"x"}}}}}}"#);
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"boom","data":{{"why":"x"}}}}}}"#
+                );
                 ([("content-type", "application/json")], body).into_response()
             }
             _ => reply(r#"{"content":[],"isError":true}"#),
         },
         "prompts/get" => reply(r#"{"messages":[],"x-p":true}"#),
         _ => {
-            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"Method not found"}}}}"#);
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"Method not found"}}}}"#
+            );
             ([("content-type", "application/json")], body).into_response()
         }
     }
@@ -66,11 +83,16 @@ async fn handle(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) 
 
 pub async fn start() -> Mock {
     let seen = Arc::new(Seen::default());
-    let app = Router::new().route("/mcp", post(handle)).with_state(seen.clone());
+    let app = Router::new()
+        .route("/mcp", post(handle))
+        .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Mock { url: format!("http://{addr}/mcp"), seen }
+    Mock {
+        url: format!("http://{addr}/mcp"),
+        seen,
+    }
 }
