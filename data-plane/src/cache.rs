@@ -56,9 +56,16 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
             .unwrap_or_default(),
         std::process::id()
     ));
-    let guard = state.writer();
-    let Some(w) = guard.as_ref() else {
-        return Ok(None);
+    // Copy out what the file needs (Arc clones) and release the writer lock before any
+    // encoding or I/O, so applying a revocation never waits on the disk.
+    let (revision, mode, key, clients, mut servers) = {
+        let guard = state.writer();
+        let Some(w) = guard.as_ref() else {
+            return Ok(None);
+        };
+        let clients: Vec<_> = w.clients.values().cloned().collect();
+        let servers: Vec<_> = w.servers.values().map(|s| s.source.clone()).collect();
+        (w.revision, w.mode, w.key, clients, servers)
     };
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -69,17 +76,16 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     let result = (|| -> std::io::Result<()> {
         out.write_all(MAGIC)?;
         out.write_all(&now_ms().to_le_bytes())?;
-        let clients: Vec<_> = w.clients.values().collect();
         let mut chunks = clients.chunks(CLIENTS_PER_CHUNK).peekable();
         let mut first = true;
         loop {
             let batch = chunks.next().unwrap_or(&[]);
             let chunk = pb::SnapshotChunk {
-                revision: w.revision,
+                revision,
                 first,
                 last: chunks.peek().is_none(),
-                mode: if first { w.mode.to_proto() as i32 } else { 0 },
-                token_hash_key: if first { w.key.to_vec() } else { Vec::new() },
+                mode: if first { mode.to_proto() as i32 } else { 0 },
+                token_hash_key: if first { key.to_vec() } else { Vec::new() },
                 clients: batch
                     .iter()
                     .map(|c| pb::ClientState {
@@ -96,7 +102,7 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                     })
                     .collect(),
                 servers: if first {
-                    w.servers.values().map(|s| s.source.clone()).collect()
+                    std::mem::take(&mut servers)
                 } else {
                     Vec::new()
                 },
@@ -110,8 +116,6 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
         out.flush()?;
         out.get_ref().sync_all()
     })();
-    let revision = w.revision;
-    drop(guard);
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(CacheError::Io {
