@@ -11,6 +11,9 @@ cd "$ROOT"
 
 bash scripts/setup-test-env.sh
 
+echo "==> deploy/validate.sh (Kubernetes manifests, Dockerfile, compose, systemd units)"
+bash deploy/validate.sh
+
 echo "==> cargo build --workspace --bins"
 cargo build --workspace --bins
 

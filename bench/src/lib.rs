@@ -8,8 +8,15 @@
 //! Does not: change or tune the crates it measures; it drives their real binaries (and,
 //! for in-process figures, their public library APIs).
 
+pub mod admin;
 pub mod fixture;
 pub mod harness;
 pub mod load;
 pub mod procs;
 pub mod stats;
+pub mod upstream;
+
+/// The built-in load generator in `bins`.
+pub fn loadgen_override(bins: &std::path::Path) -> harness::loadgen::Generator {
+    harness::loadgen::Generator::Builtin(bins.join("canopy-bench-load"))
+}

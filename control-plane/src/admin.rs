@@ -21,6 +21,7 @@ mod users;
 mod tests;
 
 pub use error::AdminError;
+pub(crate) use servers::{Refreshed, Refresher};
 
 use crate::fleet::Fleet;
 use crate::store::Store;
@@ -36,7 +37,7 @@ pub struct AdminService {
     fleet: Arc<Fleet>,
     /// Hash of the init token the control plane was started with, if any.
     init_token: Option<TokenHash>,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
 }
 
 impl AdminService {
@@ -47,7 +48,7 @@ impl AdminService {
             store,
             fleet,
             init_token,
-            upstreams: Upstreams::default(),
+            upstreams: Arc::default(),
         }
     }
 

@@ -6,6 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default of `--refresh-interval`: how often every server's catalogue is re-discovered.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// Default of `--changelog-max-age`: change records older than this are compacted away
+/// (a data plane away for longer gets a snapshot).
+pub const DEFAULT_CHANGELOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Configuration of one control plane. Build it with [`ControlPlaneConfig::new`] and set
 /// fields; it is `non_exhaustive` so new settings (TLS, refresh) do not break callers.
 #[derive(Clone)]
@@ -22,7 +28,9 @@ pub struct ControlPlaneConfig {
     pub data_plane_token: Option<String>,
     /// Change records kept for resuming data planes.
     pub changelog_retain: u64,
-    /// Periodic re-discovery of every server (not implemented yet; `None` = off).
+    /// Change records older than this are compacted away too (`None` = by count only).
+    pub changelog_max_age: Option<Duration>,
+    /// Periodic re-discovery of every server's tools and prompts (`None` = off).
     pub refresh_interval: Option<Duration>,
     /// How long in-flight requests and streams may run after shutdown starts.
     pub shutdown_grace: Duration,
@@ -37,7 +45,8 @@ impl ControlPlaneConfig {
             init_token: None,
             data_plane_token: None,
             changelog_retain: DEFAULT_CHANGELOG_RETAIN,
-            refresh_interval: None,
+            changelog_max_age: Some(DEFAULT_CHANGELOG_MAX_AGE),
+            refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -53,6 +62,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("init_token", &redact(&self.init_token))
             .field("data_plane_token", &redact(&self.data_plane_token))
             .field("changelog_retain", &self.changelog_retain)
+            .field("changelog_max_age", &self.changelog_max_age)
             .field("refresh_interval", &self.refresh_interval)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish()

@@ -15,11 +15,13 @@ mod config;
 pub mod data_plane_token;
 /// Data planes known to this control plane and the revisions they acknowledged.
 pub mod fleet;
+/// Periodic re-discovery of every registered server's tools and prompts.
+mod refresh;
 mod server;
 /// The durable state: sled trees, revisions, change log, group commit.
 pub mod store;
 /// The `Sync` gRPC service: snapshot/backlog/live changes to data planes.
 pub mod sync;
 
-pub use config::ControlPlaneConfig;
+pub use config::{ControlPlaneConfig, DEFAULT_CHANGELOG_MAX_AGE, DEFAULT_REFRESH_INTERVAL};
 pub use server::{serve, ControlPlaneError};

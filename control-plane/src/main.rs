@@ -7,6 +7,7 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Canopy control plane: users, MCP clients, tokens and upstream servers, served over gRPC.
 #[derive(Debug, Parser)]
@@ -32,6 +33,19 @@ struct Args {
     /// Change records kept so reconnecting data planes can resume without a snapshot.
     #[arg(long, env = "CANOPY_CHANGELOG_RETAIN", default_value_t = 100_000)]
     changelog_retain: u64,
+    /// Change records older than this are compacted away too; a data plane away for
+    /// longer gets a full snapshot (e.g. 7d, 12h; 0 = keep by count only).
+    #[arg(long, env = "CANOPY_CHANGELOG_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    changelog_max_age: Duration,
+    /// How often every registered server's tools and prompts are re-discovered
+    /// (e.g. 10m, 30s; 0 = off). Failures are logged; the server stays registered.
+    #[arg(long, env = "CANOPY_REFRESH_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    refresh_interval: Duration,
+}
+
+/// Zero means "off".
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// A secret from `file` (trimmed) or else from env var `var`; empty is an error.
@@ -76,6 +90,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.enterprise = args.enterprise;
     config.changelog_retain = args.changelog_retain;
+    config.changelog_max_age = nonzero(args.changelog_max_age);
+    config.refresh_interval = nonzero(args.refresh_interval);
     config.init_token = secret(args.init_token_file.as_deref(), "CANOPY_INIT_TOKEN")?;
     config.data_plane_token = secret(
         args.data_plane_token_file.as_deref(),

@@ -53,6 +53,7 @@ pub async fn serve(
     };
     let mut options = StoreOptions::new(&config.data_dir, mode);
     options.changelog_retain = config.changelog_retain;
+    options.changelog_max_age = config.changelog_max_age;
     let store = Store::open(options).await?;
     let data_plane_token =
         crate::data_plane_token::resolve(&config.data_dir, config.data_plane_token.as_deref())?;
@@ -61,6 +62,13 @@ pub async fn serve(
     let fleet = Fleet::new();
 
     let admin = AdminService::new(store.clone(), fleet.clone(), config.init_token.as_deref());
+    let refresh_task = config.refresh_interval.map(|interval| {
+        tracing::info!(
+            ?interval,
+            "re-discovering every server's tools and prompts periodically"
+        );
+        tokio::spawn(crate::refresh::run(admin.refresher(), interval))
+    });
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<canopy_proto::v1::admin_server::AdminServer<AdminService>>()
@@ -113,6 +121,9 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         } => Ok(false),
     };
+    if let Some(task) = refresh_task {
+        task.abort();
+    }
     if let Ok(false) = drained {
         tracing::warn!(
             ?grace,

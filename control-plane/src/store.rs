@@ -56,6 +56,8 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     pub mode: Mode,
     pub changelog_retain: u64,
+    /// Change records older than this are compacted away too (`None` = by count only).
+    pub changelog_max_age: Option<std::time::Duration>,
 }
 
 impl StoreOptions {
@@ -64,6 +66,7 @@ impl StoreOptions {
             data_dir: data_dir.into(),
             mode,
             changelog_retain: DEFAULT_CHANGELOG_RETAIN,
+            changelog_max_age: None,
         }
     }
 }
@@ -125,6 +128,7 @@ impl Store {
             compacted_through: AtomicU64::new(read_counter(&trees.meta, META_COMPACTED)?),
             changes: broadcast::channel(BROADCAST_CAPACITY).0,
             changelog_retain: options.changelog_retain,
+            changelog_max_age: options.changelog_max_age,
         });
         let (commands, rx) = mpsc::channel(QUEUE_CAPACITY);
         let writer = tokio::spawn(writer::run(trees.clone(), Arc::clone(&shared), rx));
@@ -201,6 +205,13 @@ impl Store {
     /// Removes change records, keeping the last `keep_last`. Returns how many went.
     pub fn compact(&self, keep_last: u64) -> Result<u64, StoreError> {
         self.inner.trees.compact(&self.inner.shared, keep_last)
+    }
+
+    /// Removes change records written before `cutoff_ms` (Unix ms). Returns how many went.
+    pub fn compact_older_than(&self, cutoff_ms: u64) -> Result<u64, StoreError> {
+        self.inner
+            .trees
+            .compact_older_than(&self.inner.shared, cutoff_ms)
     }
 
     pub fn hasher(&self) -> &TokenHasher {

@@ -1,7 +1,8 @@
 //! `--cache-file`: the applied state on disk, so a restarted data plane can serve while
 //! the control plane is unreachable.
 //!
-//! Format: the magic line `canopy-dp-cache v1\n`, the write time (u64 LE, Unix ms),
+//! Format: the magic line `canopy-dp-cache v1\n`, when the state was last known current
+//! (u64 LE, Unix ms: the write time while synced, else the last contact),
 //! then length-delimited `SnapshotChunk` messages exactly as the control plane sends
 //! them — so loading is the snapshot path again. Holds token hashes only, the
 //! token-hash key and the upstream specs (which include upstream credentials): the
@@ -18,7 +19,6 @@ use thiserror::Error;
 
 use crate::app::DataPlane;
 use crate::state::{ApplyError, SnapshotBuilder, State};
-use crate::status::now_ms;
 
 const MAGIC: &[u8] = b"canopy-dp-cache v1\n";
 const CLIENTS_PER_CHUNK: usize = 4096;
@@ -58,6 +58,7 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     ));
     // Copy out what the file needs (Arc clones) and release the writer lock before any
     // encoding or I/O, so applying a revocation never waits on the disk.
+    let last_contact = state.status.last_contact_ms();
     let (revision, mode, key, clients, mut servers) = {
         let guard = state.writer();
         let Some(w) = guard.as_ref() else {
@@ -75,7 +76,9 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     let mut out = BufWriter::new(file);
     let result = (|| -> std::io::Result<()> {
         out.write_all(MAGIC)?;
-        out.write_all(&now_ms().to_le_bytes())?;
+        // When this state was last known current: now while synced, else the last contact
+        // (a restart from this file must not look fresher than the state is).
+        out.write_all(&last_contact.to_le_bytes())?;
         let mut chunks = clients.chunks(CLIENTS_PER_CHUNK).peekable();
         let mut first = true;
         loop {

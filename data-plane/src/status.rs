@@ -50,9 +50,22 @@ impl SyncStatus {
         self.connected.load(Relaxed)
     }
 
+    /// Opening a stream is contact, and so is the moment an open stream ends. A failed
+    /// attempt to reconnect is not: staleness keeps growing while the control plane is
+    /// unreachable (else every retry would reset it and `--max-staleness` would flap).
     pub(crate) fn set_connected(&self, up: bool) {
-        self.connected.store(up, Relaxed);
-        self.touch();
+        let was = self.connected.swap(up, Relaxed);
+        if up || was {
+            self.touch();
+        }
+    }
+
+    /// Unix ms of the last contact with the control plane (now while connected).
+    pub fn last_contact_ms(&self) -> u64 {
+        if self.connected() {
+            return now_ms();
+        }
+        self.last_contact_ms.load(Relaxed)
     }
 
     pub(crate) fn touch(&self) {
@@ -70,5 +83,25 @@ impl SyncStatus {
             return Duration::ZERO;
         }
         Duration::from_millis(now_ms().saturating_sub(self.last_contact_ms.load(Relaxed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reconnects_do_not_reset_staleness() {
+        let s = SyncStatus::default();
+        s.set_connected(true);
+        assert_eq!(s.staleness(), Duration::ZERO);
+        s.set_connected(false);
+        s.set_last_contact(now_ms() - 60_000);
+        // Retries that fail report "still disconnected" again: no contact happened.
+        s.set_connected(false);
+        assert!(s.staleness() >= Duration::from_secs(59));
+        assert!(s.last_contact_ms() <= now_ms() - 59_000);
+        s.set_connected(true);
+        assert_eq!(s.staleness(), Duration::ZERO);
     }
 }

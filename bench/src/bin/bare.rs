@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "canopy-bench-bare", about = "Bare axum handler returning fixed bytes")]
+#[command(
+    name = "canopy-bench-bare",
+    about = "Bare axum handler returning fixed bytes"
+)]
 struct Args {
     #[arg(long, default_value = "127.0.0.1:7802")]
     listen: SocketAddr,

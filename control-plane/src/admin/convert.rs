@@ -134,18 +134,71 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// A server as listings show it: no bearer token, headers or env.
+/// A URL as listings may show it: credentials in the userinfo and query values can be
+/// secrets (`https://user:pw@host/mcp?api_key=…`), so both are masked.
+pub(super) fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        let masked: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) => format!("{k}=***"),
+                None => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&masked.join("&"));
+    }
+    out
+}
+
+/// A server as listings show it: no bearer token, headers, env or arguments (any of which
+/// may carry a secret), and a URL with credentials masked.
 pub(super) fn summary(record: &ServerRecord) -> pb::ServerSummary {
     let spec = &record.spec;
     pb::ServerSummary {
         name: spec.name.clone(),
         transport: transport_to_pb(spec.transport).into(),
         description: spec.description.clone(),
-        url: spec.url.clone(),
+        url: redact_url(&spec.url),
         command: spec.command.clone(),
-        args: spec.args.clone(),
+        args: Vec::new(),
         tools: count(record.tools.len()),
         prompts: count(record.prompts.len()),
         protocol_version: record.protocol_version.clone(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn masks_userinfo_and_query_values() {
+        assert_eq!(
+            redact_url("http://127.0.0.1:1/mcp"),
+            "http://127.0.0.1:1/mcp"
+        );
+        assert_eq!(
+            redact_url("https://u:pw@h.example/mcp"),
+            "https://***@h.example/mcp"
+        );
+        assert_eq!(
+            redact_url("https://h/mcp?api_key=s3cret&x"),
+            "https://h/mcp?api_key=***&x"
+        );
     }
 }

@@ -9,6 +9,8 @@ use super::{AdminError, AdminService};
 use crate::store::{Mutation, ServerRecord, ServerSpec, StoreError};
 use canopy_mcp::upstream::{Discovery, Upstream, UpstreamError};
 use canopy_proto::v1 as pb;
+use serde_json::value::RawValue;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::Request;
 
@@ -52,7 +54,88 @@ fn response(record: &ServerRecord, revision: u64) -> pb::RegisterServerResponse 
     }
 }
 
+/// Whether a discovery found the catalogue `stored` already holds.
+fn same_catalogue(stored: &ServerRecord, found: &Discovery) -> bool {
+    let same = |a: &[Box<RawValue>], b: &[Box<RawValue>]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.get() == y.get())
+    };
+    stored.protocol_version == found.protocol_version
+        && same(&stored.tools, &found.tools)
+        && same(&stored.prompts, &found.prompts)
+}
+
+/// What the periodic re-discovery did for one server.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refreshed {
+    /// The catalogue changed and was stored under this revision.
+    Changed(u64),
+    Unchanged,
+    /// Deregistered or re-registered while being discovered: left alone.
+    Skipped,
+}
+
+/// Re-discovers registered servers for the periodic refresh (see `crate::refresh`),
+/// sharing the admin service's live upstreams.
+#[derive(Clone)]
+pub(crate) struct Refresher {
+    store: crate::store::Store,
+    upstreams: Arc<super::upstreams::Upstreams>,
+}
+
+impl Refresher {
+    pub(crate) fn store(&self) -> &crate::store::Store {
+        &self.store
+    }
+
+    /// Re-discovers `stored` and stores a change only when its catalogue differs.
+    /// A failure is returned (to be logged); the server stays registered as it was.
+    pub(crate) async fn refresh(&self, stored: &ServerRecord) -> Result<Refreshed, AdminError> {
+        let (up, found) = discover("refreshing", &stored.spec).await?;
+        // Re-read: the server may have been removed or re-registered meanwhile.
+        let current = match self.store.server(&stored.spec.name)? {
+            Some(c) if c.spec == stored.spec => c,
+            _ => {
+                up.shutdown().await;
+                return Ok(Refreshed::Skipped);
+            }
+        };
+        if same_catalogue(&current, &found) {
+            up.shutdown().await;
+            return Ok(Refreshed::Unchanged);
+        }
+        let name = current.spec.name.clone();
+        let mutation = Mutation::UpdateCatalogue {
+            name: name.clone(),
+            tools: found.tools,
+            prompts: found.prompts,
+            protocol_version: found.protocol_version,
+        };
+        match self.store.apply(mutation).await {
+            Ok(revision) => {
+                self.upstreams.replace(&name, up);
+                Ok(Refreshed::Changed(revision))
+            }
+            Err(StoreError::NotFound { .. }) => {
+                up.shutdown().await;
+                Ok(Refreshed::Skipped)
+            }
+            Err(e) => {
+                up.shutdown().await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
 impl AdminService {
+    /// A handle for the periodic refresh task.
+    pub(crate) fn refresher(&self) -> Refresher {
+        Refresher {
+            store: self.store.clone(),
+            upstreams: Arc::clone(&self.upstreams),
+        }
+    }
+
     pub(super) async fn register(
         &self,
         req: Request<pb::RegisterServerRequest>,
@@ -179,5 +262,57 @@ impl AdminService {
             data_planes,
             revision,
         })
+    }
+}
+
+#[cfg(test)]
+mod catalogue_tests {
+    use super::*;
+    use crate::store::Transport;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn same_catalogue_compares_tools_prompts_and_version() {
+        let record = ServerRecord {
+            spec: ServerSpec {
+                name: "s".into(),
+                transport: Transport::StreamableHttp,
+                description: String::new(),
+                url: "http://127.0.0.1:1/mcp".into(),
+                bearer_token: None,
+                headers: Default::default(),
+                command: String::new(),
+                args: Vec::new(),
+                env: Default::default(),
+                timeout_ms: 0,
+            },
+            tools: vec![raw(r#"{"name":"a"}"#)],
+            prompts: vec![],
+            protocol_version: "2025-06-18".into(),
+        };
+        let found = |tools: &[&str], version: &str| Discovery {
+            protocol_version: version.into(),
+            tools: tools.iter().map(|t| raw(t)).collect(),
+            prompts: vec![],
+        };
+        assert!(same_catalogue(
+            &record,
+            &found(&[r#"{"name":"a"}"#], "2025-06-18")
+        ));
+        assert!(!same_catalogue(
+            &record,
+            &found(&[r#"{"name":"b"}"#], "2025-06-18")
+        ));
+        assert!(!same_catalogue(
+            &record,
+            &found(&[r#"{"name":"a"}"#, r#"{"name":"b"}"#], "2025-06-18")
+        ));
+        assert!(!same_catalogue(
+            &record,
+            &found(&[r#"{"name":"a"}"#], "2025-11-25")
+        ));
     }
 }

@@ -106,25 +106,29 @@ impl Trees {
             &self.tokens,
             &self.meta,
             &self.changelog,
+            &self.changelog_at,
         );
-        let result = trees.transaction(|(users, clients, servers, tokens, meta, changelog)| {
-            let tx = Tx {
-                users,
-                clients,
-                servers,
-                tokens,
-                meta,
-                now_ms,
-            };
-            let change = tx.apply(m)?;
-            let revision = match meta.get(META_REVISION)? {
-                Some(raw) => read_u64(&raw)? + 1,
-                None => 1,
-            };
-            meta.insert(META_REVISION, &revision.to_be_bytes())?;
-            changelog.insert(&revision.to_be_bytes(), encode(&change)?)?;
-            Ok(ChangeRecord { revision, change })
-        });
+        let result = trees.transaction(
+            |(users, clients, servers, tokens, meta, changelog, changelog_at)| {
+                let tx = Tx {
+                    users,
+                    clients,
+                    servers,
+                    tokens,
+                    meta,
+                    now_ms,
+                };
+                let change = tx.apply(m)?;
+                let revision = match meta.get(META_REVISION)? {
+                    Some(raw) => read_u64(&raw)? + 1,
+                    None => 1,
+                };
+                meta.insert(META_REVISION, &revision.to_be_bytes())?;
+                changelog.insert(&revision.to_be_bytes(), encode(&change)?)?;
+                changelog_at.insert(&revision.to_be_bytes(), &now_ms.to_be_bytes())?;
+                Ok(ChangeRecord { revision, change })
+            },
+        );
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => StoreError::Sled(e),

@@ -34,6 +34,9 @@ pub(super) struct Trees {
     pub meta: sled::Tree,
     /// Big-endian revision → change (JSON).
     pub changelog: sled::Tree,
+    /// Big-endian revision → Unix ms it was written (big-endian u64), for compaction by
+    /// age. Written in the same transaction as the change record.
+    pub changelog_at: sled::Tree,
 }
 
 pub(super) struct Opened {
@@ -56,6 +59,7 @@ pub(super) fn open(data_dir: &Path, mode: Mode) -> Result<Opened, StoreError> {
         tokens: tree("tokens")?,
         meta: tree("meta")?,
         changelog: tree("changelog")?,
+        changelog_at: tree("changelog_at")?,
         db: db.clone(),
     };
 

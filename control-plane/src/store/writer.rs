@@ -12,6 +12,7 @@ use super::records::ChangeRecord;
 use super::StoreError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Most mutations one fsync covers.
@@ -25,6 +26,8 @@ pub(super) struct Shared {
     pub compacted_through: AtomicU64,
     pub changes: broadcast::Sender<Arc<ChangeRecord>>,
     pub changelog_retain: u64,
+    /// Change records older than this are compacted away (`None` = by count only).
+    pub changelog_max_age: Option<Duration>,
 }
 
 // Boxed mutation: a queue slot stays small; one allocation per write is noise next to fsync.
@@ -44,7 +47,20 @@ pub(super) enum Command {
 pub(super) async fn run(trees: Trees, shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
     let mut queue = Vec::with_capacity(MAX_BATCH);
     let mut stop = false;
-    while !stop && rx.recv_many(&mut queue, MAX_BATCH).await > 0 {
+    // Compaction by age must also happen when nothing is written.
+    let mut age_tick = tokio::time::interval(age_check_period(shared.changelog_max_age));
+    age_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut queue, MAX_BATCH) => n,
+            _ = age_tick.tick(), if shared.changelog_max_age.is_some() => {
+                compact_by_age(&trees, &shared);
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         // One clock reading per batch, passed into the transactions (which must not
         // read it themselves: they can re-run).
         let now = crate::clock::now_ms();
@@ -86,6 +102,31 @@ pub(super) async fn run(trees: Trees, shared: Arc<Shared>, mut rx: mpsc::Receive
             let _ = reply.send(flushed.clone().map_err(StoreError::Sled));
         }
         maybe_compact(&trees, &shared);
+    }
+}
+
+/// How often the writer looks for change records past `--changelog-max-age`.
+fn age_check_period(max_age: Option<Duration>) -> Duration {
+    max_age.map_or(Duration::from_secs(3600), |a| {
+        (a / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+    })
+}
+
+fn compact_by_age(trees: &Trees, shared: &Shared) {
+    let Some(max_age) = shared.changelog_max_age else {
+        return;
+    };
+    let max_age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+    let cutoff = crate::clock::now_ms().saturating_sub(max_age_ms);
+    match trees.compact_older_than(shared, cutoff) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            through = shared.compacted_through.load(Ordering::SeqCst),
+            ?max_age,
+            "compacted change records older than --changelog-max-age"
+        ),
+        Err(e) => tracing::warn!(error = %e, "compacting the change log by age failed"),
     }
 }
 

@@ -200,6 +200,20 @@ async fn request(
         "prompts/list" => Ok(list(dp, ctx, id, Kind::Prompt)),
         "tools/call" => forward(dp, ctx, id, Kind::Tool, params, parsed.as_ref()).await,
         "prompts/get" => forward(dp, ctx, id, Kind::Prompt, params, parsed.as_ref()).await,
+        // Resources and completions are not in the catalogue: on one server's own endpoint they
+        // pass through to it, for clients allowed the whole server.
+        "resources/list"
+        | "resources/templates/list"
+        | "resources/read"
+        | "completion/complete" => match &ctx.server {
+            Some(server) if whole_server_allowed(ctx, server) => {
+                relay(dp, ctx, id, server, method, params).await
+            }
+            _ => Err(Failure::MethodNotFound {
+                method: method.to_owned(),
+                modern: ctx.modern(),
+            }),
+        },
         _ => Err(Failure::MethodNotFound {
             method: method.to_owned(),
             modern: ctx.modern(),
@@ -307,6 +321,27 @@ async fn forward(
     } else {
         "prompts/get"
     };
+    relay(dp, ctx, id, server, method, upstream_params).await
+}
+
+/// Development mode, or a client whose allow list covers all of `server` (a list of single
+/// tools does not reach the server's resources).
+fn whole_server_allowed(ctx: &Ctx<'_>, server: &Server) -> bool {
+    ctx.client
+        .as_ref()
+        .is_none_or(|c| c.scope.allow().allows_server(&server.name))
+}
+
+/// Sends one request to `server` and relays its answer: the result byte for byte (stamped for
+/// 2026-07-28 clients), or the upstream's JSON-RPC error.
+async fn relay(
+    dp: &DataPlane,
+    ctx: &Ctx<'_>,
+    id: &RawValue,
+    server: &Server,
+    method: &str,
+    upstream_params: Option<&RawValue>,
+) -> Result<Response, Failure> {
     let started = Instant::now();
     let outcome = server.upstream.request(method, upstream_params, None).await;
     server.metrics.observe(started.elapsed(), outcome.is_err());

@@ -19,6 +19,11 @@ pub(crate) const METHODS: &[&str] = &[
     "tools/call",
     "prompts/list",
     "prompts/get",
+    // Passed through on `/servers/<name>/mcp` only (see `mcp::request`).
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
 ];
 
 #[derive(Deserialize)]

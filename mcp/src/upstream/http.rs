@@ -318,6 +318,9 @@ impl HttpTransport {
             }
             req
         } else {
+            // A 2026-07-28 client's envelope must not reach a handshake-era server.
+            let stripped = modern::without_envelope(params);
+            let params = stripped.as_deref().or(params);
             self.with_session(
                 self.post(rpc::encode(Some(id), method, params.map(RawValue::get))),
                 session,

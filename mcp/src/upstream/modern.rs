@@ -7,7 +7,9 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::protocol::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSION};
+use crate::protocol::{
+    META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, MODERN_VERSION,
+};
 
 const DEFAULT_META: &str = concat!(
     r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","#,
@@ -98,6 +100,65 @@ fn merged_meta(existing: &RawValue) -> Result<String, String> {
     meta.entry(META_CLIENT_CAPABILITIES)
         .or_insert_with(|| serde_json::Value::Object(Default::default()));
     serde_json::to_string(&meta).map_err(|_| "params._meta cannot be encoded".to_owned())
+}
+
+/// The 2026-07-28 per-request envelope keys of `params._meta`.
+const ENVELOPE_KEYS: [&str; 3] = [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES, META_CLIENT_INFO];
+
+/// `params` for a handshake-era upstream: a 2026-07-28 client's envelope keys
+/// (`_meta` protocolVersion / clientCapabilities / clientInfo) removed, `_meta` dropped when
+/// nothing else is left in it. Handshake-era servers may refuse enveloped requests (the
+/// Python SDK does: "this connection serves the handshake protocol era"). Everything else,
+/// e.g. `progressToken`, is kept byte for byte. `None` = use `params` unchanged (the
+/// common case: no envelope, no allocation).
+pub(crate) fn without_envelope(params: Option<&RawValue>) -> Option<Box<RawValue>> {
+    let text = params?.get();
+    if !text.contains("io.modelcontextprotocol/") {
+        return None;
+    }
+    let members = serde_json::from_str::<Members<'_>>(text).ok()?;
+    let meta = members.0.iter().find(|(k, _)| k == "_meta")?.1;
+    let meta_members = serde_json::from_str::<Members<'_>>(meta.get()).ok()?;
+    if !meta_members
+        .0
+        .iter()
+        .any(|(k, _)| ENVELOPE_KEYS.contains(&k.as_str()))
+    {
+        return None;
+    }
+    let kept: Vec<&(String, &RawValue)> = meta_members
+        .0
+        .iter()
+        .filter(|(k, _)| !ENVELOPE_KEYS.contains(&k.as_str()))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    out.push('{');
+    for (key, value) in &members.0 {
+        if key == "_meta" && kept.is_empty() {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        push_str(&mut out, key);
+        out.push(':');
+        if key == "_meta" {
+            out.push('{');
+            for (i, (k, v)) in kept.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_str(&mut out, k);
+                out.push(':');
+                out.push_str(v.get());
+            }
+            out.push('}');
+        } else {
+            out.push_str(value.get());
+        }
+    }
+    out.push('}');
+    RawValue::from_string(out).ok()
 }
 
 fn push_str(out: &mut String, s: &str) {

@@ -84,6 +84,9 @@ impl SseTransport {
         params: Option<&RawValue>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let conn = self.conn().await?;
+        // Legacy SSE is handshake era only: drop a 2026-07-28 client's envelope.
+        let stripped = super::modern::without_envelope(params);
+        let params = stripped.as_deref().or(params);
         self.call(&conn.post_url, &conn.mux, method, params).await
     }
 

@@ -98,6 +98,9 @@ impl StdioTransport {
         params: Option<&RawValue>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let child = self.child().await?;
+        // stdio children are spoken to in the handshake era: drop a 2026-07-28 envelope.
+        let stripped = super::modern::without_envelope(params);
+        let params = stripped.as_deref().or(params);
         self.call(&child.mux, &child.stdin, method, params).await
     }
 

@@ -50,3 +50,29 @@ fn header_values() {
     assert_eq!(header_value("héllo"), "=?base64?aMOpbGxv?=");
     assert_eq!(header_value(" x"), "=?base64?IHg=?=");
 }
+
+#[test]
+fn envelope_removed_for_handshake_upstreams() {
+    // No envelope: unchanged, no copy.
+    assert!(without_envelope(None).is_none());
+    let plain = raw(r#"{"name":"echo","_meta":{"progressToken":7}}"#);
+    assert!(without_envelope(Some(&plain)).is_none());
+    // Envelope only: `_meta` disappears, the rest stays byte for byte.
+    let p = raw(
+        r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"c"}},"arguments":{"b": 1.50}}"#,
+    );
+    let out = without_envelope(Some(&p)).expect("stripped");
+    assert_eq!(out.get(), r#"{"name":"echo","arguments":{"b": 1.50}}"#);
+    // Other `_meta` members survive, in order.
+    let p = raw(
+        r#"{"_meta":{"progressToken":"t","io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{"k": 1.0}},"name":"n"}"#,
+    );
+    let out = without_envelope(Some(&p)).expect("stripped");
+    assert_eq!(
+        out.get(),
+        r#"{"_meta":{"progressToken":"t","x":{"k": 1.0}},"name":"n"}"#
+    );
+    // Other reserved keys are not part of the envelope.
+    let p = raw(r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"1"}}}"#);
+    assert!(without_envelope(Some(&p)).is_none());
+}

@@ -4,10 +4,21 @@
 //! --bins` and `scripts/setup-test-env.sh` first — `scripts/test.sh` does both.
 
 mod common;
+mod dataplane_support;
 
+mod conformance;
+mod dataplane_clients;
+mod dataplane_fleet;
+mod dataplane_http;
+mod deploy_local;
 mod durability;
 mod enterprise_errors;
 mod enterprise_workflow;
+mod faults;
+mod faults_fleet;
+mod faults_outage;
+mod faults_upstream;
 mod fixtures;
 mod modes;
+mod quick_start;
 mod token_leak;

@@ -1,0 +1,655 @@
+//! The orchestrator behind `bench/run.sh`: starts every program on its core, runs every
+//! figure of issue 7 in interleaved rounds (A B A B A B), takes medians and writes the
+//! markdown table.
+
+pub mod inproc;
+pub mod loadgen;
+pub mod report;
+pub mod stack;
+
+use anyhow::{ensure, Context};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::fixture;
+use crate::procs::{CpuTimes, Pinning};
+use crate::stats::median;
+use loadgen::{Generator, Measured, Target};
+use report::{fmt_num, pct, Row};
+use stack::{headers, post, Env};
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub smoke: bool,
+    /// Directory holding every binary (target/release or target/debug).
+    pub bins: PathBuf,
+    pub out: PathBuf,
+    /// Scratch space (data dirs, logs, captured bytes).
+    pub work: PathBuf,
+    pub rounds: usize,
+    pub round_secs: f64,
+    pub concurrency: usize,
+    pub open_rate: f64,
+    /// Clients in the data dir behind the HTTP figures.
+    pub main_clients: u64,
+    /// Scale sizes: small (the baseline), mid, large (the target size).
+    pub sizes: [u64; 3],
+    pub revocation_trials: usize,
+    pub dp_counts: Vec<usize>,
+    pub write_concurrency: usize,
+    pub lookup_samples: usize,
+    pub generator: Generator,
+    pub wrk: Option<PathBuf>,
+    pub criterion_dir: Option<PathBuf>,
+    pub note: Option<String>,
+}
+
+impl Config {
+    /// Full run (`bench/run.sh`) or smoke run (`--smoke`: seconds, tiny sizes).
+    pub fn new(smoke: bool, bins: PathBuf, out: PathBuf, work: PathBuf) -> Self {
+        let generator = match crate::procs::which("oha") {
+            Some(p) => Generator::Oha(p),
+            None => Generator::Builtin(bins.join("canopy-bench-load")),
+        };
+        Self {
+            smoke,
+            out,
+            work,
+            rounds: 3,
+            round_secs: if smoke { 1.0 } else { 10.0 },
+            concurrency: 16,
+            open_rate: if smoke { 200.0 } else { 1000.0 },
+            main_clients: if smoke { 100 } else { 1_000 },
+            sizes: if smoke {
+                [100, 300, 1_000]
+            } else {
+                [1_000, 100_000, 1_000_000]
+            },
+            revocation_trials: if smoke { 5 } else { 50 },
+            dp_counts: vec![1, 4, 8],
+            write_concurrency: if smoke { 8 } else { 64 },
+            lookup_samples: if smoke { 20_000 } else { 500_000 },
+            generator,
+            wrk: if smoke {
+                None
+            } else {
+                crate::procs::which("wrk")
+            },
+            criterion_dir: None,
+            note: None,
+            bins,
+        }
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn med(v: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
+    median(&v.iter().map(f).collect::<Vec<_>>())
+}
+
+/// CPU µs of core 0 per successful request.
+fn cpu_us_per_req(m: &Measured) -> f64 {
+    if m.result.requests == 0 {
+        return f64::NAN;
+    }
+    m.core0 / 100.0 * m.seconds * 1e6 / m.result.requests as f64
+}
+
+struct Run {
+    cfg: Config,
+    env: Env,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Run {
+    /// A B A B A B (after one short unmeasured warm-up of each).
+    fn interleaved(
+        &mut self,
+        a: &Target,
+        b: &Target,
+        rate: Option<f64>,
+    ) -> anyhow::Result<(Vec<Measured>, Vec<Measured>)> {
+        let g = self.cfg.generator.clone();
+        let (c, secs) = (self.cfg.concurrency, self.cfg.round_secs);
+        let warm = secs.min(1.0);
+        g.run(&self.env.pin, a, c, warm, rate)?;
+        g.run(&self.env.pin, b, c, warm, rate)?;
+        let (mut ra, mut rb) = (Vec::new(), Vec::new());
+        for _ in 0..self.cfg.rounds {
+            ra.push(g.run(&self.env.pin, a, c, secs, rate)?);
+            rb.push(g.run(&self.env.pin, b, c, secs, rate)?);
+        }
+        for (label, v) in [("ours", &ra), ("baseline", &rb)] {
+            let errors: u64 = v.iter().map(|m| m.result.errors).sum();
+            let total: u64 = v.iter().map(|m| m.result.requests).sum::<u64>() + errors;
+            let url = if label == "ours" { &a.url } else { &b.url };
+            let sample = v.iter().find_map(|m| m.result.error_sample.clone());
+            if errors > 0 {
+                self.notes.push(format!(
+                    "{url} ({label}): {errors} of {total} requests failed, e.g. {sample:?}"
+                ));
+            }
+            ensure!(
+                total > 0 && errors * 100 <= total,
+                "{label} at {url}: {errors} of {total} requests failed, e.g. {sample:?}"
+            );
+        }
+        Ok((ra, rb))
+    }
+
+    fn throughput_row(
+        &mut self,
+        figure: &str,
+        target: (&str, f64),
+        a: &[Measured],
+        b: &[Measured],
+    ) {
+        let (ours, base) = (med(a, |m| m.result.rps), med(b, |m| m.result.rps));
+        let ratio = ours / base;
+        self.rows.push(Row {
+            figure: figure.into(),
+            ours: format!("{} req/s", fmt_num(ours)),
+            baseline: format!("{} req/s", fmt_num(base)),
+            ratio: format!("{ratio:.3}×"),
+            target: target.0.into(),
+            pass: Some(ratio >= target.1),
+            core0: format!(
+                "{} / {}",
+                pct(med(a, |m| m.core0)),
+                pct(med(b, |m| m.core0))
+            ),
+            core1: pct(median(&[med(a, |m| m.core1), med(b, |m| m.core1)])),
+            loadgen: self
+                .cfg
+                .generator
+                .settings(self.cfg.concurrency, self.cfg.round_secs, None),
+        });
+    }
+}
+
+/// Runs everything and writes the table to `cfg.out`. Returns the markdown.
+pub async fn run(cfg: Config) -> anyhow::Result<String> {
+    std::fs::create_dir_all(&cfg.work)?;
+    let logs = cfg.work.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let env = Env {
+        bins: cfg.bins.clone(),
+        pin: Pinning::detect(),
+        logs,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        dp_token: format!("canopy_dp_bench_{}_token", std::process::id()),
+    };
+    let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut run = Run {
+        cfg,
+        env,
+        rows: Vec::new(),
+        notes: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+
+    // Data dirs first: population is heavy and must not overlap any measurement.
+    let main_dir = run.cfg.work.join("data-main");
+    let t = inproc::populate(&main_dir, run.cfg.main_clients).await?;
+    eprintln!(
+        "populated main data dir ({} clients) in {t:?}",
+        run.cfg.main_clients
+    );
+    let mut scale_dirs = Vec::new();
+    for n in run.cfg.sizes {
+        let dir = run.cfg.work.join(format!("data-{n}"));
+        let t = inproc::populate(&dir, n).await?;
+        eprintln!("populated {} clients in {t:?}", thousands(n));
+        run.notes.push(format!(
+            "pre-population of {} clients through the store library (CreateClient mutations, 2048 in flight, group commit): {:.1} s ({:.0} clients/s)",
+            thousands(n),
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64()
+        ));
+        scale_dirs.push((n, dir));
+    }
+
+    http_figures(&mut run, &main_dir).await?;
+    scale_figures(&mut run, &scale_dirs).await?;
+    lookup_figure(&mut run)?;
+    if let Some(dir) = run.cfg.criterion_dir.clone() {
+        for (id, ns) in inproc::criterion_estimates(&dir) {
+            run.rows.push(Row {
+                figure: format!("criterion: {id}"),
+                ours: if ns >= 1000.0 {
+                    format!("{} µs", fmt_num(ns / 1000.0))
+                } else {
+                    format!("{} ns", fmt_num(ns))
+                },
+                loadgen: "criterion (in-process, mean)".into(),
+                ..Row::default()
+            });
+        }
+    }
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let mut header = vec![
+        format!(
+            "mode: {}; binaries: `{}`",
+            if run.cfg.smoke { "SMOKE (tiny sizes, short rounds — numbers mean nothing)" } else { "full" },
+            run.cfg.bins.display()
+        ),
+        format!(
+            "machine: {} CPUs ({cpu}); {}",
+            std::thread::available_parallelism().map_or(1, usize::from),
+            run.env.pin.describe()
+        ),
+        "core 0 runs the server side under test (data plane AND its upstream for proxied figures, the upstream or bare handler alone for baselines; control plane(s) too); core 1 runs the load generator".into(),
+        format!(
+            "rounds: {} interleaved rounds (A B A B A B) of {} s per figure, after a short warm-up; medians reported; HTTP load generator: {}",
+            run.cfg.rounds,
+            run.cfg.round_secs,
+            run.cfg.generator.name()
+        ),
+        format!("load average at start: {}", load_at_start.trim()),
+        format!("total wall time: {:.0} s", started.elapsed().as_secs_f64()),
+    ];
+    if let Some(n) = &run.cfg.note {
+        header.push(format!("conditions: {n}"));
+    }
+    let md = report::markdown("Canopy benchmark results", &header, &run.rows, &run.notes);
+    if let Some(parent) = run.cfg.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&run.cfg.out, &md)
+        .with_context(|| format!("writing {}", run.cfg.out.display()))?;
+    Ok(md)
+}
+
+async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Result<()> {
+    let env = &run.env;
+    let (_upstream, up_url) = env.upstream().await?;
+    let cp = env.control_plane("cp-main", main_dir).await?;
+    cp.register_upstream(&up_url).await?;
+    let mut dps = vec![env.data_plane("dp-1", &cp).await?];
+    let token = fixture::client_token(0);
+    let h = headers(&token);
+
+    // Check every request shape once, and capture the bytes the bare baseline returns.
+    let list = fixture::request_body("tools/list", None);
+    let (st, list_bytes) = post(&env.http, &dps[0].mcp(), &h, &list).await?;
+    let res = fixture::result_of(&list_bytes).map_err(anyhow::Error::msg);
+    ensure!(
+        st == 200,
+        "tools/list through the data plane: HTTP {st}: {res:?}"
+    );
+    let tools: serde_json::Value = serde_json::from_str(&res?)?;
+    let n_tools = tools["tools"].as_array().map_or(0, Vec::len);
+    ensure!(
+        n_tools == fixture::TOOLS,
+        "data plane lists {n_tools} tools, expected {}",
+        fixture::TOOLS
+    );
+    let body_file = run.cfg.work.join("tools-list-response.json");
+    std::fs::write(&body_file, &list_bytes)?;
+    let (_bare, bare_url) = env.bare(&body_file).await?;
+    let (_, bare_bytes) = post(&env.http, &bare_url, &h, &list).await?;
+    ensure!(
+        bare_bytes == list_bytes,
+        "bare handler bytes differ from the data plane's"
+    );
+    let call_dp = fixture::echo_call(&format!("{}__echo", fixture::SERVER));
+    let call_up = fixture::echo_call("echo");
+    for (url, body) in [(dps[0].mcp(), &call_dp), (up_url.clone(), &call_up)] {
+        let (st, b) = post(&env.http, &url, &h, body).await?;
+        ensure!(st == 200, "tools/call at {url}: HTTP {st}");
+        fixture::result_of(&b).map_err(|e| anyhow::anyhow!("tools/call at {url}: {e}"))?;
+    }
+    run.notes.push(format!(
+        "tools/list response: {} bytes (50 tools, handshake-era client, enterprise token of one of {} clients); the bench upstream answers `server/discover`, so the data plane talks 2026-07-28 to it",
+        list_bytes.len(),
+        thousands(run.cfg.main_clients)
+    ));
+
+    let t = |url: &str, body: &str| Target {
+        url: url.to_owned(),
+        body: body.to_owned(),
+        headers: h.clone(),
+    };
+    let dp_list = t(&dps[0].mcp(), &list);
+    let bare_list = t(&bare_url, &list);
+    let dp_call = t(&dps[0].mcp(), &call_dp);
+    let up_call = t(&up_url, &call_up);
+
+    let (a, b) = run.interleaved(&dp_list, &bare_list, None)?;
+    run.throughput_row(
+        &format!(
+            "tools/list via data plane, c={} (vs bare axum, same bytes)",
+            run.cfg.concurrency
+        ),
+        ("≥ 0.8×", 0.8),
+        &a,
+        &b,
+    );
+
+    let (a, b) = run.interleaved(&dp_call, &up_call, None)?;
+    run.throughput_row(
+        &format!(
+            "tools/call echo via data plane, c={} (vs upstream direct)",
+            run.cfg.concurrency
+        ),
+        ("≥ 0.3×", 0.3),
+        &a,
+        &b,
+    );
+    let (ca, cb) = (med(&a, cpu_us_per_req), med(&b, cpu_us_per_req));
+    run.rows.push(Row {
+        figure: "tools/call extra CPU per call (core 0 µs/request, ours − direct)".into(),
+        ours: format!("{} µs/req", fmt_num(ca)),
+        baseline: format!("{} µs/req", fmt_num(cb)),
+        ratio: format!("+{} µs", fmt_num(ca - cb)),
+        target: "≤ 35 µs extra".into(),
+        pass: Some(ca - cb <= 35.0),
+        core0: format!(
+            "{} / {}",
+            pct(med(&a, |m| m.core0)),
+            pct(med(&b, |m| m.core0))
+        ),
+        core1: pct(median(&[med(&a, |m| m.core1), med(&b, |m| m.core1)])),
+        loadgen: "same runs as the row above".into(),
+    });
+
+    let rate = run.cfg.open_rate;
+    let (a, b) = run.interleaved(&dp_call, &up_call, Some(rate))?;
+    for (label, f, limit) in [
+        (
+            "p50",
+            (|m: &Measured| m.result.p50_ms) as fn(&Measured) -> f64,
+            0.1,
+        ),
+        ("p99", |m: &Measured| m.result.p99_ms, 0.3),
+    ] {
+        let (oa, ob) = (med(&a, f), med(&b, f));
+        run.rows.push(Row {
+            figure: format!(
+                "open loop {} req/s tools/call echo: added {label}",
+                thousands(rate as u64)
+            ),
+            ours: format!("{} ms", fmt_num(oa)),
+            baseline: format!("{} ms", fmt_num(ob)),
+            ratio: format!("+{} ms", fmt_num(oa - ob)),
+            target: format!("added {label} ≤ {limit} ms"),
+            pass: Some(oa - ob <= limit),
+            core0: format!(
+                "{} / {}",
+                pct(med(&a, |m| m.core0)),
+                pct(med(&b, |m| m.core0))
+            ),
+            core1: pct(median(&[med(&a, |m| m.core1), med(&b, |m| m.core1)])),
+            loadgen: run.cfg.generator.settings(
+                run.cfg.concurrency,
+                run.cfg.round_secs,
+                Some(rate),
+            ),
+        });
+    }
+
+    if let Some(wrk) = run.cfg.wrk.clone() {
+        let dur = Duration::from_secs_f64(run.cfg.round_secs);
+        for (name, a, b) in [
+            ("tools/list (vs bare)", &dp_list, &bare_list),
+            ("tools/call echo (vs direct)", &dp_call, &up_call),
+        ] {
+            let c = run.cfg.concurrency;
+            let ours = loadgen::wrk(&wrk, &run.env.pin, &run.cfg.work, a, c, dur)?;
+            let base = loadgen::wrk(&wrk, &run.env.pin, &run.cfg.work, b, c, dur)?;
+            run.rows.push(Row {
+                figure: format!("wrk cross-check: {name}, c={c}"),
+                ours: format!("{} req/s", fmt_num(ours)),
+                baseline: format!("{} req/s", fmt_num(base)),
+                ratio: format!("{:.3}×", ours / base),
+                loadgen: format!("wrk -t1 -c{c} -d{}s, one round, core 1", dur.as_secs()),
+                ..Row::default()
+            });
+        }
+    }
+
+    // Revocation: 1, 4, 8 data planes on the same control plane.
+    for &count in &run.cfg.dp_counts.clone() {
+        while dps.len() < count {
+            let name = format!("dp-{}", dps.len() + 1);
+            dps.push(run.env.data_plane(&name, &cp).await?);
+        }
+        let mut cmd = run
+            .env
+            .pin
+            .command(1, &run.env.bin("canopy-bench-revocation")?);
+        cmd.args(["--control-plane", &cp.url])
+            .args(["--trials", &run.cfg.revocation_trials.to_string()]);
+        for dp in &dps[..count] {
+            cmd.args(["--data-plane", &dp.base]);
+        }
+        let before = CpuTimes::read();
+        let out = cmd.output()?;
+        let after = CpuTimes::read();
+        ensure!(
+            out.status.success(),
+            "canopy-bench-revocation failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let (p50, p99) = (
+            r["p50_ms"].as_f64().unwrap_or(f64::NAN),
+            r["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        );
+        let timeouts = r["timeouts"].as_u64().unwrap_or(0);
+        run.rows.push(Row {
+            figure: format!(
+                "revocation, {count} data plane{} (delete RPC start → all reject)",
+                if count == 1 { "" } else { "s" }
+            ),
+            ours: format!("p99 {} ms (p50 {} ms)", fmt_num(p99), fmt_num(p50)),
+            target: "p99 ≤ 5 ms".into(),
+            pass: Some(p99 <= 5.0 && timeouts == 0),
+            core0: pct(before.busy_pct(&after, 0)),
+            core1: pct(before.busy_pct(&after, 1)),
+            loadgen: format!(
+                "canopy-bench-revocation, {} trials, one ping poller per data plane, core 1",
+                run.cfg.revocation_trials
+            ),
+            ..Row::default()
+        });
+        run.notes.push(format!(
+            "revocation with {count} data plane(s): delete RPC (waits for every ack) p50 {} ms, p99 {} ms; {timeouts} trial(s) timed out",
+            fmt_num(r["rpc_p50_ms"].as_f64().unwrap_or(f64::NAN)),
+            fmt_num(r["rpc_p99_ms"].as_f64().unwrap_or(f64::NAN)),
+        ));
+    }
+    dps.truncate(1);
+
+    // Durable writes.
+    let mut per_sec = Vec::new();
+    let mut busy0 = Vec::new();
+    let mut p99s = Vec::new();
+    for round in 0..run.cfg.rounds {
+        let mut cmd = run.env.pin.command(1, &run.env.bin("canopy-bench-writes")?);
+        cmd.args(["--control-plane", &cp.url])
+            .args(["-c", &run.cfg.write_concurrency.to_string()])
+            .args(["-z", &run.cfg.round_secs.to_string()])
+            .args(["--prefix", &format!("w{round}")]);
+        let before = CpuTimes::read();
+        let out = cmd.output()?;
+        let after = CpuTimes::read();
+        ensure!(
+            out.status.success(),
+            "canopy-bench-writes failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        ensure!(
+            r["writes"].as_u64().unwrap_or(0) > 0,
+            "no write succeeded: {r}"
+        );
+        per_sec.push(r["per_sec"].as_f64().unwrap_or(f64::NAN));
+        p99s.push(r["p99_ms"].as_f64().unwrap_or(f64::NAN));
+        busy0.push(before.busy_pct(&after, 0));
+    }
+    let w = median(&per_sec);
+    run.rows.push(Row {
+        figure: format!(
+            "control plane durable writes (CreateMcpClient, c={})",
+            run.cfg.write_concurrency
+        ),
+        ours: format!("{} writes/s (p99 {} ms)", fmt_num(w), fmt_num(median(&p99s))),
+        target: "≥ 1,000/s".into(),
+        pass: Some(w >= 1000.0),
+        core0: pct(median(&busy0)),
+        loadgen: format!(
+            "canopy-bench-writes -c {} -z {}s (gRPC, one HTTP/2 connection), core 1; one data plane connected",
+            run.cfg.write_concurrency, run.cfg.round_secs
+        ),
+        ..Row::default()
+    });
+    Ok(())
+}
+
+async fn scale_figures(run: &mut Run, dirs: &[(u64, PathBuf)]) -> anyhow::Result<()> {
+    let mut cps = Vec::new();
+    for (n, dir) in dirs {
+        cps.push((*n, run.env.control_plane(&format!("cp-{n}"), dir).await?));
+    }
+    let settle = Duration::from_millis(if run.cfg.smoke { 200 } else { 1000 });
+    let mut cold: Vec<Vec<f64>> = vec![Vec::new(); cps.len()];
+    let mut rss: Vec<Vec<f64>> = vec![Vec::new(); cps.len()];
+    for round in 0..run.cfg.rounds {
+        // Large first, then small, then mid: A B (C) interleaved across rounds.
+        for &i in &[2usize, 0, 1] {
+            let (n, cp) = &cps[i];
+            let dp = run
+                .env
+                .data_plane(&format!("dp-scale-{n}-{round}"), cp)
+                .await?;
+            cold[i].push(dp.cold_sync.as_secs_f64());
+            if round == 0 {
+                // The last client's token must work: the whole snapshot is applied.
+                let (st, _) = post(
+                    &run.env.http,
+                    &dp.mcp(),
+                    &headers(&fixture::client_token(n - 1)),
+                    &fixture::request_body("ping", None),
+                )
+                .await?;
+                ensure!(
+                    st == 200,
+                    "data plane with {n} clients rejects the last client's token (HTTP {st})"
+                );
+            }
+            tokio::time::sleep(settle).await;
+            rss[i].push(dp.proc.rss_bytes()? as f64);
+        }
+    }
+    let mb = |b: f64| b / (1024.0 * 1024.0);
+    let [small, mid, large] = run.cfg.sizes;
+    let (cs, cl) = (median(&cold[0]), median(&cold[2]));
+    let (rs, rm, rl) = (median(&rss[0]), median(&rss[1]), median(&rss[2]));
+    let settings = format!(
+        "{} rounds; data plane spawned on core 0, polled /readyz every 2 ms",
+        run.cfg.rounds
+    );
+    run.rows.push(Row {
+        figure: format!(
+            "scale: data plane cold sync, {} clients (spawn → /readyz 200)",
+            thousands(large)
+        ),
+        ours: format!("{} s", fmt_num(cl)),
+        baseline: format!("{} s ({} clients)", fmt_num(cs), thousands(small)),
+        ratio: format!("{:.1}×", cl / cs),
+        target: "≤ 2 s".into(),
+        pass: Some(cl <= 2.0),
+        loadgen: settings.clone(),
+        ..Row::default()
+    });
+    run.rows.push(Row {
+        figure: format!("scale: data plane RSS, {} clients", thousands(large)),
+        ours: format!("{} MB", fmt_num(mb(rl))),
+        baseline: format!("{} MB ({} clients)", fmt_num(mb(rs)), thousands(small)),
+        ratio: format!("{:.1}×", rl / rs),
+        target: "≤ 300 MB".into(),
+        pass: Some(mb(rl) <= 300.0),
+        loadgen: settings.clone(),
+        ..Row::default()
+    });
+    for (n, r) in [(small, rs), (mid, rm), (large, rl)] {
+        run.rows.push(Row {
+            figure: format!("memory: data plane RSS, {} clients", thousands(n)),
+            ours: format!("{} MB", fmt_num(mb(r))),
+            loadgen: format!(
+                "VmRSS {} s after /readyz 200, median of {} starts",
+                settle.as_secs_f64(),
+                run.cfg.rounds
+            ),
+            ..Row::default()
+        });
+    }
+    run.rows.push(Row {
+        figure: "memory: bytes per client (RSS slope, small → large)".into(),
+        ours: format!("{} B", fmt_num((rl - rs) / (large - small) as f64)),
+        ratio: format!(
+            "{} → {}: {} B",
+            thousands(mid),
+            thousands(large),
+            fmt_num((rl - rm) / (large - mid) as f64)
+        ),
+        loadgen: "(RSS(large) − RSS(small)) / (large − small)".into(),
+        ..Row::default()
+    });
+    Ok(())
+}
+
+fn lookup_figure(run: &mut Run) -> anyhow::Result<()> {
+    let [small, _, large] = run.cfg.sizes;
+    let s = inproc::state_with(small)?;
+    let l = inproc::state_with(large)?;
+    let samples = run.cfg.lookup_samples;
+    inproc::auth_lookup_ns(&s, small, samples / 4)?;
+    inproc::auth_lookup_ns(&l, large, samples / 4)?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..run.cfg.rounds {
+        a.push(inproc::auth_lookup_ns(&l, large, samples)?);
+        b.push(inproc::auth_lookup_ns(&s, small, samples)?);
+    }
+    let (ns_l, ns_s) = (median(&a), median(&b));
+    let ratio = ns_l / ns_s;
+    run.rows.push(Row {
+        figure: format!(
+            "scale: auth lookup (keyed hash + token index), {} clients",
+            thousands(large)
+        ),
+        ours: format!("{} ns", fmt_num(ns_l)),
+        baseline: format!("{} ns ({} clients)", fmt_num(ns_s), thousands(small)),
+        ratio: format!("{ratio:.2}×"),
+        target: "flat (≤ 2× the small figure)".into(),
+        pass: Some(ratio <= 2.0),
+        loadgen: format!(
+            "in-process, {samples} random clients' tokens per round, {} rounds (harness process, unpinned)",
+            run.cfg.rounds
+        ),
+        ..Row::default()
+    });
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! In-process work: pre-populating data dirs through the control plane's store library,
+//! the auth-lookup figure (token → client through the data plane's state), and reading
+//! criterion's estimates.
+
+use anyhow::Context;
+use canopy_control_plane::store::{Mode, Mutation, Store, StoreOptions};
+use canopy_core::TokenHasher;
+use canopy_data_plane::state::{SnapshotBuilder, State};
+use canopy_proto::v1 as pb;
+use futures::{StreamExt, TryStreamExt};
+use rand::Rng;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::fixture;
+
+/// Creates an enterprise data dir with the bench admin and `n` MCP clients
+/// (`bench-00000000` …, token [`fixture::client_token`], allowed `bench`), through the
+/// store's public API (one durable mutation each, group-committed).
+pub async fn populate(dir: &Path, n: u64) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let store = Store::open(StoreOptions::new(dir, Mode::Enterprise))
+        .await
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let hasher = store.hasher().clone();
+    store
+        .apply(Mutation::InitAdmin {
+            name: fixture::ADMIN.into(),
+            token: hasher.hash(fixture::ADMIN_TOKEN),
+        })
+        .await?;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let store = store.clone();
+            let token = hasher.hash(&fixture::client_token(i));
+            async move {
+                store
+                    .apply(Mutation::CreateClient {
+                        name: fixture::client_name(i),
+                        description: String::new(),
+                        allowed: vec![fixture::SERVER.into()],
+                        token,
+                    })
+                    .await
+            }
+        })
+        .buffer_unordered(2048)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await?;
+    store.flush().await?;
+    store.close().await;
+    Ok(start.elapsed())
+}
+
+const KEY: [u8; 32] = [42; 32];
+
+/// A data plane state holding `n` clients (built the way a snapshot is applied).
+pub fn state_with(n: u64) -> anyhow::Result<State> {
+    let state = State::new(Arc::new(canopy_data_plane::metrics::Metrics::default()));
+    install(&state, n, Vec::new())?;
+    Ok(state)
+}
+
+/// Applies a snapshot of `n` bench clients and `servers` to `state`, in chunks.
+pub fn install(state: &State, n: u64, servers: Vec<pb::UpstreamState>) -> anyhow::Result<()> {
+    let hasher = TokenHasher::new(KEY);
+    let mut servers = Some(servers);
+    let mut chunk = |first: bool, last: bool, range: std::ops::Range<u64>| pb::SnapshotChunk {
+        revision: 1,
+        first,
+        last,
+        mode: pb::Mode::Enterprise as i32,
+        token_hash_key: if first { KEY.to_vec() } else { Vec::new() },
+        clients: range
+            .map(|i| pb::ClientState {
+                name: fixture::client_name(i),
+                tokens: vec![pb::TokenHash {
+                    hash: hasher.hash(&fixture::client_token(i)).0.to_vec(),
+                    expires_at_ms: 0,
+                }],
+                allowed: vec![fixture::SERVER.into()],
+            })
+            .collect(),
+        servers: if last {
+            servers.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+    };
+    const STEP: u64 = 50_000;
+    let first = chunk(true, n <= STEP, 0..n.min(STEP));
+    let mut b = SnapshotBuilder::new(&first)?;
+    b.add(first)?;
+    let mut at = STEP;
+    while at < n {
+        let end = (at + STEP).min(n);
+        b.add(chunk(false, end == n, at..end))?;
+        at = end;
+    }
+    state.finish_snapshot(b)?;
+    Ok(())
+}
+
+/// The bench upstream as the control plane would stream it, at `url`.
+pub fn bench_server(url: &str) -> anyhow::Result<pb::UpstreamState> {
+    let tools: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_str(&fixture::tools_array())?;
+    Ok(pb::UpstreamState {
+        spec: Some(pb::ServerSpec {
+            name: fixture::SERVER.into(),
+            transport: pb::Transport::StreamableHttp as i32,
+            url: url.into(),
+            ..Default::default()
+        }),
+        tools_json: tools.iter().map(|t| t.get().to_owned()).collect(),
+        prompts_json: Vec::new(),
+        protocol_version: fixture::MODERN.into(),
+    })
+}
+
+/// Mean ns per auth decision (keyed hash of the bearer token + index lookup), over
+/// `samples` tokens of clients picked at random among `n`.
+pub fn auth_lookup_ns(state: &State, n: u64, samples: usize) -> anyhow::Result<f64> {
+    let view = state.load_view().context("no view")?;
+    let mut rng = rand::rng();
+    let tokens: Vec<String> = (0..samples)
+        .map(|_| fixture::client_token(rng.random_range(0..n)))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let start = Instant::now();
+    let mut found = 0usize;
+    for t in &tokens {
+        if view.tokens.lookup(&view.hasher.hash(t), now).is_some() {
+            found += 1;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / samples as f64;
+    anyhow::ensure!(found == samples, "only {found}/{samples} tokens found");
+    Ok(ns)
+}
+
+/// `(id, mean ns)` of every criterion benchmark under `dir` (`target/criterion`).
+pub fn criterion_estimates(dir: &Path) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if p.file_name().is_some_and(|n| n == "new") {
+                let bench = std::fs::read_to_string(p.join("benchmark.json")).ok();
+                let est = std::fs::read_to_string(p.join("estimates.json")).ok();
+                if let (Some(b), Some(e)) = (bench, est) {
+                    let b: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
+                    let e: serde_json::Value = serde_json::from_str(&e).unwrap_or_default();
+                    if let (Some(id), Some(ns)) =
+                        (b["full_id"].as_str(), e["mean"]["point_estimate"].as_f64())
+                    {
+                        out.push((id.to_owned(), ns));
+                    }
+                }
+            } else if p.file_name().is_none_or(|n| n != "report") {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
