@@ -10,6 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash scripts/setup-test-env.sh
+bash scripts/setup-node-tools.sh
 
 echo "==> deploy/validate.sh (Kubernetes manifests, Dockerfile, compose, systemd units)"
 bash deploy/validate.sh

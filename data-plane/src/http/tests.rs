@@ -606,6 +606,46 @@ async fn per_server_endpoint_uses_unprefixed_names() {
     assert_eq!(get.send(&e.dp).await.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+#[tokio::test]
+async fn resources_and_completion_pass_through_on_a_whole_server_only() {
+    let e = env().await;
+    let read = || Req::rpc("resources/read", json!({"uri":"test://b"}));
+    let r = read().path("/servers/gh/mcp").send(&e.dp).await;
+    assert_eq!(
+        r.text,
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{}}}"#,
+            mock::RESOURCE_RESULT
+        )
+    );
+    let seen = e.mock.seen.calls.lock().unwrap().clone();
+    assert!(seen
+        .iter()
+        .any(|(_, m, p)| m == "resources/read" && p["uri"] == "test://b"));
+    // The upstream's own errors are relayed (the mock has no completions).
+    let r = Req::rpc("completion/complete", json!({}))
+        .path("/servers/gh/mcp")
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.error_code(), -32601);
+    // A client allowed single tools of the server does not reach its resources.
+    let r = read().path("/servers/gh/mcp").token(BOB).send(&e.dp).await;
+    assert_eq!(r.error_code(), -32601);
+    // The aggregate endpoint has no resources (URIs are not namespaced per server).
+    assert_eq!(read().send(&e.dp).await.error_code(), -32601);
+    // 2026-07-28: the relayed result gets resultType and the serverInfo stamp.
+    let r = Req::modern("resources/read", json!({"uri":"test://b"}))
+        .header("mcp-name", "test://b")
+        .path("/servers/gh/mcp")
+        .send(&e.dp)
+        .await;
+    let v = r.json();
+    assert_eq!(v["result"]["resultType"], "complete", "{}", r.text);
+    assert_eq!(v["result"]["contents"][0]["blob"], "iVBORw0K");
+    let r = Req::modern("resources/list", json!({})).send(&e.dp).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
 // ------------------------------------------------------------ 2026-07-28
 
 #[tokio::test]

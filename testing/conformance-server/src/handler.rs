@@ -13,13 +13,13 @@
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
-    CompleteResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    LoggingMessageNotificationParam, PaginatedRequestParams,
-    ProgressNotificationParam, ProgressToken, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    SubscribeRequestParams, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
+    ProgressToken, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -49,8 +49,9 @@ impl Conformance {
 /// Our own literals always match rmcp's types; a mismatch is a bug in this file, reported to the
 /// client as an internal error rather than a panic.
 fn from_json<T: DeserializeOwned>(v: Value) -> Result<T, ErrorData> {
-    serde_json::from_value(v)
-        .map_err(|e| ErrorData::internal_error(format!("fixture literal does not parse: {e}"), None))
+    serde_json::from_value(v).map_err(|e| {
+        ErrorData::internal_error(format!("fixture literal does not parse: {e}"), None)
+    })
 }
 
 fn empty_schema() -> Value {

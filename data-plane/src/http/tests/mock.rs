@@ -25,6 +25,10 @@ pub struct Mock {
 /// A result with a field no MCP schema knows, odd number formatting included.
 pub const ECHO_RESULT: &str = r#"{"content":[{"type":"text","text":"hi"}],"x-unknown":{"keep":[1,2.50,"é"]},"isError":false}"#;
 
+/// A `resources/read` result, relayed byte for byte on `/servers/<name>/mcp`.
+pub const RESOURCE_RESULT: &str =
+    r#"{"contents":[{"uri":"test://b","mimeType":"image/png","blob":"iVBORw0K"}],"x-r":1.50}"#;
+
 async fn handle(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -72,6 +76,7 @@ async fn handle(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) 
             _ => reply(r#"{"content":[],"isError":true}"#),
         },
         "prompts/get" => reply(r#"{"messages":[],"x-p":true}"#),
+        "resources/read" => reply(RESOURCE_RESULT),
         _ => {
             let body = format!(
                 r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"Method not found"}}}}"#

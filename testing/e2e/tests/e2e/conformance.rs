@@ -135,11 +135,7 @@ fn run_suite(label: &str, url: &str, selection: &[&str], baseline: &Path, out: &
         .wait_timeout(SUITE_DEADLINE)
         .unwrap_or_else(|| panic!("conformance suite ({label}) did not finish"));
     let output = std::fs::read_to_string(&log).unwrap_or_default();
-    let summary = output
-        .lines()
-        .filter(|l| l.starts_with("Total:"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let summary = count_checks(&out.join("results"));
     SuiteRun {
         label: label.to_owned(),
         ok: status.success(),
@@ -245,7 +241,7 @@ fn conformance_suite_both_eras() {
                 &aggregate_url,
                 &["--scenario", scenario, "--spec-version", era],
                 &baseline_path("aggregate", era),
-                &dir.join("aggregate"),
+                &dir.join("aggregate").join(scenario),
             ));
         }
     }
@@ -272,6 +268,26 @@ fn conformance_suite_both_eras() {
             .join("\n"),
         dp.logs()
     );
+}
+
+/// "N passed, M failed" over every `checks.json` the suite wrote (FAILURE and WARNING fail, as
+/// the suite's own baseline check counts them).
+fn count_checks(results: &Path) -> String {
+    let (mut passed, mut failed) = (0, 0);
+    for dir in std::fs::read_dir(results).into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read_to_string(dir.path().join("checks.json")) else {
+            continue;
+        };
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        for c in checks {
+            match c["status"].as_str() {
+                Some("SUCCESS") => passed += 1,
+                Some("FAILURE" | "WARNING") => failed += 1,
+                _ => {}
+            }
+        }
+    }
+    format!("{passed} passed, {failed} failed")
 }
 
 fn tail(text: &str, lines: usize) -> String {
