@@ -2,6 +2,7 @@
 //! start` fills it in-process).
 
 use crate::store::DEFAULT_CHANGELOG_RETAIN;
+use crate::tls::TlsFiles;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct ControlPlaneConfig {
     pub refresh_interval: Option<Duration>,
     /// How long in-flight requests and streams may run after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Serve gRPC over TLS with this certificate and key (`None` = plaintext).
+    pub tls: Option<TlsFiles>,
 }
 
 impl ControlPlaneConfig {
@@ -48,6 +51,7 @@ impl ControlPlaneConfig {
             changelog_max_age: Some(DEFAULT_CHANGELOG_MAX_AGE),
             refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -65,6 +69,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("changelog_max_age", &self.changelog_max_age)
             .field("refresh_interval", &self.refresh_interval)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("tls", &self.tls)
             .finish()
     }
 }

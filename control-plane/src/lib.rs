@@ -5,7 +5,7 @@
 //! Entry point: [`serve`] with a [`ControlPlaneConfig`] and a bound listener; the
 //! `canopy-control-plane` binary and `canopy start` both call it.
 //!
-//! Not here: the data plane's HTTP surface, the CLI, TLS (later).
+//! Not here: the data plane's HTTP surface, the CLI.
 
 /// The `Admin` gRPC service (CLI-facing).
 pub mod admin;
@@ -22,6 +22,8 @@ mod server;
 pub mod store;
 /// The `Sync` gRPC service: snapshot/backlog/live changes to data planes.
 pub mod sync;
+/// TLS for the gRPC listener: loading and checking `--tls-cert` / `--tls-key`.
+pub mod tls;
 
 pub use config::{ControlPlaneConfig, DEFAULT_CHANGELOG_MAX_AGE, DEFAULT_REFRESH_INTERVAL};
 pub use server::{serve, ControlPlaneError};

@@ -41,6 +41,23 @@ struct Args {
     /// (e.g. 10m, 30s; 0 = off). Failures are logged; the server stays registered.
     #[arg(long, env = "CANOPY_REFRESH_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     refresh_interval: Duration,
+    /// Serve gRPC over TLS with this PEM certificate chain (server certificate first).
+    /// Needs --tls-key. Clients then use https:// URLs.
+    #[arg(
+        long,
+        env = "CANOPY_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+    #[arg(
+        long,
+        env = "CANOPY_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 /// Zero means "off".
@@ -97,6 +114,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.data_plane_token_file.as_deref(),
         "CANOPY_DATA_PLANE_TOKEN",
     )?;
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(canopy_control_plane::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        // clap's `requires` rejects these; kept so the rule holds without it.
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: pass both or neither"),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

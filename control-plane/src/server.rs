@@ -23,6 +23,8 @@ pub enum ControlPlaneError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
@@ -46,6 +48,8 @@ pub async fn serve(
     {
         return Err(ControlPlaneError::Config("the init token is empty".into()));
     }
+    // Before the store opens: a wrong certificate file must not cost a store open/close.
+    let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
     let mode = if config.enterprise {
         Mode::Enterprise
     } else {
@@ -89,7 +93,9 @@ pub async fn serve(
         mode = mode.as_str(),
         data_dir = %config.data_dir.display(),
         revision = store.revision(),
-        "control plane listening on {addr}"
+        tls = tls.is_some(),
+        "control plane listening on {addr} ({})",
+        if tls.is_some() { "gRPC over TLS" } else { "plaintext gRPC" }
     );
 
     // Shutdown: the caller's future stops accepting; `stopping` starts the grace timer.
@@ -99,7 +105,11 @@ pub async fn serve(
         tracing::info!("shutting down: no new connections, draining in-flight calls");
         let _ = stopping_tx.send(true);
     };
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

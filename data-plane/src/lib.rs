@@ -18,6 +18,7 @@ mod serve;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod tls;
 
 pub use app::{DataPlane, HttpSettings};
 pub use http::router;

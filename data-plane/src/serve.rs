@@ -15,8 +15,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct DataPlaneConfig {
-    /// `http://host:port` of the control plane's gRPC listener.
+    /// `http://host:port` or `https://host:port` of the control plane's gRPC listener.
     pub control_plane: String,
+    /// TLS settings for an `https://` control plane (see [`crate::tls::client_config`]);
+    /// `None` with `https://` = the system's and the webpki roots.
+    pub control_plane_tls: Option<tonic::transport::ClientTlsConfig>,
     /// The address reported to the control plane (the listener's address when unset).
     pub listen: Option<SocketAddr>,
     pub node_id: String,
@@ -36,6 +39,7 @@ impl DataPlaneConfig {
     ) -> Self {
         Self {
             control_plane: control_plane.into(),
+            control_plane_tls: None,
             listen: None,
             node_id: node_id.into(),
             data_plane_token: data_plane_token.into(),
@@ -51,6 +55,7 @@ impl std::fmt::Debug for DataPlaneConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataPlaneConfig")
             .field("control_plane", &self.control_plane)
+            .field("control_plane_tls", &self.control_plane_tls.is_some())
             .field("listen", &self.listen)
             .field("node_id", &self.node_id)
             .field("data_plane_token", &"<redacted>")
@@ -66,6 +71,13 @@ impl std::fmt::Debug for DataPlaneConfig {
 pub enum DataPlaneError {
     #[error("the data-plane token is empty")]
     EmptyToken,
+    #[error(
+        "a CA file for the control plane is set but the control-plane URL {0} is not https://; \
+         use https:// (or drop the CA file)"
+    )]
+    TlsWithoutHttps(String),
+    #[error(transparent)]
+    CaFile(#[from] crate::tls::CaFileError),
     #[error("cannot read the listener address: {0}")]
     Listener(std::io::Error),
     #[error("HTTP server failed: {0}")]
@@ -82,6 +94,18 @@ pub async fn serve(
     if config.data_plane_token.is_empty() {
         return Err(DataPlaneError::EmptyToken);
     }
+    let https = crate::tls::is_https(&config.control_plane);
+    let tls = match (https, config.control_plane_tls.clone()) {
+        (true, Some(tls)) => Some(tls),
+        (true, None) => Some(crate::tls::client_config(None, None)?),
+        (false, None) => None,
+        // Someone meant TLS; silently syncing in plaintext would hide that.
+        (false, Some(_)) => {
+            return Err(DataPlaneError::TlsWithoutHttps(
+                config.control_plane.clone(),
+            ))
+        }
+    };
     let local = listener.local_addr().map_err(DataPlaneError::Listener)?;
     let dp = DataPlane::new(HttpSettings {
         max_body_bytes: config.max_body_bytes,
@@ -101,6 +125,7 @@ pub async fn serve(
 
     let sync_cfg = SyncConfig {
         control_plane: config.control_plane.clone(),
+        tls,
         token: config.data_plane_token.clone(),
         node_id: config.node_id.clone(),
         address: config.listen.unwrap_or(local).to_string(),

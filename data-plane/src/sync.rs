@@ -25,8 +25,10 @@ use crate::state::{ApplyError, SnapshotBuilder};
 
 #[derive(Clone)]
 pub struct SyncConfig {
-    /// `http://host:port` of the control plane's gRPC listener.
+    /// `http://host:port` or `https://host:port` of the control plane's gRPC listener.
     pub control_plane: String,
+    /// TLS for an `https://` control plane; `None` = plaintext.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
     /// The data-plane token (sent as `authorization: Bearer …`, never logged).
     pub token: String,
     pub node_id: String,
@@ -38,6 +40,7 @@ impl std::fmt::Debug for SyncConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SyncConfig")
             .field("control_plane", &self.control_plane)
+            .field("tls", &self.tls.is_some())
             .field("node_id", &self.node_id)
             .field("address", &self.address)
             .finish_non_exhaustive()
@@ -88,7 +91,15 @@ pub async fn run(dp: Arc<DataPlane>, cfg: SyncConfig) {
                     s.message()
                 )
             }
-            Err(e) => tracing::warn!(error = %chain(&e), "sync session ended"),
+            Err(e) => match crate::tls::classify(&e) {
+                // Not transient: retrying will not fix trust, so say what to change.
+                Some(failure) => tracing::error!(
+                    control_plane = %cfg.control_plane,
+                    "cannot connect to the control plane: {}",
+                    failure.describe("--control-plane-ca-file")
+                ),
+                None => tracing::warn!(error = %chain(&e), "sync session ended"),
+            },
         }
         if progressed {
             backoff = BACKOFF_MIN;
@@ -121,8 +132,12 @@ async fn session(
     cfg: &SyncConfig,
     progressed: &mut bool,
 ) -> Result<(), SyncError> {
-    let endpoint = Endpoint::from_shared(cfg.control_plane.clone())
-        .map_err(|_| SyncError::BadUrl(cfg.control_plane.clone()))?
+    let mut endpoint = Endpoint::from_shared(cfg.control_plane.clone())
+        .map_err(|_| SyncError::BadUrl(cfg.control_plane.clone()))?;
+    if let Some(tls) = &cfg.tls {
+        endpoint = endpoint.tls_config(tls.clone())?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         // Keepalives let an idle but dead connection be noticed, so staleness is real.
         .http2_keep_alive_interval(Duration::from_secs(10))

@@ -115,6 +115,7 @@ async fn snapshot_changes_resume_and_gap() {
     let dp = DataPlane::new(HttpSettings::default());
     let cfg = SyncConfig {
         control_plane: format!("http://{addr}"),
+        tls: None,
         token: "dp-token-0123456789".into(),
         node_id: "node-1".into(),
         address: "127.0.0.1:8080".into(),

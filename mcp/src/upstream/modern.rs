@@ -103,7 +103,11 @@ fn merged_meta(existing: &RawValue) -> Result<String, String> {
 }
 
 /// The 2026-07-28 per-request envelope keys of `params._meta`.
-const ENVELOPE_KEYS: [&str; 3] = [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES, META_CLIENT_INFO];
+const ENVELOPE_KEYS: [&str; 3] = [
+    META_PROTOCOL_VERSION,
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+];
 
 /// `params` for a handshake-era upstream: a 2026-07-28 client's envelope keys
 /// (`_meta` protocolVersion / clientCapabilities / clientInfo) removed, `_meta` dropped when

@@ -792,6 +792,14 @@ fn unknown_fields_and_modern_upstreams() {
         let r = req("tools/call", json!({"name": "raw__whoami"}));
         let seen: Value = serde_json::from_str(first_text(&r.result())).expect("whoami JSON");
         assert_eq!(seen["authorization"], "none", "{seen}");
+        // ...and no 2026-07-28 envelope in `_meta`, even for a modern client (handshake-era
+        // servers may refuse enveloped requests; the Python SDK does).
+        assert!(
+            seen["meta"]
+                .get("io.modelcontextprotocol/protocolVersion")
+                .is_none(),
+            "envelope forwarded to a handshake-era upstream: {seen}"
+        );
     }
 }
 

@@ -311,6 +311,17 @@ fn unreachable_or_invalid_upstreams_store_nothing() {
         r#"{"name": "notmcp", "transport": "stdio", "command": "/bin/sh", "args": ["-c", "echo hello; exit 3"]}"#,
     );
     admin.fail(&["register", "-c", conf.to_str().expect("utf-8 path")]);
+    // A server that never answers: registration gives up at the server's deadline.
+    let conf = admin.write_file(
+        "silent.json",
+        r#"{"name": "silent", "transport": "stdio", "command": "/bin/sh", "args": ["-c", "sleep 60"], "timeout_ms": 500}"#,
+    );
+    let out = admin.fail(&["register", "-c", conf.to_str().expect("utf-8 path")]);
+    assert!(
+        out.stderr.contains("silent") && out.stderr.contains("did not answer"),
+        "a deadline error naming the server, got: {}",
+        out.stderr
+    );
     // Invalid names.
     for bad in ["bad__name", "bad_", "bad name", "bad/name", ""] {
         admin.fail(&["register", "--name", bad, "--url", &rmcp.url()]);

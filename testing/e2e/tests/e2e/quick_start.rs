@@ -109,6 +109,12 @@ fn canopy_start_enterprise_end_to_end() {
         Some(1),
         "one data plane expected: {planes}"
     );
+    assert!(
+        planes[0]["address"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&format!(":{}", http.port()))),
+        "the in-process data plane reports its HTTP address {http}: {planes}"
+    );
     let report = admin.json(&["delete", "mcp-client", "quick"]);
     assert_eq!(report["expected"], 1, "{report}");
     assert_eq!(report["confirmed"], 1, "{report}");
