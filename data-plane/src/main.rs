@@ -10,13 +10,18 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// gRPC URL of the control plane.
+    /// gRPC URL of the control plane (https:// when it serves TLS).
     #[arg(
         long,
         env = "CANOPY_CONTROL_PLANE",
         default_value = "http://127.0.0.1:9090"
     )]
     control_plane: String,
+    /// PEM file of the CA certificate(s) to trust for an https:// control plane (e.g. its
+    /// CA, or its self-signed certificate). Default: the system's trust store and the
+    /// webpki roots.
+    #[arg(long, env = "CANOPY_CONTROL_PLANE_CA_FILE", value_name = "FILE")]
+    control_plane_ca_file: Option<PathBuf>,
     /// Address to serve HTTP on.
     #[arg(long, env = "CANOPY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -122,6 +127,15 @@ async fn run() -> anyhow::Result<()> {
         args.node_id.clone().unwrap_or_else(default_node_id),
         token,
     );
+    if let Some(ca) = &args.control_plane_ca_file {
+        if !canopy_data_plane::tls::is_https(&args.control_plane) {
+            bail!(
+                "--control-plane-ca-file is set but --control-plane {} is not https://; use https://",
+                args.control_plane
+            );
+        }
+        config.control_plane_tls = Some(canopy_data_plane::tls::client_config(Some(ca), None)?);
+    }
     let addr = listener.local_addr().context("listener address")?;
     // One plain line on stdout for scripts and test harnesses (logs go to stderr).
     println!("listening on {addr}");
