@@ -15,7 +15,8 @@ Configuration:
   The registry URL and access token saved by `init-server` and `login` live in
   ~/.canopy.conf (or the file named by CANOPY_CONFIG), mode 0600.
   The registry is taken from --registry, else CANOPY_REGISTRY, else that file,
-  else http://127.0.0.1:9090.
+  else http://127.0.0.1:9090. For an https:// registry signed by a private CA, pass
+  --ca-file once to `init-server` or `login`; the file saves it with the registry.
 
 Exit codes:
   0  success
@@ -27,6 +28,7 @@ Exit codes:
 
 Examples:
   canopy --registry http://cp.internal:9090 init-server
+  canopy --registry https://cp.internal:9090 --ca-file ca.pem login canopy_usr_...
   canopy register --name github --url https://api.githubcopilot.com/mcp --bearer-token ghp_xxx
   canopy create mcp-client my-agent --allow \"github\"
   canopy create user alice
@@ -53,6 +55,18 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     pub registry: Option<String>,
+
+    /// PEM file of the CA certificate(s) that signed an https:// registry's certificate
+    /// (or its self-signed certificate). Saved next to the registry by `init-server` and
+    /// `login`. Default: the system's trust store and the webpki roots.
+    #[arg(
+        long,
+        global = true,
+        env = "CANOPY_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub ca_file: Option<PathBuf>,
 
     /// Output format: `text` for people, `json` for scripts (exactly one JSON document on stdout).
     #[arg(

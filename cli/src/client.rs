@@ -2,6 +2,7 @@
 //! and the deadline every call runs under.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use canopy_proto::v1::admin_client::AdminClient;
@@ -101,26 +102,21 @@ impl BearerAuth {
     }
 }
 
-/// Normalizes what the user typed as a registry: adds `http://` when there is no scheme
-/// and drops trailing slashes, so the config file and messages show one canonical URL.
+/// Normalizes what the user typed as a registry: adds `http://` when there is no scheme,
+/// lowercases the scheme and drops trailing slashes, so the config file and messages show
+/// one canonical URL.
 pub fn normalize_registry(raw: &str) -> Result<String, CliError> {
     let trimmed = raw.trim().trim_end_matches('/');
     if trimmed.is_empty() {
         return Err(CliError::usage("--registry must not be empty"));
     }
-    let url = if trimmed.contains("://") {
-        trimmed.to_owned()
-    } else {
-        format!("http://{trimmed}")
+    let url = match trimmed.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => format!("http://{trimmed}"),
     };
-    if url.starts_with("https://") {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(CliError::usage(format!(
-            "registry {url}: TLS to the control plane is not supported by this build yet; use http://"
-        )));
-    }
-    if !url.starts_with("http://") {
-        return Err(CliError::usage(format!(
-            "registry {url}: the URL must start with http://"
+            "registry {url}: the URL must start with http:// or https://"
         )));
     }
     Endpoint::from_shared(url.clone())
@@ -128,15 +124,39 @@ pub fn normalize_registry(raw: &str) -> Result<String, CliError> {
     Ok(url)
 }
 
+/// Whether `registry` (normalized) is reached over TLS.
+pub fn is_https(registry: &str) -> bool {
+    registry.starts_with("https://")
+}
+
 /// A client for `registry` (already normalized), authenticated with `token` if given.
+/// An `https://` registry is verified with `ca_file` when given, else with the system's
+/// trust store and the webpki roots; `ca_file` must not be given for `http://`.
 ///
 /// The channel connects lazily: a stopped control plane surfaces on the first call as a
-/// status with a transport source, which `error.rs` words as "cannot reach".
-pub fn admin(registry: &str, token: Option<&str>) -> Result<Admin, CliError> {
-    let endpoint = Endpoint::from_shared(registry.to_owned())
-        .map_err(|e| CliError::usage(format!("registry {registry} is not a valid URL: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
+/// status with a transport source, which `error.rs` words as "cannot reach" (and a
+/// failed TLS handshake as what to fix).
+pub fn admin(
+    registry: &str,
+    ca_file: Option<&Path>,
+    token: Option<&str>,
+) -> Result<Admin, CliError> {
+    let mut endpoint = Endpoint::from_shared(registry.to_owned())
+        .map_err(|e| CliError::usage(format!("registry {registry} is not a valid URL: {e}")))?;
+    if is_https(registry) {
+        let tls = canopy_data_plane::tls::client_config(ca_file, None)
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| CliError::Other(format!("TLS setup for {registry}: {}", chain(&e))))?;
+    } else if let Some(ca) = ca_file {
+        // Someone meant TLS: talking plaintext instead would hide that.
+        return Err(CliError::usage(format!(
+            "--ca-file {} is for https:// registries, but the registry is {registry}; use https://",
+            ca.display()
+        )));
+    }
+    let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
     let channel = endpoint.connect_lazy();
     let rpc = AdminClient::with_interceptor(channel, BearerAuth::new(token)?)
         .max_decoding_message_size(MAX_MESSAGE);
@@ -146,6 +166,18 @@ pub fn admin(registry: &str, token: Option<&str>) -> Result<Admin, CliError> {
             registry: registry.to_owned(),
         },
     })
+}
+
+/// `e` and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
 }
 
 #[cfg(test)]
@@ -166,10 +198,28 @@ mod tests {
         );
         assert!(normalize_registry("").is_err());
         assert!(normalize_registry("ftp://x").is_err());
-        assert!(normalize_registry("https://x")
-            .unwrap_err()
-            .to_string()
-            .contains("TLS"));
+        assert_eq!(
+            normalize_registry("HTTPS://cp:9090/").unwrap(),
+            "https://cp:9090"
+        );
+    }
+
+    #[test]
+    fn ca_file_needs_https_and_must_be_readable() {
+        let err = admin("http://127.0.0.1:1", Some(Path::new("/x/ca.pem")), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is for https:// registries"), "{err}");
+        let err = admin("https://127.0.0.1:1", Some(Path::new("/nonexistent/ca.pem")), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read CA file /nonexistent/ca.pem"),
+            "{err}"
+        );
+        assert!(admin("https://127.0.0.1:1", None, None).is_ok());
     }
 
     #[test]
@@ -204,7 +254,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_control_plane_is_reported_with_its_url() {
         // Port 1 on localhost: nothing listens there, so the connection is refused.
-        let mut a = admin("http://127.0.0.1:1", None).unwrap();
+        let mut a = admin("http://127.0.0.1:1", None, None).unwrap();
         let err =
             a.at.call(
                 a.rpc

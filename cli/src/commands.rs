@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Start(a) => return start::run(a).await,
         other => other,
     };
-    let ctx = Ctx::new(cli.registry, cli.output)?;
+    let ctx = Ctx::new(cli.registry, cli.ca_file, cli.output)?;
     match command {
         Command::InitServer(a) => session::init_server(&ctx, a).await,
         Command::Login(a) => session::login(&ctx, a).await,
@@ -69,12 +69,18 @@ pub struct Ctx {
     pub format: Format,
     /// `--registry` / `CANOPY_REGISTRY`, before falling back to the config file.
     registry_flag: Option<String>,
+    /// `--ca-file` / `CANOPY_CA_FILE`, before falling back to the config file.
+    ca_flag: Option<PathBuf>,
     config_path: Result<PathBuf, ConfigError>,
     pub config: Config,
 }
 
 impl Ctx {
-    fn new(registry_flag: Option<String>, format: Format) -> Result<Self, CliError> {
+    fn new(
+        registry_flag: Option<String>,
+        ca_flag: Option<PathBuf>,
+        format: Format,
+    ) -> Result<Self, CliError> {
         let config_path = config::default_path();
         let config = match &config_path {
             Ok(p) => config::load(p)?,
@@ -85,6 +91,7 @@ impl Ctx {
         Ok(Self {
             format,
             registry_flag,
+            ca_flag: ca_flag.filter(|p| !p.as_os_str().is_empty()),
             config_path,
             config,
         })
@@ -101,6 +108,36 @@ impl Ctx {
         client::normalize_registry(raw)
     }
 
+    /// The CA file for `registry` (normalized): `--ca-file`, else the one saved with that
+    /// same registry in the config file. Relative paths are made absolute, so a saved one
+    /// works from any directory.
+    pub fn ca_file(&self, registry: &str) -> Option<PathBuf> {
+        if let Some(flag) = &self.ca_flag {
+            return Some(std::path::absolute(flag).unwrap_or_else(|_| flag.clone()));
+        }
+        let saved_registry = self.config.registry.as_deref()?;
+        let same = client::normalize_registry(saved_registry).is_ok_and(|r| r == registry);
+        if same && client::is_https(registry) {
+            self.config.ca_file.clone()
+        } else {
+            None
+        }
+    }
+
+    /// A client for the resolved registry (with its CA file), authenticated with `token`.
+    pub fn connect(&self, registry: &str, token: Option<&str>) -> Result<Admin, CliError> {
+        client::admin(registry, self.ca_file(registry).as_deref(), token)
+    }
+
+    /// What `init-server` and `login` save: the registry, its CA file and the token.
+    pub fn session_config(&self, registry: &str, token: String) -> Config {
+        Config {
+            registry: Some(registry.to_owned()),
+            access_token: Some(token),
+            ca_file: self.ca_file(registry),
+        }
+    }
+
     pub fn config_path(&self) -> Result<PathBuf, CliError> {
         match &self.config_path {
             Ok(p) => Ok(p.clone()),
@@ -111,7 +148,7 @@ impl Ctx {
     /// A client authenticated with the saved token (if any; development-mode servers
     /// need none, so a missing token is the server's call, not ours).
     pub fn admin(&self) -> Result<Admin, CliError> {
-        client::admin(&self.registry()?, self.config.access_token.as_deref())
+        self.connect(&self.registry()?, self.config.access_token.as_deref())
     }
 
     pub fn emit<T: Serialize>(

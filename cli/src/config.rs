@@ -1,5 +1,6 @@
-//! The CLI's own config file (`~/.canopy.conf`, or `$CANOPY_CONFIG`): the registry URL and
-//! the access token saved by `init-server` and `login`.
+//! The CLI's own config file (`~/.canopy.conf`, or `$CANOPY_CONFIG`): the registry URL, the
+//! CA file it is verified with (https:// registries) and the access token saved by
+//! `init-server` and `login`.
 //!
 //! The file holds a secret, so it is created with mode 0600 from the first byte (never
 //! written world-readable and chmod-ed afterwards) and replaced atomically, so a crash
@@ -23,6 +24,10 @@ pub struct Config {
     pub registry: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    /// The `--ca-file` the registry's certificate is verified with (absolute path); applies
+    /// to that registry only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -33,6 +38,7 @@ impl std::fmt::Debug for Config {
                 "access_token",
                 &self.access_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -228,8 +234,9 @@ mod tests {
 
     fn sample() -> Config {
         Config {
-            registry: Some("http://cp:9090".into()),
+            registry: Some("https://cp:9090".into()),
             access_token: Some("canopy_usr_secret-value".into()),
+            ca_file: Some(PathBuf::from("/etc/canopy/ca.pem")),
         }
     }
 
@@ -244,6 +251,7 @@ mod tests {
         let other = Config {
             registry: Some("http://b".into()),
             access_token: None,
+            ca_file: None,
         };
         save(&path, &other).unwrap();
         assert_eq!(load(&path).unwrap(), other);

@@ -114,6 +114,14 @@ fn describe_status(status: &tonic::Status, registry: &str) -> String {
     // connection is told apart from a server that chose to say "unavailable".
     let local = status.source().is_some();
     let msg = status.message();
+    if local {
+        if let Some(failure) = canopy_data_plane::tls::classify(status) {
+            return format!(
+                "cannot connect to the control plane at {registry}: {}",
+                failure.describe("--ca-file")
+            );
+        }
+    }
     match status.code() {
         Code::Unauthenticated => "not logged in or token invalid: run `canopy login <token>`".to_owned(),
         Code::PermissionDenied => format!("permission denied: {msg}"),
@@ -135,7 +143,19 @@ fn describe_status(status: &tonic::Status, registry: &str) -> String {
         Code::Unimplemented => format!(
             "the control plane at {registry} does not support this command (is it an older version?): {msg}"
         ),
-        _ if local => format!("lost the connection to the control plane at {registry}: {}", root_cause(status)),
+        _ if local => {
+            // A plaintext client talking to a TLS listener reads the TLS alert as a broken
+            // HTTP/2 frame; say what is the likely cause.
+            let hint = if registry.starts_with("http://") {
+                " (if the control plane serves TLS, use an https:// registry URL)"
+            } else {
+                ""
+            };
+            format!(
+                "lost the connection to the control plane at {registry}: {}{hint}",
+                root_cause(status)
+            )
+        }
         code => format!("control plane error ({}): {msg}", code_name(code)),
     }
 }
@@ -214,6 +234,28 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("Connection refused"), "{m}");
+    }
+
+    #[test]
+    fn tls_failures_say_what_to_fix() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let mut status = tonic::Status::unavailable("tcp connect error");
+        status.set_source(std::sync::Arc::new(io));
+        let m = CliError::Rpc {
+            status,
+            registry: "https://127.0.0.1:9090".into(),
+        }
+        .to_string();
+        assert!(
+            m.starts_with(
+                "cannot connect to the control plane at https://127.0.0.1:9090: \
+                 certificate not trusted: pass --ca-file"
+            ),
+            "{m}"
+        );
     }
 
     #[test]

@@ -146,25 +146,64 @@ fn parse_certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'sta
     Ok(chain)
 }
 
-/// Which host name a client on this machine should verify the certificate at `cert` with
-/// when it connects to `addr`: the address itself (an IP SAN) when the certificate covers
-/// it, else `localhost`. `None` when it covers neither (or cannot be read).
+/// The host name a client on this machine that trusts exactly the certificates in `cert`
+/// (used as its CA file) can verify this listener with when it connects to `addr`: the
+/// address itself (an IP SAN), else `localhost`. The error says why neither works.
 ///
-/// `canopy start` uses it to let its in-process data plane trust its own control plane.
-pub fn local_server_name(cert: &Path, addr: std::net::IpAddr) -> Option<String> {
-    let pem = std::fs::read(cert).ok()?;
-    let chain = parse_certificates(cert, &pem).ok()?;
-    let leaf = rustls::server::ParsedCertificate::try_from(chain.first()?).ok()?;
+/// `canopy start` uses it so its in-process data plane trusts its own control plane: a
+/// self-signed certificate works, and so does a CA-signed one when the file also holds
+/// the CA's certificate.
+pub fn local_trust_name(cert: &Path, addr: std::net::IpAddr) -> Result<String, String> {
+    use rustls::client::danger::ServerCertVerifier;
+    let pem = std::fs::read(cert)
+        .map_err(|e| format!("cannot read TLS certificate file {}: {e}", cert.display()))?;
+    let chain = parse_certificates(cert, &pem).map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(chain.iter().cloned());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| {
+        format!(
+            "TLS certificate file {}: no certificate in it can be trusted as a CA ({e})",
+            cert.display()
+        )
+    })?;
     let ip = if addr.is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {
         addr
     };
-    let candidates = [ip.to_string(), "localhost".to_owned()];
-    candidates.into_iter().find(|name| {
-        ServerName::try_from(name.as_str())
-            .is_ok_and(|sn| rustls::client::verify_server_name(&leaf, &sn).is_ok())
-    })
+    let (leaf, intermediates) = chain.split_first().ok_or_else(|| {
+        TlsError::NoCertificate {
+            path: cert.to_owned(),
+        }
+        .to_string()
+    })?;
+    let mut last = String::new();
+    for name in [ip.to_string(), "localhost".to_owned()] {
+        let Ok(server_name) = ServerName::try_from(name.as_str()) else {
+            continue;
+        };
+        match verifier.verify_server_cert(
+            leaf,
+            intermediates,
+            &server_name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        ) {
+            Ok(_) => return Ok(name),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!(
+        "TLS certificate file {}: a client trusting only this file cannot verify it for {ip} \
+         or localhost ({last}); use a certificate for {ip} or localhost that is self-signed, \
+         or add its CA's certificate to the file after it",
+        cert.display()
+    ))
 }
 
 #[cfg(test)]
@@ -277,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn local_server_name_prefers_the_ip_then_localhost() {
+    fn local_trust_name_prefers_the_ip_then_localhost() {
         let dir = tempfile::tempdir().unwrap();
         let lo = std::net::IpAddr::from([127, 0, 0, 1]);
         let both = write(
@@ -285,16 +324,44 @@ mod tests {
             "both.pem",
             &self_signed(&["localhost", "127.0.0.1"]).cert,
         );
-        assert_eq!(local_server_name(&both, lo).as_deref(), Some("127.0.0.1"));
+        assert_eq!(local_trust_name(&both, lo).unwrap(), "127.0.0.1");
         let any = std::net::IpAddr::from([0, 0, 0, 0]);
-        assert_eq!(local_server_name(&both, any).as_deref(), Some("127.0.0.1"));
+        assert_eq!(local_trust_name(&both, any).unwrap(), "127.0.0.1");
         let name = write(dir.path(), "name.pem", &self_signed(&["localhost"]).cert);
-        assert_eq!(local_server_name(&name, lo).as_deref(), Some("localhost"));
+        assert_eq!(local_trust_name(&name, lo).unwrap(), "localhost");
         let other = write(
             dir.path(),
             "other.pem",
             &self_signed(&["cp.example.com"]).cert,
         );
-        assert_eq!(local_server_name(&other, lo), None);
+        let err = local_trust_name(&other, lo).unwrap_err();
+        assert!(
+            err.contains("other.pem") && err.contains("localhost"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn local_trust_name_needs_the_ca_in_the_file_for_a_ca_signed_cert() {
+        let dir = tempfile::tempdir().unwrap();
+        let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let alone = write(dir.path(), "leaf.pem", &leaf.pem());
+        assert!(local_trust_name(&alone, lo).is_err());
+        let with_ca = write(
+            dir.path(),
+            "chain.pem",
+            &format!("{}{}", leaf.pem(), ca.pem()),
+        );
+        assert_eq!(local_trust_name(&with_ca, lo).unwrap(), "127.0.0.1");
     }
 }

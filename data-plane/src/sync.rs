@@ -98,7 +98,21 @@ pub async fn run(dp: Arc<DataPlane>, cfg: SyncConfig) {
                     "cannot connect to the control plane: {}",
                     failure.describe("--control-plane-ca-file")
                 ),
-                None => tracing::warn!(error = %chain(&e), "sync session ended"),
+                None => {
+                    let error = chain(&e);
+                    // A plaintext client reads a TLS listener's alert as an oversized frame.
+                    if !crate::tls::is_https(&cfg.control_plane)
+                        && error.contains("frame with invalid size")
+                    {
+                        tracing::warn!(
+                            %error,
+                            "sync session ended; if the control plane serves TLS, use an \
+                             https:// --control-plane URL"
+                        );
+                    } else {
+                        tracing::warn!(%error, "sync session ended");
+                    }
+                }
             },
         }
         if progressed {

@@ -147,13 +147,16 @@ fn from_rustls(e: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
     let e = e.downcast_ref::<rustls::Error>()?;
     Some(match e {
         rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer | C::BadSignature => TlsFailure::Untrusted,
             C::NotValidForName | C::NotValidForNameContext { .. } => TlsFailure::WrongName,
             C::Expired
             | C::ExpiredContext { .. }
             | C::NotValidYet
             | C::NotValidYetContext { .. } => TlsFailure::Expired,
-            other => TlsFailure::Other(format!("invalid peer certificate: {other:?}")),
+            C::Revoked => TlsFailure::Other("the control plane's certificate is revoked".into()),
+            // Unknown issuer, a signature no trusted certificate verifies (a root of the same
+            // name with another key), a CA certificate used as the server's: all mean that
+            // what this client trusts does not vouch for this certificate.
+            _ => TlsFailure::Untrusted,
         },
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
             TlsFailure::NotTls

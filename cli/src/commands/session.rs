@@ -7,9 +7,8 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{InitServerArgs, LoginArgs};
-use crate::client;
 use crate::commands::Ctx;
-use crate::config::{self, Config};
+use crate::config;
 use crate::error::CliError;
 use crate::output::{mode_name, role_name};
 
@@ -32,7 +31,7 @@ pub async fn init_server(ctx: &Ctx, args: InitServerArgs) -> Result<(), CliError
     config::check_writable(&path)?;
 
     // The only unauthenticated call: no token is sent even if an old one is saved.
-    let mut a = client::admin(&registry, None)?;
+    let mut a = ctx.connect(&registry, None)?;
     let req = pb::InitServerRequest {
         init_token: args.init_token.unwrap_or_default(),
     };
@@ -43,10 +42,7 @@ pub async fn init_server(ctx: &Ctx, args: InitServerArgs) -> Result<(), CliError
         ));
     }
 
-    let cfg = Config {
-        registry: Some(registry.clone()),
-        access_token: Some(resp.access_token),
-    };
+    let cfg = ctx.session_config(&registry, resp.access_token);
     if let Err(e) = config::save(&path, &cfg) {
         // The server is initialized now and will never hand this token out again. Losing it
         // would lock the admin out for good, so in this one case it goes to the terminal
@@ -79,7 +75,7 @@ pub async fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
         return Err(CliError::usage("the access token is empty"));
     }
     let registry = ctx.registry()?;
-    let mut a = client::admin(&registry, Some(&token))?;
+    let mut a = ctx.connect(&registry, Some(&token))?;
     let me = match a.at.call(a.rpc.who_am_i(pb::WhoAmIRequest {})).await {
         Ok(me) => me,
         Err(CliError::Rpc { status, .. }) if status.code() == tonic::Code::Unauthenticated => {
@@ -90,13 +86,7 @@ pub async fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
         Err(e) => return Err(e),
     };
     let path = ctx.config_path()?;
-    config::save(
-        &path,
-        &Config {
-            registry: Some(registry.clone()),
-            access_token: Some(token),
-        },
-    )?;
+    config::save(&path, &ctx.session_config(&registry, token))?;
     let role = role_name(me.role);
     ctx.emit(
         &UserJson {
@@ -148,7 +138,7 @@ struct ServerJson {
 pub async fn version(ctx: &Ctx) -> Result<(), CliError> {
     const VERSION: &str = env!("CARGO_PKG_VERSION");
     let registry = ctx.registry()?;
-    let mut a = client::admin(&registry, None)?;
+    let mut a = ctx.connect(&registry, None)?;
     let server = match a
         .at
         .call_within(

@@ -3,8 +3,9 @@
 //! The data plane still syncs from the control plane over gRPC on the loopback listener —
 //! the same code path a remote data plane uses — so what works here works in a fleet.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,8 +13,13 @@ use tokio::sync::watch;
 use crate::error::CliError;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  canopy start\n  canopy start --enterprise --data-dir /var/lib/canopy\n\n\
-In enterprise mode, run `canopy init-server` next to create the first admin.")]
+#[command(
+    after_help = "Examples:\n  canopy start\n  canopy start --enterprise --data-dir /var/lib/canopy\n  \
+canopy start --enterprise --tls-cert cert.pem --tls-key key.pem\n\n\
+In enterprise mode, run `canopy init-server` next to create the first admin.\n\
+With --tls-cert the registry is https://; the CLI then needs --ca-file (the CA that signed\n\
+the certificate, or the certificate itself when it is self-signed)."
+)]
 pub struct StartArgs {
     /// Require tokens: users for the CLI, MCP-client bearer tokens for /mcp.
     #[arg(long, env = "CANOPY_ENTERPRISE")]
@@ -34,6 +40,81 @@ pub struct StartArgs {
     /// while the control plane is unreachable.
     #[arg(long, env = "CANOPY_CACHE_FILE")]
     pub cache_file: Option<PathBuf>,
+    /// Serve the gRPC API over TLS with this PEM certificate chain. Needs --tls-key. The
+    /// in-process data plane trusts the certificates in this file: use one valid for
+    /// 127.0.0.1 or localhost that is self-signed or followed by its CA's certificate.
+    #[arg(
+        long,
+        env = "CANOPY_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert. Needs --tls-cert.
+    #[arg(
+        long,
+        env = "CANOPY_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// How often every registered server's tools and prompts are re-discovered
+    /// (e.g. 10m, 30s; 0 = off).
+    #[arg(long, env = "CANOPY_REFRESH_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub refresh_interval: Duration,
+    /// Change records older than this are compacted away (e.g. 7d, 12h; 0 = keep by count only).
+    #[arg(long, env = "CANOPY_CHANGELOG_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub changelog_max_age: Duration,
+}
+
+/// Zero means "off".
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// The address the in-process data plane dials: the listener's, or loopback when it
+/// listens on every interface.
+fn dial_addr(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// TLS of the in-process control plane, and how its data plane (and the CLI) trust it.
+struct LocalTls {
+    files: canopy_control_plane::tls::TlsFiles,
+    /// What the in-process data plane connects with: the certificate file as its CA.
+    client: tonic::transport::ClientTlsConfig,
+    /// The host name the certificate was verified for (`127.0.0.1` or `localhost`).
+    name: String,
+}
+
+/// Checks `--tls-cert`/`--tls-key` before anything binds, and that a client trusting the
+/// certificate file can verify it when dialing `dial`.
+fn tls_setup(args: &StartArgs, dial: SocketAddr) -> Result<Option<LocalTls>, CliError> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(CliError::usage(
+                "--tls-cert and --tls-key go together: pass both or neither",
+            ))
+        }
+    };
+    let files = canopy_control_plane::tls::TlsFiles { cert, key };
+    canopy_control_plane::tls::load(&files).map_err(|e| CliError::Other(e.to_string()))?;
+    let name = canopy_control_plane::tls::local_trust_name(&files.cert, dial.ip())
+        .map_err(CliError::Other)?;
+    let client = canopy_data_plane::tls::client_config(Some(&files.cert), Some(&name))
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    Ok(Some(LocalTls {
+        files,
+        client,
+        name,
+    }))
 }
 
 fn read_secret_file(path: &PathBuf, what: &str) -> Result<String, CliError> {
@@ -41,7 +122,10 @@ fn read_secret_file(path: &PathBuf, what: &str) -> Result<String, CliError> {
         .map_err(|e| CliError::Other(format!("cannot read {what} file {}: {e}", path.display())))?;
     let token = raw.trim();
     if token.is_empty() {
-        return Err(CliError::Other(format!("{what} file {} is empty", path.display())));
+        return Err(CliError::Other(format!(
+            "{what} file {} is empty",
+            path.display()
+        )));
     }
     Ok(token.to_owned())
 }
@@ -83,18 +167,27 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 
+    // TLS files first: a wrong one must not leave a half-created data dir behind.
+    let tls = tls_setup(&args, dial_addr(args.grpc_listen))?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
-        CliError::Other(format!("cannot create data dir {}: {e}", args.data_dir.display()))
+        CliError::Other(format!(
+            "cannot create data dir {}: {e}",
+            args.data_dir.display()
+        ))
     })?;
     let init_token = match (&args.init_token_file, std::env::var("CANOPY_INIT_TOKEN")) {
         (Some(path), _) => Some(read_secret_file(path, "init token")?),
         (None, Ok(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
         _ => None,
     };
-    let data_plane_token = std::env::var("CANOPY_DATA_PLANE_TOKEN").ok().filter(|t| !t.trim().is_empty());
-    let data_plane_token =
-        canopy_control_plane::data_plane_token::resolve(&args.data_dir, data_plane_token.as_deref())
-            .map_err(|e| CliError::Other(e.to_string()))?;
+    let data_plane_token = std::env::var("CANOPY_DATA_PLANE_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let data_plane_token = canopy_control_plane::data_plane_token::resolve(
+        &args.data_dir,
+        data_plane_token.as_deref(),
+    )
+    .map_err(|e| CliError::Other(e.to_string()))?;
 
     let grpc = bind(args.grpc_listen, "the control plane").await?;
     let http = bind(args.http_listen, "the data plane").await?;
@@ -112,20 +205,49 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
     cp_config.enterprise = args.enterprise;
     cp_config.init_token = init_token;
     cp_config.data_plane_token = Some(data_plane_token.clone());
-    let control_plane = tokio::spawn(canopy_control_plane::serve(cp_config, grpc, stopped(stop_rx.clone())));
+    cp_config.refresh_interval = nonzero(args.refresh_interval);
+    cp_config.changelog_max_age = nonzero(args.changelog_max_age);
+    let dial = dial_addr(grpc_addr);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // What to tell the CLI: a host the certificate is valid for, and the file to trust.
+    let (registry_hint, ca_hint) = match &tls {
+        Some(t) if t.name == "localhost" => (
+            format!("https://localhost:{}", dial.port()),
+            format!(" --ca-file {}", t.files.cert.display()),
+        ),
+        Some(t) => (
+            format!("https://{dial}"),
+            format!(" --ca-file {}", t.files.cert.display()),
+        ),
+        None => (format!("http://{dial}"), String::new()),
+    };
+    cp_config.tls = tls.as_ref().map(|t| t.files.clone());
+    let control_plane = tokio::spawn(canopy_control_plane::serve(
+        cp_config,
+        grpc,
+        stopped(stop_rx.clone()),
+    ));
 
-    let mut dp_config =
-        canopy_data_plane::DataPlaneConfig::new(format!("http://{grpc_addr}"), "local", data_plane_token);
+    let mut dp_config = canopy_data_plane::DataPlaneConfig::new(
+        format!("{scheme}://{dial}"),
+        "local",
+        data_plane_token,
+    );
+    dp_config.control_plane_tls = tls.map(|t| t.client);
     dp_config.cache_file = args.cache_file;
     let data_plane = tokio::spawn(canopy_data_plane::serve(dp_config, http, stopped(stop_rx)));
 
     eprintln!(
-        "canopy started in {} mode: MCP endpoint http://{}/mcp, registry http://{grpc_addr}",
-        if args.enterprise { "enterprise" } else { "development" },
+        "canopy started in {} mode: MCP endpoint http://{}/mcp, registry {scheme}://{grpc_addr}",
+        if args.enterprise {
+            "enterprise"
+        } else {
+            "development"
+        },
         args.http_listen,
     );
     if args.enterprise {
-        eprintln!("next: canopy --registry http://{grpc_addr} init-server");
+        eprintln!("next: canopy --registry {registry_hint}{ca_hint} init-server");
     }
 
     // Whichever ends first (a signal, or a component failing) stops the other.

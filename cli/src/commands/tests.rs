@@ -14,6 +14,7 @@ fn ctx() -> Ctx {
     Ctx {
         format: Format::Json,
         registry_flag: None,
+        ca_flag: None,
         config_path: Err(ConfigError::NoHome),
         config: Config::default(),
     }
@@ -221,10 +222,12 @@ fn ctx_at(registry: &str, dir: &std::path::Path, token: Option<&str>) -> Ctx {
     Ctx {
         format: Format::Json,
         registry_flag: Some(registry.to_owned()),
+        ca_flag: None,
         config_path: Ok(dir.join("canopy.conf")),
         config: Config {
             registry: None,
             access_token: token.map(str::to_owned),
+            ca_file: None,
         },
     }
 }

@@ -83,9 +83,16 @@ impl ControlPlane {
         cp
     }
 
-    /// `http://127.0.0.1:PORT`, the value for `--registry` / `CANOPY_REGISTRY`.
+    /// `http://127.0.0.1:PORT` (`https://` when started with `--tls-cert` in `extra_args`),
+    /// the value for `--registry` / `CANOPY_REGISTRY` and data planes' `--control-plane`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether it serves gRPC over TLS (started with `--tls-cert`).
+    pub fn tls(&self) -> bool {
+        self.options.extra_args.iter().any(|a| a == "--tls-cert")
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -19,6 +19,8 @@ mod faults_fleet;
 mod faults_outage;
 mod faults_upstream;
 mod fixtures;
+mod interop_upstreams;
 mod modes;
 mod quick_start;
+mod tls;
 mod token_leak;
