@@ -211,10 +211,14 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("is for https:// registries"), "{err}");
-        let err = admin("https://127.0.0.1:1", Some(Path::new("/nonexistent/ca.pem")), None)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = admin(
+            "https://127.0.0.1:1",
+            Some(Path::new("/nonexistent/ca.pem")),
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             err.starts_with("cannot read CA file /nonexistent/ca.pem"),
             "{err}"
