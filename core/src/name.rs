@@ -13,7 +13,11 @@ pub enum NameError {
     #[error("{kind} name must not be empty")]
     Empty { kind: &'static str },
     #[error("{kind} name '{name}' is longer than {max} characters")]
-    TooLong { kind: &'static str, name: String, max: usize },
+    TooLong {
+        kind: &'static str,
+        name: String,
+        max: usize,
+    },
     #[error("{kind} name '{name}' may contain only letters, digits, '_' and '-'")]
     BadCharacter { kind: &'static str, name: String },
     #[error("server name '{0}' must not contain '__' (it separates server and tool names)")]
@@ -27,10 +31,20 @@ fn check_charset(kind: &'static str, name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty { kind });
     }
     if name.len() > MAX_ENTITY_NAME {
-        return Err(NameError::TooLong { kind, name: name.to_owned(), max: MAX_ENTITY_NAME });
+        return Err(NameError::TooLong {
+            kind,
+            name: name.to_owned(),
+            max: MAX_ENTITY_NAME,
+        });
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(NameError::BadCharacter { kind, name: name.to_owned() });
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(NameError::BadCharacter {
+            kind,
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -94,12 +108,30 @@ mod tests {
     fn server_names() {
         assert!(validate_server_name("github").is_ok());
         assert!(validate_server_name("my-server_2").is_ok());
-        assert_eq!(validate_server_name(""), Err(NameError::Empty { kind: "server" }));
-        assert!(matches!(validate_server_name("a__b"), Err(NameError::DoubleUnderscore(_))));
-        assert!(matches!(validate_server_name("a_"), Err(NameError::TrailingUnderscore(_))));
-        assert!(matches!(validate_server_name("a b"), Err(NameError::BadCharacter { .. })));
-        assert!(matches!(validate_server_name("a.b"), Err(NameError::BadCharacter { .. })));
-        assert!(matches!(validate_server_name(&"x".repeat(65)), Err(NameError::TooLong { .. })));
+        assert_eq!(
+            validate_server_name(""),
+            Err(NameError::Empty { kind: "server" })
+        );
+        assert!(matches!(
+            validate_server_name("a__b"),
+            Err(NameError::DoubleUnderscore(_))
+        ));
+        assert!(matches!(
+            validate_server_name("a_"),
+            Err(NameError::TrailingUnderscore(_))
+        ));
+        assert!(matches!(
+            validate_server_name("a b"),
+            Err(NameError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            validate_server_name("a.b"),
+            Err(NameError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            validate_server_name(&"x".repeat(65)),
+            Err(NameError::TooLong { .. })
+        ));
     }
 
     #[test]

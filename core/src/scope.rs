@@ -41,11 +41,19 @@ impl AllowEntry {
             return Ok(AllowEntry::All);
         }
         if let Some((server, tool)) = split_qualified(s) {
-            validate_server_name(server)
-                .map_err(|source| ScopeError::BadEntry { entry: s.to_owned(), source })?;
-            return Ok(AllowEntry::Tool { server: server.to_owned(), tool: tool.to_owned() });
+            validate_server_name(server).map_err(|source| ScopeError::BadEntry {
+                entry: s.to_owned(),
+                source,
+            })?;
+            return Ok(AllowEntry::Tool {
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+            });
         }
-        validate_server_name(s).map_err(|source| ScopeError::BadEntry { entry: s.to_owned(), source })?;
+        validate_server_name(s).map_err(|source| ScopeError::BadEntry {
+            entry: s.to_owned(),
+            source,
+        })?;
         Ok(AllowEntry::Server(s.to_owned()))
     }
 }
@@ -156,8 +164,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_entries() {
-        assert!(matches!(AllowList::parse_csv("bad name"), Err(ScopeError::BadEntry { .. })));
-        assert!(matches!(AllowList::parse_csv("a_"), Err(ScopeError::BadEntry { .. })));
+        assert!(matches!(
+            AllowList::parse_csv("bad name"),
+            Err(ScopeError::BadEntry { .. })
+        ));
+        assert!(matches!(
+            AllowList::parse_csv("a_"),
+            Err(ScopeError::BadEntry { .. })
+        ));
     }
 
     #[test]

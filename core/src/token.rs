@@ -83,7 +83,11 @@ impl TokenHash {
 impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A short fingerprint is enough to tell hashes apart in debug output.
-        write!(f, "TokenHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "TokenHash({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -143,8 +147,14 @@ mod tests {
     fn custom_token_rules() {
         assert_eq!(validate_custom("short"), Err(TokenError::TooShort));
         assert_eq!(validate_custom("sixteen-chars-ok"), Ok(()));
-        assert_eq!(validate_custom("has a space in it!"), Err(TokenError::Whitespace));
-        assert_eq!(validate_custom("tab\there-is-long-enough"), Err(TokenError::Whitespace));
+        assert_eq!(
+            validate_custom("has a space in it!"),
+            Err(TokenError::Whitespace)
+        );
+        assert_eq!(
+            validate_custom("tab\there-is-long-enough"),
+            Err(TokenError::Whitespace)
+        );
     }
 
     #[test]

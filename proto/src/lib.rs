@@ -9,4 +9,5 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of the API, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/canopy_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/canopy_descriptor.bin"));
