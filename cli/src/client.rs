@@ -204,8 +204,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn ca_file_needs_https_and_must_be_readable() {
+    #[tokio::test] // the lazy channel needs a runtime
+    async fn ca_file_needs_https_and_must_be_readable() {
         let err = admin("http://127.0.0.1:1", Some(Path::new("/x/ca.pem")), None)
             .err()
             .unwrap()

@@ -215,4 +215,55 @@ mod tests {
         server.await.unwrap().unwrap();
         assert!(dir.path().join(crate::data_plane_token::FILE_NAME).exists());
     }
+
+    /// With `config.tls` the same services answer over TLS, verified against the
+    /// certificate; a plaintext client gets no answer.
+    #[tokio::test]
+    async fn serves_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        let mut config = ControlPlaneConfig::new(dir.path().join("data"));
+        config.tls = Some(crate::tls::TlsFiles { cert, key });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
+            tonic::transport::Certificate::from_pem(generated.cert.pem()),
+        );
+        let endpoint = tonic::transport::Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap();
+        let channel = loop {
+            match endpoint.connect().await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        let info = AdminClient::new(channel)
+            .get_server_info(pb::GetServerInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!info.version.is_empty());
+
+        let mut plain = AdminClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        assert!(plain
+            .get_server_info(pb::GetServerInfoRequest {})
+            .await
+            .is_err());
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }
