@@ -69,6 +69,8 @@ fn smoke_run_writes_every_figure() {
         .arg("--work")
         .arg(dir.path().join("work"))
         .env("CANOPY_BENCH_NO_BUILD", "1")
+        // The table goes to `out`; the echo on stdout would only clutter the test log.
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "bench/run.sh --smoke failed: {status}");

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::args::{
     Cli, Command, CreateCommand, DeleteCommand, Format, ListCommand, RefreshCommand, UpdateCommand,
 };
-use crate::client::{self, Admin};
+use crate::client::{self, Admin, Target};
 use crate::config::{self, Config, ConfigError};
 use crate::error::CliError;
 use crate::output::{self, MutationReport};
@@ -167,6 +167,11 @@ pub fn wait_options(wait: Duration) -> Option<pb::WaitOptions> {
     })
 }
 
+/// `--grace` as the proto wants it (0: none).
+pub fn grace_ms(grace: Option<Duration>) -> u64 {
+    grace.map_or(0, |g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Deadline for a call that waits up to `wait` on the control plane's side.
 pub fn waiting_deadline(wait: Duration) -> Duration {
     wait.saturating_add(WAIT_SLACK)
@@ -192,6 +197,22 @@ pub fn finish_mutation(
         waited,
         pending: report.pending,
     })
+}
+
+/// Sends a revoking / re-scoping change (`call`, made with [`wait_options`]`(wait)`) under
+/// [`waiting_deadline`]`(wait)` and reports it with [`finish_mutation`].
+pub async fn send_mutation<F>(
+    ctx: &Ctx,
+    at: &Target,
+    wait: Duration,
+    call: F,
+    headline: &str,
+) -> Result<(), CliError>
+where
+    F: std::future::Future<Output = Result<tonic::Response<pb::MutationResult>, tonic::Status>>,
+{
+    let result = at.call_within(waiting_deadline(wait), call).await?;
+    finish_mutation(ctx, headline, &result, wait)
 }
 
 /// Reads `--input`/`--conf`-style arguments that may be `@file` or `-` (stdin).

@@ -265,6 +265,30 @@ impl Upstream {
     }
 }
 
+/// Errors naming this upstream, shared by the transports.
+impl UpstreamConfig {
+    pub(crate) fn unreachable(&self, reason: String) -> UpstreamError {
+        UpstreamError::Unreachable {
+            server: self.name.clone(),
+            reason,
+        }
+    }
+
+    pub(crate) fn protocol_error(&self, reason: String) -> UpstreamError {
+        UpstreamError::Protocol {
+            server: self.name.clone(),
+            reason,
+        }
+    }
+
+    pub(crate) fn http_status(&self, status: u16) -> UpstreamError {
+        UpstreamError::HttpStatus {
+            server: self.name.clone(),
+            status,
+        }
+    }
+}
+
 impl UpstreamConfig {
     /// A streamable-HTTP upstream with defaults (no credentials, 60 s deadline).
     pub fn streamable_http(name: impl Into<String>, url: impl Into<String>) -> Self {

@@ -6,7 +6,9 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{CreateClientArgs, DeleteArgs, UpdateClientArgs};
-use crate::commands::{finish_mutation, wait_options, waiting_deadline, Ctx};
+use crate::commands::{
+    finish_mutation, grace_ms, send_mutation, wait_options, waiting_deadline, Ctx,
+};
 use crate::conf_file;
 use crate::error::CliError;
 use crate::output::{self, table};
@@ -169,9 +171,7 @@ pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
         access_token: args.access_token,
         allowed_servers: allowed.map(|entries| pb::AllowList { entries }),
         description: args.description,
-        grace_ms: args
-            .grace
-            .map_or(0, |g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
+        grace_ms: grace_ms(args.grace),
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
@@ -198,17 +198,18 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let result =
-        a.at.call_within(
-            waiting_deadline(args.wait.wait),
-            a.rpc.delete_mcp_client(req),
-        )
-        .await?;
     let headline = format!(
         "MCP client '{}' deleted; its access token no longer works.",
         args.name
     );
-    finish_mutation(ctx, &headline, &result, args.wait.wait)
+    send_mutation(
+        ctx,
+        &a.at,
+        args.wait.wait,
+        a.rpc.delete_mcp_client(req),
+        &headline,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{CreateUserArgs, DeleteArgs, UpdateUserArgs, DEFAULT_REGISTRY};
-use crate::commands::{finish_mutation, wait_options, waiting_deadline, Ctx};
+use crate::commands::{grace_ms, send_mutation, wait_options, Ctx};
 use crate::conf_file;
 use crate::error::CliError;
 use crate::output::role_name;
@@ -113,15 +113,11 @@ pub async fn update(ctx: &Ctx, args: UpdateUserArgs) -> Result<(), CliError> {
     let req = pb::UpdateUserRequest {
         name: args.name.clone(),
         access_token: args.access_token,
-        grace_ms: args
-            .grace
-            .map_or(0, |g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
+        grace_ms: grace_ms(args.grace),
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let result =
-        a.at.call_within(waiting_deadline(args.wait.wait), a.rpc.update_user(req))
-            .await?;
+    let call = a.rpc.update_user(req);
     let grace = match args.grace {
         Some(g) if !g.is_zero() => format!(
             "; the old one keeps working for {}",
@@ -130,7 +126,7 @@ pub async fn update(ctx: &Ctx, args: UpdateUserArgs) -> Result<(), CliError> {
         _ => "; the old one no longer works".to_owned(),
     };
     let headline = format!("User '{}' has a new access token{grace}.", args.name);
-    finish_mutation(ctx, &headline, &result, args.wait.wait)
+    send_mutation(ctx, &a.at, args.wait.wait, call, &headline).await
 }
 
 pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
@@ -139,14 +135,18 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let result =
-        a.at.call_within(waiting_deadline(args.wait.wait), a.rpc.delete_user(req))
-            .await?;
     let headline = format!(
         "User '{}' deleted; their access token no longer works.",
         args.name
     );
-    finish_mutation(ctx, &headline, &result, args.wait.wait)
+    send_mutation(
+        ctx,
+        &a.at,
+        args.wait.wait,
+        a.rpc.delete_user(req),
+        &headline,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -42,6 +42,20 @@ async fn init(svc: &AdminService) -> String {
         .access_token
 }
 
+/// An enterprise-mode service, initialized: (env, the admin's token).
+async fn enterprise() -> (Env, String) {
+    let e = env(Mode::Enterprise, None).await;
+    let admin = init(&e.svc).await;
+    (e, admin)
+}
+
+async fn server_info(svc: &AdminService) -> pb::ServerInfo {
+    svc.get_server_info(req(pb::GetServerInfoRequest {}, None))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 async fn create_user(svc: &AdminService, admin: &str, name: &str, role: pb::Role) -> String {
     let r = pb::CreateUserRequest {
         name: name.into(),
@@ -55,6 +69,15 @@ async fn create_user(svc: &AdminService, admin: &str, name: &str, role: pb::Role
         .access_token
 }
 
+/// What a call on a missing entity answers when `auth` lets the caller through.
+fn not_found_if_allowed(auth: Code) -> Code {
+    if auth == Code::Ok {
+        Code::NotFound
+    } else {
+        auth
+    }
+}
+
 fn code<T: std::fmt::Debug>(r: Result<Response<T>, Status>) -> Code {
     r.map(|_| ())
         .map_err(|s| s.code())
@@ -64,9 +87,8 @@ fn code<T: std::fmt::Debug>(r: Result<Response<T>, Status>) -> Code {
 
 #[tokio::test]
 async fn role_matrix() {
-    let e = env(Mode::Enterprise, None).await;
+    let (e, admin) = enterprise().await;
     let s = &e.svc;
-    let admin = init(s).await;
     assert!(admin.starts_with("canopy_usr_"));
     let alice = create_user(s, &admin, "alice", pb::Role::User).await;
     let client = s
@@ -128,12 +150,7 @@ async fn role_matrix() {
                 who,
             ))
             .await;
-        let expect_get = if expect_user_rpc == Code::Ok {
-            Code::NotFound
-        } else {
-            expect_user_rpc
-        };
-        assert_eq!(code(get), expect_get);
+        assert_eq!(code(get), not_found_if_allowed(expect_user_rpc));
         assert_eq!(
             code(s.list_users(req(pb::ListUsersRequest {}, who)).await),
             expect_admin_rpc
@@ -160,12 +177,7 @@ async fn role_matrix() {
                 who,
             ))
             .await;
-        let expect_dereg = if expect_admin_rpc == Code::Ok {
-            Code::NotFound
-        } else {
-            expect_admin_rpc
-        };
-        assert_eq!(code(dereg), expect_dereg);
+        assert_eq!(code(dereg), not_found_if_allowed(expect_admin_rpc));
     }
     let denied = s
         .list_users(req(pb::ListUsersRequest {}, Some(&alice)))
@@ -186,12 +198,7 @@ async fn role_matrix() {
 #[tokio::test]
 async fn init_once_and_only_in_enterprise_mode() {
     let e = env(Mode::Enterprise, None).await;
-    let info = e
-        .svc
-        .get_server_info(req(pb::GetServerInfoRequest {}, None))
-        .await
-        .unwrap()
-        .into_inner();
+    let info = server_info(&e.svc).await;
     assert!(!info.initialized);
     assert_eq!(
         code(e.svc.who_am_i(req(pb::WhoAmIRequest {}, None)).await),
@@ -203,12 +210,7 @@ async fn init_once_and_only_in_enterprise_mode() {
         .init_server(req(pb::InitServerRequest::default(), None))
         .await;
     assert_eq!(code(again), Code::AlreadyExists);
-    let info = e
-        .svc
-        .get_server_info(req(pb::GetServerInfoRequest {}, None))
-        .await
-        .unwrap()
-        .into_inner();
+    let info = server_info(&e.svc).await;
     assert!(info.initialized && info.revision == 1 && info.mode() == pb::Mode::Enterprise);
 
     let dev = env(Mode::Development, None).await;
@@ -249,9 +251,8 @@ async fn init_token_guard() {
 
 #[tokio::test]
 async fn duplicates_unknowns_last_admin_and_bad_input() {
-    let e = env(Mode::Enterprise, None).await;
+    let (e, admin) = enterprise().await;
     let s = &e.svc;
-    let admin = init(s).await;
     let mk = |name: &str, token: &str| pb::CreateMcpClientRequest {
         name: name.into(),
         allowed_servers: vec!["github, jira".into(), "*".into()],
@@ -354,9 +355,8 @@ async fn duplicates_unknowns_last_admin_and_bad_input() {
 
 #[tokio::test]
 async fn rotated_user_token_and_grace() {
-    let e = env(Mode::Enterprise, None).await;
+    let (e, admin) = enterprise().await;
     let s = &e.svc;
-    let admin = init(s).await;
     let alice = create_user(s, &admin, "alice", pb::Role::User).await;
     let update = |token: &str, grace_ms| pb::UpdateUserRequest {
         name: "alice".into(),
@@ -452,19 +452,13 @@ async fn unreachable_upstream_stores_nothing() {
         .unwrap()
         .into_inner();
     assert!(servers.servers.is_empty());
-    let info = e
-        .svc
-        .get_server_info(req(pb::GetServerInfoRequest {}, None))
-        .await
-        .unwrap()
-        .into_inner();
+    let info = server_info(&e.svc).await;
     assert_eq!(info.revision, 0);
 }
 
 #[tokio::test]
 async fn tokens_never_reach_the_data_dir() {
-    let e = env(Mode::Enterprise, None).await;
-    let admin = init(&e.svc).await;
+    let (e, admin) = enterprise().await;
     let user = create_user(&e.svc, &admin, "bob", pb::Role::Admin).await;
     e.svc.store.flush().await.unwrap();
     for entry in walk(&e.dir) {

@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::{UpstreamConfig, UpstreamError};
+use crate::jsonrpc::ErrorObject;
 use crate::protocol::MODERN_VERSION;
 
 /// Offered in `initialize`; the server may answer any version it speaks and we accept it.
@@ -53,6 +55,26 @@ pub(crate) fn parse_initialize(result: &RawValue) -> Result<ConnInfo, String> {
         protocol_version: r.protocol_version,
         prompts: prompts_of(r.capabilities),
     })
+}
+
+/// [`INITIALIZE_PARAMS`] as raw params, for the transports that send params as a `RawValue`.
+pub(crate) fn initialize_params(cfg: &UpstreamConfig) -> Result<Box<RawValue>, UpstreamError> {
+    RawValue::from_string(INITIALIZE_PARAMS.to_owned())
+        .map_err(|_| cfg.protocol_error("cannot encode initialize".into()))
+}
+
+/// The upstream's answer to `initialize`: its JSON-RPC error, or what the connection learned.
+pub(crate) fn read_initialize(
+    cfg: &UpstreamConfig,
+    outcome: Result<Box<RawValue>, ErrorObject>,
+) -> Result<ConnInfo, UpstreamError> {
+    let result = outcome.map_err(|e| UpstreamError::Rpc {
+        server: cfg.name.clone(),
+        method: "initialize".into(),
+        code: e.code,
+        message: e.message,
+    })?;
+    parse_initialize(&result).map_err(|r| cfg.protocol_error(r))
 }
 
 /// Reads a `server/discover` result; `Some` only when the server speaks 2026-07-28.

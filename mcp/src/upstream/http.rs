@@ -85,6 +85,18 @@ pub(crate) fn credential_headers(cfg: &UpstreamConfig) -> Result<HeaderMap, Stri
     Ok(map)
 }
 
+/// An HTTP status error unless `resp` succeeded. Shared by the HTTP transports.
+pub(crate) fn require_success(
+    cfg: &UpstreamConfig,
+    resp: &reqwest::Response,
+) -> Result<(), UpstreamError> {
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(cfg.http_status(resp.status().as_u16()))
+    }
+}
+
 enum Sent {
     Done(UpstreamResponse),
     /// HTTP 404 on a request that carried a session id: the session is gone.
@@ -135,10 +147,7 @@ impl HttpTransport {
                 let fresh = self.reconnect(&session).await?;
                 match self.send(&fresh, method, params).await? {
                     Sent::Done(r) => Ok(r),
-                    Sent::SessionExpired => Err(UpstreamError::HttpStatus {
-                        server: self.server(),
-                        status: 404,
-                    }),
+                    Sent::SessionExpired => Err(self.cfg.http_status(404)),
                 }
             }
         }
@@ -222,10 +231,7 @@ impl HttpTransport {
             .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
-            return Err(UpstreamError::HttpStatus {
-                server: self.server(),
-                status,
-            });
+            return Err(self.cfg.http_status(status));
         }
         match reply::read(resp, id, &self.cfg.name).await {
             Ok(Reply {
@@ -254,15 +260,11 @@ impl HttpTransport {
             .map_err(|e| self.unreachable(e))?;
         let session_id = resp.headers().get(HEADER_SESSION_ID).cloned();
         let reply = reply::read(resp, id, &self.cfg.name).await?;
-        let result = reply.response.outcome.map_err(|e| UpstreamError::Rpc {
-            server: self.server(),
-            method: "initialize".into(),
-            code: e.code,
-            message: e.message,
+        let info = handshake::read_initialize(&self.cfg, reply.response.outcome)?;
+        let version = HeaderValue::from_str(&info.protocol_version).map_err(|_| {
+            self.cfg
+                .protocol_error("initialize answered an unusable protocolVersion".into())
         })?;
-        let info = handshake::parse_initialize(&result).map_err(|reason| self.protocol(reason))?;
-        let version = HeaderValue::from_str(&info.protocol_version)
-            .map_err(|_| self.protocol("initialize answered an unusable protocolVersion".into()))?;
         let session = Session {
             modern: false,
             info,
@@ -275,12 +277,7 @@ impl HttpTransport {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
-        if !resp.status().is_success() {
-            return Err(UpstreamError::HttpStatus {
-                server: self.server(),
-                status: resp.status().as_u16(),
-            });
-        }
+        require_success(&self.cfg, &resp)?;
         tracing::debug!(server = %self.cfg.name, version = %session.info.protocol_version, "upstream initialized");
         Ok(session)
     }
@@ -362,16 +359,6 @@ impl HttpTransport {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
-        UpstreamError::Unreachable {
-            server: self.server(),
-            reason: describe_reqwest(e),
-        }
-    }
-
-    fn protocol(&self, reason: String) -> UpstreamError {
-        UpstreamError::Protocol {
-            server: self.server(),
-            reason,
-        }
+        self.cfg.unreachable(describe_reqwest(e))
     }
 }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::event_stream::ResponseEvents;
 use super::handshake::{self, ConnInfo};
-use super::http::{build_client, credential_headers, parse_url};
+use super::http::{build_client, credential_headers, parse_url, require_success};
 use super::mux::{Action, Mux};
 use super::rpc::{self, IdGen};
 use super::{describe_reqwest, UpstreamConfig, UpstreamError, UpstreamResponse};
@@ -70,10 +70,6 @@ impl SseTransport {
         })
     }
 
-    fn server(&self) -> String {
-        self.cfg.name.clone()
-    }
-
     pub(crate) async fn connect(&self) -> Result<ConnInfo, UpstreamError> {
         Ok(self.conn().await?.info.clone())
     }
@@ -122,13 +118,8 @@ impl SseTransport {
             .header(http::header::ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| self.unreachable(describe_reqwest(e)))?;
-        if !resp.status().is_success() {
-            return Err(UpstreamError::HttpStatus {
-                server: self.server(),
-                status: resp.status().as_u16(),
-            });
-        }
+            .map_err(|e| self.cfg.unreachable(describe_reqwest(e)))?;
+        require_success(&self.cfg, &resp)?;
         let mux = Mux::new(self.cfg.name.as_str().into());
         let (endpoint_tx, endpoint_rx) = oneshot::channel();
         let reader = tokio::spawn(read_stream(
@@ -151,10 +142,12 @@ impl SseTransport {
             },
             Ok(Err(reason)) => {
                 reader.abort();
-                return Err(self.protocol(reason));
+                return Err(self.cfg.protocol_error(reason));
             }
             Err(_) => {
-                return Err(self.protocol("event stream ended before its endpoint event".into()))
+                return Err(self
+                    .cfg
+                    .protocol_error("event stream ended before its endpoint event".into()))
             }
         };
         let info = self.initialize(&opening).await;
@@ -176,18 +169,11 @@ impl SseTransport {
     }
 
     async fn initialize(&self, o: &Opening) -> Result<ConnInfo, UpstreamError> {
-        let params = RawValue::from_string(handshake::INITIALIZE_PARAMS.to_owned())
-            .map_err(|_| self.protocol("cannot encode initialize".into()))?;
+        let params = handshake::initialize_params(&self.cfg)?;
         let resp = self
             .call(&o.post_url, &o.mux, "initialize", Some(&params))
             .await?;
-        let result = resp.outcome.map_err(|e| UpstreamError::Rpc {
-            server: self.server(),
-            method: "initialize".into(),
-            code: e.code,
-            message: e.message,
-        })?;
-        let info = handshake::parse_initialize(&result).map_err(|r| self.protocol(r))?;
+        let info = handshake::read_initialize(&self.cfg, resp.outcome)?;
         self.post(
             &o.post_url,
             rpc::encode(None, "notifications/initialized", None),
@@ -206,13 +192,13 @@ impl SseTransport {
         let id = self.ids.next();
         let mut ticket = mux
             .register(id, rpc::request_progress_token(params))
-            .map_err(|r| self.unreachable(r))?;
+            .map_err(|r| self.cfg.unreachable(r))?;
         self.post(
             post_url,
             rpc::encode(Some(id), method, params.map(RawValue::get)),
         )
         .await?;
-        ticket.wait().await.map_err(|r| self.unreachable(r))
+        ticket.wait().await.map_err(|r| self.cfg.unreachable(r))
     }
 
     async fn post(&self, url: &reqwest::Url, body: Vec<u8>) -> Result<(), UpstreamError> {
@@ -224,28 +210,8 @@ impl SseTransport {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.unreachable(describe_reqwest(e)))?;
-        if !resp.status().is_success() {
-            return Err(UpstreamError::HttpStatus {
-                server: self.server(),
-                status: resp.status().as_u16(),
-            });
-        }
-        Ok(())
-    }
-
-    fn unreachable(&self, reason: String) -> UpstreamError {
-        UpstreamError::Unreachable {
-            server: self.server(),
-            reason,
-        }
-    }
-
-    fn protocol(&self, reason: String) -> UpstreamError {
-        UpstreamError::Protocol {
-            server: self.server(),
-            reason,
-        }
+            .map_err(|e| self.cfg.unreachable(describe_reqwest(e)))?;
+        require_success(&self.cfg, &resp)
     }
 }
 

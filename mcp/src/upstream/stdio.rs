@@ -84,10 +84,6 @@ impl StdioTransport {
         }
     }
 
-    fn server(&self) -> String {
-        self.cfg.name.clone()
-    }
-
     pub(crate) async fn connect(&self) -> Result<ConnInfo, UpstreamError> {
         Ok(self.child().await?.info.clone())
     }
@@ -192,14 +188,14 @@ impl StdioTransport {
             .kill_on_drop(true);
         // The error names the command only: args and env may hold secrets.
         let mut proc = cmd.spawn().map_err(|e| UpstreamError::Spawn {
-            server: self.server(),
+            server: cfg.name.clone(),
             reason: format!("cannot run '{}': {e}", cfg.command),
         })?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (proc.stdin.take(), proc.stdout.take(), proc.stderr.take())
         else {
             return Err(UpstreamError::Spawn {
-                server: self.server(),
+                server: cfg.name.clone(),
                 reason: "child has no stdio pipes".into(),
             });
         };
@@ -227,22 +223,15 @@ impl StdioTransport {
     }
 
     async fn initialize(&self, s: &Started) -> Result<ConnInfo, UpstreamError> {
-        let params = RawValue::from_string(handshake::INITIALIZE_PARAMS.to_owned())
-            .map_err(|_| self.protocol("cannot encode initialize".into()))?;
+        let params = handshake::initialize_params(&self.cfg)?;
         let resp = self
             .call(&s.mux, &s.stdin, "initialize", Some(&params))
             .await?;
-        let result = resp.outcome.map_err(|e| UpstreamError::Rpc {
-            server: self.server(),
-            method: "initialize".into(),
-            code: e.code,
-            message: e.message,
-        })?;
-        let info = handshake::parse_initialize(&result).map_err(|r| self.protocol(r))?;
+        let info = handshake::read_initialize(&self.cfg, resp.outcome)?;
         s.stdin
             .send(rpc::encode(None, "notifications/initialized", None))
             .await
-            .map_err(|_| self.gone("process stdin closed".into()))?;
+            .map_err(|_| self.cfg.unreachable("process stdin closed".into()))?;
         Ok(info)
     }
 
@@ -256,26 +245,12 @@ impl StdioTransport {
         let id = self.ids.next();
         let mut ticket = mux
             .register(id, rpc::request_progress_token(params))
-            .map_err(|r| self.gone(r))?;
+            .map_err(|r| self.cfg.unreachable(r))?;
         stdin
             .send(rpc::encode(Some(id), method, params.map(RawValue::get)))
             .await
-            .map_err(|_| self.gone("process stdin closed".into()))?;
-        ticket.wait().await.map_err(|r| self.gone(r))
-    }
-
-    fn gone(&self, reason: String) -> UpstreamError {
-        UpstreamError::Unreachable {
-            server: self.server(),
-            reason,
-        }
-    }
-
-    fn protocol(&self, reason: String) -> UpstreamError {
-        UpstreamError::Protocol {
-            server: self.server(),
-            reason,
-        }
+            .map_err(|_| self.cfg.unreachable("process stdin closed".into()))?;
+        ticket.wait().await.map_err(|r| self.cfg.unreachable(r))
     }
 }
 

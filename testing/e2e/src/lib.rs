@@ -22,6 +22,7 @@ mod cli;
 mod control_plane;
 mod data_plane;
 mod fixture;
+mod listening;
 mod net;
 mod paths;
 mod process;

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use tempfile::TempDir;
 
 use crate::control_plane::clear_canopy_env;
-use crate::fixture::{read_listening_line, StdioCommand};
+use crate::fixture::StdioCommand;
+use crate::listening::ListeningServer;
 use crate::paths::{venv_python, workspace_root};
 use crate::process::ChildProcess;
 use crate::CLI_DEADLINE;
@@ -29,10 +29,8 @@ pub enum PyTransport {
 /// A running `server.py` upstream.
 #[derive(Debug)]
 pub struct PythonServer {
-    process: ChildProcess,
-    addr: SocketAddr,
+    server: ListeningServer,
     transport: PyTransport,
-    logs: TempDir,
 }
 
 impl PythonServer {
@@ -41,10 +39,6 @@ impl PythonServer {
     }
 
     pub fn start_named(transport: PyTransport, name: &str) -> Self {
-        let logs = tempfile::Builder::new()
-            .prefix("canopy-pyfixture-")
-            .tempdir()
-            .expect("cannot create a temp dir for python fixture logs");
         let mut cmd = Command::new(venv_python());
         cmd.arg(script("server.py"));
         match transport {
@@ -59,28 +53,23 @@ impl PythonServer {
             }
         }
         cmd.args(["--port", "0", "--name", name]);
-        clear_canopy_env(&mut cmd);
         cmd.env("PYTHONUNBUFFERED", "1");
-        let stderr_path = logs.path().join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("cannot create python log");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut process = ChildProcess::spawn("python server.py", cmd);
-        let addr = read_listening_line(&mut process, &logs.path().join("stdout.log"), &stderr_path);
         Self {
-            process,
-            addr,
+            server: ListeningServer::start(
+                "python server.py",
+                cmd,
+                "canopy-pyfixture-",
+                "python fixture",
+            ),
             transport,
-            logs,
         }
     }
 
     /// `http://127.0.0.1:PORT/mcp` (streamable HTTP) or `http://127.0.0.1:PORT/sse` (SSE).
     pub fn url(&self) -> String {
         match self.transport {
-            PyTransport::StreamableHttp { .. } => format!("http://{}/mcp", self.addr),
-            PyTransport::Sse => format!("http://{}/sse", self.addr),
+            PyTransport::StreamableHttp { .. } => format!("http://{}/mcp", self.addr()),
+            PyTransport::Sse => format!("http://{}/sse", self.addr()),
         }
     }
 
@@ -93,15 +82,15 @@ impl PythonServer {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn stderr_log(&self) -> String {
-        std::fs::read_to_string(self.logs.path().join("stderr.log")).unwrap_or_default()
+        self.server.stderr_log()
     }
 
     pub fn kill9(&mut self) {
-        self.process.kill9();
+        self.server.kill9();
     }
 
     /// `server.py --transport stdio` as a command line, for registration.

@@ -15,7 +15,7 @@
 //! enterprise mode, and `@modelcontextprotocol/server-everything` over stdio, streamable HTTP and
 //! SSE (submodule `interop`).
 
-mod interop;
+pub(crate) mod interop;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -94,13 +94,14 @@ pub(crate) fn read_listening_line(process: &mut ChildProcess) -> SocketAddr {
     panic!("{} exited before printing `listening on`", process.name());
 }
 
-/// The conformance fixture over streamable HTTP (stateful, as the reference server is).
-fn start_fixture(logs: &Path) -> (ChildProcess, SocketAddr) {
+/// The conformance fixture over streamable HTTP (stateful, as the reference server is), its
+/// stderr going to `stderr`.
+pub(crate) fn start_fixture(stderr: impl Into<Stdio>) -> (ChildProcess, SocketAddr) {
     let mut cmd = Command::new(bin_path("canopy-conformance-server"));
     cmd.args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(logs.join("fixture.stderr")).expect("log file"));
+        .stderr(stderr);
     let mut process = ChildProcess::spawn("canopy-conformance-server", cmd);
     let addr = read_listening_line(&mut process);
     (process, addr)
@@ -201,7 +202,8 @@ fn conformance_suite_both_eras() {
         .prefix("canopy-conformance-")
         .tempdir()
         .expect("temp dir");
-    let (_fixture, fixture_addr) = start_fixture(work.path());
+    let (_fixture, fixture_addr) =
+        start_fixture(std::fs::File::create(work.path().join("fixture.stderr")).expect("log file"));
     let fixture_url = format!("http://{fixture_addr}/mcp");
 
     let cp = ControlPlane::start_development();

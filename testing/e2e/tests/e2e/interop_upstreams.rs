@@ -17,14 +17,15 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use canopy_e2e::{
-    bin_path, free_port, python_client, venv_python, wait_for_port, workspace_root, ChildProcess,
-    Cli, ControlPlane, DataPlane, PyTransport, PythonServer, START_DEADLINE,
+    python_client, venv_python, workspace_root, ChildProcess, Cli, ControlPlane, DataPlane,
+    PyTransport, PythonServer,
 };
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::common::{access_token, enterprise, first_text, names};
-use crate::conformance::{node, node_tools, read_listening_line};
+use crate::conformance::interop::start_everything;
+use crate::conformance::{read_listening_line, start_fixture};
 use crate::dataplane_support::{
     modern_rpc, post, post_legacy, post_modern, rpc, tool_names, wait_for_tool, Reply, MODERN,
     SYNC_DEADLINE,
@@ -242,39 +243,6 @@ fn start_modern_only() -> (ChildProcess, SocketAddr) {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut process = ChildProcess::spawn("modern_only_server.py", cmd);
-    let addr = read_listening_line(&mut process);
-    (process, addr)
-}
-
-/// `@modelcontextprotocol/server-everything` over streamable HTTP (stateful, SSE responses).
-fn start_everything() -> (ChildProcess, SocketAddr) {
-    let port = free_port();
-    let mut cmd = Command::new(node());
-    cmd.arg(
-        node_tools().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-    )
-    .arg("streamableHttp")
-    .env("PORT", port.to_string())
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let mut process = ChildProcess::spawn("server-everything streamableHttp", cmd);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    assert!(
-        wait_for_port(addr, START_DEADLINE, || process.is_running()),
-        "server-everything did not listen on {addr}"
-    );
-    (process, addr)
-}
-
-/// `canopy-conformance-server` over streamable HTTP (stateful, as conformance.rs runs it).
-fn start_conformance_fixture() -> (ChildProcess, SocketAddr) {
-    let mut cmd = Command::new(bin_path("canopy-conformance-server"));
-    cmd.args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut process = ChildProcess::spawn("canopy-conformance-server", cmd);
     let addr = read_listening_line(&mut process);
     (process, addr)
 }
@@ -795,8 +763,8 @@ fn has_block(result: &Value, kind: &str) -> bool {
 
 #[test]
 fn content_arrives_byte_for_byte() {
-    let (_everything, ev_addr) = start_everything();
-    let (_conformance, cf_addr) = start_conformance_fixture();
+    let (_everything, ev_addr) = start_everything("streamableHttp");
+    let (_conformance, cf_addr) = start_fixture(Stdio::null());
     let ev_url = format!("http://{ev_addr}/mcp");
     let cf_url = format!("http://{cf_addr}/mcp");
     let (_cp, dp, cli) = dev_gateway();

@@ -139,7 +139,7 @@ fn typescript_sdk_client_through_enterprise_data_plane() {
 
 /// `@modelcontextprotocol/server-everything` over HTTP (`streamableHttp` or `sse`) on a free
 /// loopback port. The package binds its own way; we only ever connect to 127.0.0.1.
-fn start_everything(transport: &str) -> (ChildProcess, SocketAddr) {
+pub(crate) fn start_everything(transport: &str) -> (ChildProcess, SocketAddr) {
     let port = free_port();
     let mut cmd = Command::new(node());
     cmd.arg(everything_js())
