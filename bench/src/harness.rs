@@ -43,6 +43,12 @@ pub struct Config {
     pub wrk: Option<PathBuf>,
     pub criterion_dir: Option<PathBuf>,
     pub note: Option<String>,
+    /// Only the scale figures (cold sync, RSS, auth lookup): no HTTP, revocation or
+    /// write figures (`--only scale`).
+    pub only_scale: bool,
+    /// Only one HTTP figure: `tools-list`, `tools-call` or `open-loop` (`--only …`); no
+    /// scale, wrk, revocation or write figures.
+    pub only_http: Option<String>,
 }
 
 impl Config {
@@ -78,6 +84,8 @@ impl Config {
             },
             criterion_dir: None,
             note: None,
+            only_scale: false,
+            only_http: None,
             bins,
         }
     }
@@ -205,13 +213,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<String> {
 
     // Data dirs first: population is heavy and must not overlap any measurement.
     let main_dir = run.cfg.work.join("data-main");
-    let t = inproc::populate(&main_dir, run.cfg.main_clients).await?;
-    eprintln!(
-        "populated main data dir ({} clients) in {t:?}",
-        run.cfg.main_clients
-    );
+    if !run.cfg.only_scale {
+        let t = inproc::populate(&main_dir, run.cfg.main_clients).await?;
+        eprintln!(
+            "populated main data dir ({} clients) in {t:?}",
+            run.cfg.main_clients
+        );
+    }
     let mut scale_dirs = Vec::new();
-    for n in run.cfg.sizes {
+    let sizes = if run.cfg.only_http.is_some() {
+        Vec::new()
+    } else {
+        run.cfg.sizes.to_vec()
+    };
+    for n in sizes {
         let dir = run.cfg.work.join(format!("data-{n}"));
         let t = inproc::populate(&dir, n).await?;
         eprintln!("populated {} clients in {t:?}", thousands(n));
@@ -224,9 +239,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<String> {
         scale_dirs.push((n, dir));
     }
 
-    http_figures(&mut run, &main_dir).await?;
-    scale_figures(&mut run, &scale_dirs).await?;
-    lookup_figure(&mut run)?;
+    if !run.cfg.only_scale {
+        http_figures(&mut run, &main_dir).await?;
+    }
+    if run.cfg.only_http.is_none() {
+        scale_figures(&mut run, &scale_dirs).await?;
+        lookup_figure(&mut run)?;
+    }
     if let Some(dir) = run.cfg.criterion_dir.clone() {
         for (id, ns) in inproc::criterion_estimates(&dir) {
             run.rows.push(Row {
@@ -336,77 +355,88 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
     let dp_call = t(&dps[0].mcp(), &call_dp);
     let up_call = t(&up_url, &call_up);
 
-    let (a, b) = run.interleaved(&dp_list, &bare_list, None)?;
-    run.throughput_row(
-        &format!(
-            "tools/list via data plane, c={} (vs bare axum, same bytes)",
-            run.cfg.concurrency
-        ),
-        ("≥ 0.8×", 0.8),
-        &a,
-        &b,
-    );
-
-    let (a, b) = run.interleaved(&dp_call, &up_call, None)?;
-    run.throughput_row(
-        &format!(
-            "tools/call echo via data plane, c={} (vs upstream direct)",
-            run.cfg.concurrency
-        ),
-        ("≥ 0.3×", 0.3),
-        &a,
-        &b,
-    );
-    let (ca, cb) = (med(&a, cpu_us_per_req), med(&b, cpu_us_per_req));
-    run.rows.push(Row {
-        figure: "tools/call extra CPU per call (core 0 µs/request, ours − direct)".into(),
-        ours: format!("{} µs/req", fmt_num(ca)),
-        baseline: format!("{} µs/req", fmt_num(cb)),
-        ratio: format!("+{} µs", fmt_num(ca - cb)),
-        target: "≤ 35 µs extra".into(),
-        pass: Some(ca - cb <= 35.0),
-        core0: format!(
-            "{} / {}",
-            pct(med(&a, |m| m.core0)),
-            pct(med(&b, |m| m.core0))
-        ),
-        core1: pct(median(&[med(&a, |m| m.core1), med(&b, |m| m.core1)])),
-        loadgen: "same runs as the row above".into(),
-    });
-
-    let rate = run.cfg.open_rate;
-    let (a, b) = run.interleaved(&dp_call, &up_call, Some(rate))?;
-    for (label, f, limit) in [
-        (
-            "p50",
-            (|m: &Measured| m.result.p50_ms) as fn(&Measured) -> f64,
-            0.1,
-        ),
-        ("p99", |m: &Measured| m.result.p99_ms, 0.3),
-    ] {
-        let (oa, ob) = (med(&a, f), med(&b, f));
-        run.rows.push(Row {
-            figure: format!(
-                "open loop {} req/s tools/call echo: added {label}",
-                thousands(rate as u64)
+    let only = run.cfg.only_http.clone();
+    let wanted = |f: &str| only.as_deref().is_none_or(|o| o == f);
+    if wanted("tools-list") {
+        let (a, b) = run.interleaved(&dp_list, &bare_list, None)?;
+        run.throughput_row(
+            &format!(
+                "tools/list via data plane, c={} (vs bare axum, same bytes)",
+                run.cfg.concurrency
             ),
-            ours: format!("{} ms", fmt_num(oa)),
-            baseline: format!("{} ms", fmt_num(ob)),
-            ratio: format!("+{} ms", fmt_num(oa - ob)),
-            target: format!("added {label} ≤ {limit} ms"),
-            pass: Some(oa - ob <= limit),
+            ("≥ 0.8×", 0.8),
+            &a,
+            &b,
+        );
+    }
+
+    if wanted("tools-call") {
+        let (a, b) = run.interleaved(&dp_call, &up_call, None)?;
+        run.throughput_row(
+            &format!(
+                "tools/call echo via data plane, c={} (vs upstream direct)",
+                run.cfg.concurrency
+            ),
+            ("≥ 0.3×", 0.3),
+            &a,
+            &b,
+        );
+        let (ca, cb) = (med(&a, cpu_us_per_req), med(&b, cpu_us_per_req));
+        run.rows.push(Row {
+            figure: "tools/call extra CPU per call (core 0 µs/request, ours − direct)".into(),
+            ours: format!("{} µs/req", fmt_num(ca)),
+            baseline: format!("{} µs/req", fmt_num(cb)),
+            ratio: format!("+{} µs", fmt_num(ca - cb)),
+            target: "≤ 35 µs extra".into(),
+            pass: Some(ca - cb <= 35.0),
             core0: format!(
                 "{} / {}",
                 pct(med(&a, |m| m.core0)),
                 pct(med(&b, |m| m.core0))
             ),
             core1: pct(median(&[med(&a, |m| m.core1), med(&b, |m| m.core1)])),
-            loadgen: run.cfg.generator.settings(
-                run.cfg.concurrency,
-                run.cfg.round_secs,
-                Some(rate),
-            ),
+            loadgen: "same runs as the row above".into(),
         });
+    }
+
+    if wanted("open-loop") {
+        let rate = run.cfg.open_rate;
+        let (a, b) = run.interleaved(&dp_call, &up_call, Some(rate))?;
+        for (label, f, limit) in [
+            (
+                "p50",
+                (|m: &Measured| m.result.p50_ms) as fn(&Measured) -> f64,
+                0.1,
+            ),
+            ("p99", |m: &Measured| m.result.p99_ms, 0.3),
+        ] {
+            let (oa, ob) = (med(&a, f), med(&b, f));
+            run.rows.push(Row {
+                figure: format!(
+                    "open loop {} req/s tools/call echo: added {label}",
+                    thousands(rate as u64)
+                ),
+                ours: format!("{} ms", fmt_num(oa)),
+                baseline: format!("{} ms", fmt_num(ob)),
+                ratio: format!("+{} ms", fmt_num(oa - ob)),
+                target: format!("added {label} ≤ {limit} ms"),
+                pass: Some(oa - ob <= limit),
+                core0: format!(
+                    "{} / {}",
+                    pct(med(&a, |m| m.core0)),
+                    pct(med(&b, |m| m.core0))
+                ),
+                core1: pct(median(&[med(&a, |m| m.core1), med(&b, |m| m.core1)])),
+                loadgen: run.cfg.generator.settings(
+                    run.cfg.concurrency,
+                    run.cfg.round_secs,
+                    Some(rate),
+                ),
+            });
+        }
+    }
+    if only.is_some() {
+        return Ok(());
     }
 
     if let Some(wrk) = run.cfg.wrk.clone() {

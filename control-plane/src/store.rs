@@ -243,6 +243,11 @@ impl Store {
             .map(|v| decode(&v?))
     }
 
+    /// How many MCP clients there are (a full key scan in sled: O(n), no decoding).
+    pub fn client_count(&self) -> usize {
+        self.inner.trees.clients.len()
+    }
+
     pub fn client(&self, name: &str) -> Result<Option<ClientRecord>, StoreError> {
         self.inner
             .trees

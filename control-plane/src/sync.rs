@@ -259,6 +259,11 @@ impl Session {
     async fn snapshot(&mut self) -> Result<(), End> {
         let revision = self.store.revision();
         let hasher: &TokenHasher = self.store.hasher();
+        // A sizing hint for the receiver's tables (a key scan, far cheaper than decoding).
+        let counter = Arc::clone(&self.store);
+        let total_clients = tokio::task::spawn_blocking(move || counter.client_count())
+            .await
+            .unwrap_or(0) as u64;
         let mut chunk = SnapshotChunk {
             revision,
             first: true,
@@ -267,6 +272,7 @@ impl Session {
             token_hash_key: hasher.key().to_vec(),
             clients: Vec::new(),
             servers: self.store.servers()?.iter().map(convert::server).collect(),
+            total_clients,
         };
         // sled iteration is synchronous; a snapshot of a million clients must not stall a
         // runtime worker, so records are read in a blocking task and streamed back.
@@ -275,7 +281,7 @@ impl Session {
         let reader = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS);
             for client in store.clients() {
-                buf.push(convert::client(&client?));
+                buf.push(convert::client_owned(client?));
                 if buf.len() == SNAPSHOT_CHUNK_CLIENTS {
                     let full =
                         std::mem::replace(&mut buf, Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS));

@@ -66,8 +66,96 @@ pub fn validate_custom(token: &str) -> Result<(), TokenError> {
 }
 
 /// The stored form of a token.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+///
+/// Serialized as a 64-character lowercase hex string (records hold millions of them and
+/// serde's default for `[u8; 32]`, an array of 32 numbers, dominated snapshot decoding).
+/// Deserializing also accepts that older array form, so existing data dirs still load.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl TokenHash {
+    /// Parses the 64-character hex form.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            *o = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        }
+        Some(TokenHash(out))
+    }
+
+    fn hex_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        out
+    }
+}
+
+impl serde::Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let hex = self.hex_bytes();
+        // Only ASCII hex digits were written.
+        let text = std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TokenHash;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a token hash: 64 hex characters or an array of 32 bytes")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TokenHash, E> {
+                TokenHash::from_hex(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<TokenHash, E> {
+                TokenHash::from_slice(v).ok_or_else(|| E::invalid_length(v.len(), &self))
+            }
+
+            // The form written before the hex encoding: `[u8; 32]` as a sequence.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TokenHash, A::Error> {
+                let mut out = [0u8; 32];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(33, &self));
+                }
+                Ok(TokenHash(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
 
 impl TokenHash {
     /// Constant-time comparison, for checks against one known hash.
@@ -155,6 +243,24 @@ mod tests {
             validate_custom("tab\there-is-long-enough"),
             Err(TokenError::Whitespace)
         );
+    }
+
+    #[test]
+    fn token_hash_serializes_as_hex_and_reads_the_old_array_form() {
+        let h = TokenHasher::new([3; 32]).hash("some-token-value-123");
+        let json = serde_json::to_string(&h).unwrap_or_default();
+        assert_eq!(json.len(), 66);
+        assert!(json.starts_with('"'));
+        let back: TokenHash = serde_json::from_str(&json).unwrap_or(TokenHash([0; 32]));
+        assert_eq!(back, h);
+        let old = serde_json::to_string(&h.0).unwrap_or_default();
+        assert!(old.starts_with('['));
+        let back: TokenHash = serde_json::from_str(&old).unwrap_or(TokenHash([0; 32]));
+        assert_eq!(back, h);
+        assert!(serde_json::from_str::<TokenHash>("\"abcd\"").is_err());
+        assert!(serde_json::from_str::<TokenHash>("[1,2,3]").is_err());
+        assert!(serde_json::from_str::<TokenHash>(&format!("[{}0]", "1,".repeat(32))).is_err());
+        assert_eq!(TokenHash::from_hex(&json[1..65]), Some(h));
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                         name: c.name.to_string(),
                         tokens: c
                             .tokens
+                            .as_slice()
                             .iter()
                             .map(|t| pb::TokenHash {
                                 hash: t.hash.0.to_vec(),
@@ -109,6 +110,7 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                 } else {
                     Vec::new()
                 },
+                total_clients: if first { clients.len() as u64 } else { 0 },
             };
             out.write_all(&chunk.encode_length_delimited_to_vec())?;
             first = false;

@@ -35,6 +35,10 @@ struct Args {
     /// Override the large scale size (default 1,000,000; smoke 1,000).
     #[arg(long)]
     large: Option<u64>,
+    /// Run only one group of figures; `scale` = cold sync, RSS and auth lookup;
+    /// `tools-list`, `tools-call` (throughput + extra CPU) or `open-loop` = that HTTP figure.
+    #[arg(long, value_parser = ["scale", "tools-list", "tools-call", "open-loop"])]
+    only: Option<String>,
     /// Free text recorded as the run's conditions.
     #[arg(long)]
     note: Option<String>,
@@ -63,6 +67,8 @@ async fn main() -> anyhow::Result<()> {
     }
     cfg.criterion_dir = a.criterion_dir;
     cfg.note = a.note;
+    cfg.only_scale = a.only.as_deref() == Some("scale");
+    cfg.only_http = a.only.filter(|o| o != "scale");
     let result = harness::run(cfg).await;
     match &result {
         Ok(md) => {

@@ -33,6 +33,22 @@ pub fn client(c: &ClientRecord) -> pb::ClientState {
     }
 }
 
+/// As [`client`], moving the strings instead of copying them (snapshots read millions).
+pub fn client_owned(c: ClientRecord) -> pb::ClientState {
+    pb::ClientState {
+        tokens: c
+            .tokens
+            .iter()
+            .map(|t| pb::TokenHash {
+                hash: t.hash.0.to_vec(),
+                expires_at_ms: t.expires_at_ms.unwrap_or(0),
+            })
+            .collect(),
+        name: c.name,
+        allowed: c.allowed,
+    }
+}
+
 fn spec(s: &ServerSpec) -> pb::ServerSpec {
     pb::ServerSpec {
         name: s.name.clone(),

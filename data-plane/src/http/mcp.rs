@@ -2,6 +2,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use canopy_mcp::protocol::{
     is_handshake_version, HANDSHAKE_VERSIONS, HEADER_PROTOCOL_VERSION, LATEST_HANDSHAKE_VERSION,
 };
@@ -256,27 +257,30 @@ fn list(dp: &DataPlane, ctx: &Ctx<'_>, id: &RawValue, kind: Kind) -> Response {
         Some(s) => s.list(kind, scope),
         None => ctx.view.catalog.list(kind, scope),
     };
-    let mut out = Vec::with_capacity(items.len() + 256);
-    reply::open_result(&mut out, id);
-    out.extend_from_slice(if kind == Kind::Tool {
+    // The (cached, shared) list itself is not copied: head, list and tail go out as three
+    // chunks of one body.
+    let mut head = Vec::with_capacity(64 + id.get().len());
+    reply::open_result(&mut head, id);
+    head.extend_from_slice(if kind == Kind::Tool {
         b"{\"tools\":"
     } else {
         b"{\"prompts\":"
     });
-    out.extend_from_slice(&items);
-    if ctx.modern() {
+    let tail = if ctx.modern() {
         // Filtered per client (enterprise) = private; development lists are the same for all.
         let tail = if scope.is_some() {
             &dp.wire.list_tail_private
         } else {
             &dp.wire.list_tail_public
         };
-        out.extend_from_slice(tail);
+        let mut t = Vec::with_capacity(tail.len() + 1);
+        t.extend_from_slice(tail);
+        t.push(b'}');
+        Bytes::from(t)
     } else {
-        out.push(b'}');
-    }
-    out.push(b'}');
-    reply::json(StatusCode::OK, out)
+        Bytes::from_static(b"}}")
+    };
+    reply::json_parts(head, items, tail)
 }
 
 async fn forward(

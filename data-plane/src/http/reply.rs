@@ -235,6 +235,58 @@ pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
     r
 }
 
+/// A JSON response made of a per-request head, a shared chunk (e.g. the cached tools list,
+/// not copied) and a tail. The length is exact, so it is sent with a `Content-Length`.
+pub(crate) fn json_parts(head: Vec<u8>, shared: Bytes, tail: Bytes) -> Response {
+    let body = Parts {
+        parts: [Bytes::from(head), shared, tail],
+        next: 0,
+    };
+    let mut r = Response::new(Body::new(body));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+struct Parts {
+    parts: [Bytes; 3],
+    next: usize,
+}
+
+impl http_body::Body for Parts {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        while let Some(part) = this.parts.get_mut(this.next) {
+            let chunk = std::mem::take(part);
+            this.next += 1;
+            if !chunk.is_empty() {
+                return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+            }
+        }
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest().all(|b| b.is_empty())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.rest().map(|b| b.len() as u64).sum())
+    }
+}
+
+impl Parts {
+    fn rest(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.get(self.next..).unwrap_or_default().iter()
+    }
+}
+
 pub(crate) fn accepted() -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::ACCEPTED;

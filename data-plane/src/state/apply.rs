@@ -4,7 +4,7 @@
 use canopy_core::TokenHasher;
 use canopy_mcp::upstream::Upstream;
 use canopy_proto::v1 as pb;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,14 +12,14 @@ use super::catalog::{Catalog, Server};
 use super::convert::{self, ClientDef, Mode, ServerDef};
 use super::scope::ScopeInterner;
 use super::tokens::{ClientEntry, TokenIndex};
-use super::{ApplyError, State, View, Writer};
+use super::{ApplyError, ClientMap, State, View, Writer};
 
 /// A snapshot being received. Nothing is visible to requests until [`State::finish_snapshot`].
 pub struct SnapshotBuilder {
     revision: u64,
     mode: Mode,
     key: [u8; 32],
-    clients: HashMap<Arc<str>, Arc<ClientEntry>>,
+    clients: ClientMap,
     tokens: TokenIndex,
     scopes: ScopeInterner,
     servers: Vec<ServerDef>,
@@ -36,12 +36,17 @@ impl SnapshotBuilder {
         }
         let mode = Mode::from_proto(first.mode)?;
         let key = convert::token_key(&first.token_hash_key, mode)?;
+        // Sized once for the whole snapshot when the sender says how big it is (growing
+        // to a million entries chunk by chunk rehashed both tables ~8 times).
+        let total = usize::try_from(first.total_clients)
+            .unwrap_or(0)
+            .max(first.clients.len());
         Ok(Self {
             revision: first.revision,
             mode,
             key,
-            clients: HashMap::new(),
-            tokens: TokenIndex::with_capacity(first.clients.len()),
+            clients: ClientMap::with_capacity(total),
+            tokens: TokenIndex::with_capacity(total),
             scopes: ScopeInterner::default(),
             servers: Vec::new(),
             done: false,
@@ -87,29 +92,25 @@ impl SnapshotBuilder {
 }
 
 fn upsert_client(
-    clients: &mut HashMap<Arc<str>, Arc<ClientEntry>>,
+    clients: &mut ClientMap,
     tokens: &TokenIndex,
     scopes: &mut ScopeInterner,
-    def: ClientDef,
+    def: ClientDef<'_>,
 ) {
-    let name: Arc<str> = match clients.get_key_value(def.name.as_str()) {
-        Some((k, _)) => k.clone(),
+    let name: Arc<str> = match clients.get(def.name) {
+        Some(old) => old.name.clone(),
         None => Arc::from(def.name),
     };
     let entry = Arc::new(ClientEntry {
-        name: name.clone(),
-        scope: scopes.intern(def.allow),
-        tokens: def.tokens.into_boxed_slice(),
+        scope: scopes.intern(def.name, def.allowed),
+        name,
+        tokens: def.tokens,
     });
-    let old = clients.insert(name, entry.clone());
+    let old = clients.insert(entry.clone());
     tokens.replace(old.as_ref(), &entry);
 }
 
-fn delete_client(
-    clients: &mut HashMap<Arc<str>, Arc<ClientEntry>>,
-    tokens: &TokenIndex,
-    name: &str,
-) {
+fn delete_client(clients: &mut ClientMap, tokens: &TokenIndex, name: &str) {
     if let Some(old) = clients.remove(name) {
         tokens.remove(&old);
     }

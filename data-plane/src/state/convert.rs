@@ -6,7 +6,7 @@ use canopy_proto::v1 as pb;
 use serde_json::value::RawValue;
 use std::time::Duration;
 
-use super::tokens::TokenSlot;
+use super::tokens::{TokenSlot, Tokens};
 use super::ApplyError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,47 +41,57 @@ pub(crate) fn token_key(bytes: &[u8], mode: Mode) -> Result<[u8; 32], ApplyError
     }
 }
 
-/// A client as the control plane sent it, validated.
-pub(crate) struct ClientDef {
-    pub name: String,
-    pub tokens: Vec<TokenSlot>,
-    pub allow: AllowList,
+/// A client as the control plane sent it, validated. Borrows the message: the allow
+/// list is parsed only when its scope is not interned yet (see `ScopeInterner`).
+pub(crate) struct ClientDef<'a> {
+    pub name: &'a str,
+    pub tokens: Tokens,
+    pub allowed: &'a [String],
 }
 
-impl TryFrom<&pb::ClientState> for ClientDef {
+fn slot(c: &pb::ClientState, t: &pb::TokenHash) -> Result<TokenSlot, ApplyError> {
+    TokenHash::from_slice(&t.hash)
+        .map(|hash| TokenSlot {
+            hash,
+            expires_at_ms: t.expires_at_ms,
+        })
+        .ok_or_else(|| ApplyError::BadTokenHash {
+            client: c.name.clone(),
+        })
+}
+
+impl<'a> TryFrom<&'a pb::ClientState> for ClientDef<'a> {
     type Error = ApplyError;
 
-    fn try_from(c: &pb::ClientState) -> Result<Self, ApplyError> {
-        let tokens = c
-            .tokens
-            .iter()
-            .map(|t| {
-                TokenHash::from_slice(&t.hash)
-                    .map(|hash| TokenSlot {
-                        hash,
-                        expires_at_ms: t.expires_at_ms,
-                    })
-                    .ok_or_else(|| ApplyError::BadTokenHash {
-                        client: c.name.clone(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // An entry this build cannot read is dropped rather than failing the whole sync:
-        // dropping it can only narrow the client's access (fail closed).
-        let entries = c.allowed.iter().filter(|e| match AllowEntry::parse(e) {
-            Ok(_) => true,
-            Err(err) => {
-                tracing::warn!(client = %c.name, entry = %e, error = %err, "ignoring unreadable allow-list entry");
-                false
-            }
-        });
-        let allow = AllowList::from_entries(entries).unwrap_or_default();
+    fn try_from(c: &'a pb::ClientState) -> Result<Self, ApplyError> {
+        let tokens = match c.tokens.as_slice() {
+            [one] => Tokens::One(slot(c, one)?),
+            many => Tokens::from_vec(
+                many.iter()
+                    .map(|t| slot(c, t))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         Ok(ClientDef {
-            name: c.name.clone(),
+            name: &c.name,
             tokens,
-            allow,
+            allowed: &c.allowed,
         })
     }
+}
+
+/// The allow list of `client` from its wire entries. An entry this build cannot read is
+/// dropped rather than failing the whole sync: dropping it can only narrow the client's
+/// access (fail closed).
+pub(crate) fn allow_list(client: &str, allowed: &[String]) -> AllowList {
+    let entries = allowed.iter().filter(|e| match AllowEntry::parse(e) {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(client = %client, entry = %e, error = %err, "ignoring unreadable allow-list entry");
+            false
+        }
+    });
+    AllowList::from_entries(entries).unwrap_or_default()
 }
 
 /// An upstream as the control plane sent it: how to reach it and its catalogue.

@@ -55,25 +55,26 @@ impl std::fmt::Debug for Scope {
     }
 }
 
-/// Writer-side table of live scopes, keyed by the canonical (sorted) entry list.
+/// Writer-side table of live scopes, keyed by the allow-list entries as the control
+/// plane sends them (canonical: sorted, de-duplicated). A hit costs one hash of the
+/// entries and no allocation; only a new list is parsed.
 #[derive(Default)]
 pub(crate) struct ScopeInterner {
-    by_key: HashMap<Box<str>, Arc<Scope>>,
+    by_key: HashMap<Box<[String]>, Arc<Scope>, foldhash::fast::RandomState>,
     since_prune: usize,
 }
 
 impl ScopeInterner {
-    pub(crate) fn intern(&mut self, allow: AllowList) -> Arc<Scope> {
-        let key = allow.to_strings().join(",");
-        if let Some(s) = self.by_key.get(key.as_str()) {
+    pub(crate) fn intern(&mut self, client: &str, allowed: &[String]) -> Arc<Scope> {
+        if let Some(s) = self.by_key.get(allowed) {
             return s.clone();
         }
         self.since_prune += 1;
         if self.since_prune >= 1024 {
             self.prune();
         }
-        let scope = Arc::new(Scope::new(allow));
-        self.by_key.insert(key.into_boxed_str(), scope.clone());
+        let scope = Arc::new(Scope::new(super::convert::allow_list(client, allowed)));
+        self.by_key.insert(allowed.into(), scope.clone());
         scope
     }
 

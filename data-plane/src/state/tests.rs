@@ -49,6 +49,7 @@ pub(crate) fn snapshot(
         token_hash_key: KEY.to_vec(),
         clients,
         servers,
+        total_clients: 0,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Token hash → client index: the one structure every authenticated request reads.
 //!
 //! Choice of map (1M clients must fit in ≤300 MB and a change must cost O(change)):
-//! * `dashmap` stores `(key, value)` inline in sharded hashbrown tables: 40 bytes per
+//! * `dashmap` stores `(key, value)` inline in sharded hashbrown tables: 48 bytes per
 //!   token plus control bytes, no per-entry allocation. A write holds one shard's lock
 //!   for a single insert/remove; with 128 shards a resize touches ~1/128 of the tokens
 //!   (~8k entries at 1M, tens of µs), so no writer holds a lock readers wait on for long.
@@ -25,7 +25,7 @@ use super::scope::Scope;
 pub struct ClientEntry {
     pub name: Arc<str>,
     pub scope: Arc<Scope>,
-    pub(crate) tokens: Box<[TokenSlot]>,
+    pub(crate) tokens: Tokens,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +35,33 @@ pub(crate) struct TokenSlot {
     pub expires_at_ms: u64,
 }
 
-impl ClientEntry {
-    fn expiry_of(&self, hash: &TokenHash) -> Option<u64> {
-        self.tokens
-            .iter()
-            .find(|t| t.hash == *hash)
-            .map(|t| t.expires_at_ms)
+/// A client's tokens. Almost every client has exactly one, kept inline (no allocation);
+/// several exist only while an old token is in its grace period.
+#[derive(Debug, Clone)]
+pub(crate) enum Tokens {
+    One(TokenSlot),
+    Many(Box<[TokenSlot]>),
+}
+
+impl Tokens {
+    pub(crate) fn from_vec(mut v: Vec<TokenSlot>) -> Self {
+        if v.len() == 1 {
+            if let Some(t) = v.pop() {
+                return Tokens::One(t);
+            }
+        }
+        Tokens::Many(v.into_boxed_slice())
+    }
+
+    pub(crate) fn as_slice(&self) -> &[TokenSlot] {
+        match self {
+            Tokens::One(t) => std::slice::from_ref(t),
+            Tokens::Many(v) => v,
+        }
+    }
+
+    fn contains(&self, hash: &TokenHash) -> bool {
+        self.as_slice().iter().any(|t| t.hash == *hash)
     }
 }
 
@@ -48,9 +69,17 @@ impl std::fmt::Debug for ClientEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientEntry")
             .field("name", &self.name)
-            .field("tokens", &self.tokens.len())
+            .field("tokens", &self.tokens.as_slice().len())
             .finish()
     }
+}
+
+/// The index's value: the token's expiry sits beside the client pointer, so a lookup
+/// reads the expiry from the map's own bucket instead of the client's token list.
+struct Slot {
+    /// Unix ms; 0 = never.
+    expires_at_ms: u64,
+    client: Arc<ClientEntry>,
 }
 
 /// Takes 8 bytes of an already uniformly distributed key.
@@ -75,7 +104,7 @@ impl Hasher for PrehashedHasher {
 const SHARDS: usize = 128;
 
 pub struct TokenIndex {
-    map: DashMap<TokenHash, Arc<ClientEntry>, BuildHasherDefault<PrehashedHasher>>,
+    map: DashMap<TokenHash, Slot, BuildHasherDefault<PrehashedHasher>>,
 }
 
 impl Default for TokenIndex {
@@ -97,32 +126,37 @@ impl TokenIndex {
 
     /// The client holding `hash`, unless that token expired before `now_ms`.
     pub fn lookup(&self, hash: &TokenHash, now_ms: u64) -> Option<Arc<ClientEntry>> {
-        let entry = self.map.get(hash)?.value().clone();
-        match entry.expiry_of(hash) {
-            Some(0) => Some(entry),
-            Some(exp) if exp > now_ms => Some(entry),
-            _ => None,
-        }
+        let slot = self.map.get(hash)?;
+        let exp = slot.expires_at_ms;
+        (exp == 0 || exp > now_ms).then(|| slot.client.clone())
     }
 
     /// Points every token of `new` at it, then unlinks the tokens `old` had and `new`
     /// has not. Inserting first means a token kept across the update never misses.
     pub(crate) fn replace(&self, old: Option<&Arc<ClientEntry>>, new: &Arc<ClientEntry>) {
-        for t in new.tokens.iter() {
-            self.map.insert(t.hash, new.clone());
+        for t in new.tokens.as_slice() {
+            self.map.insert(
+                t.hash,
+                Slot {
+                    expires_at_ms: t.expires_at_ms,
+                    client: new.clone(),
+                },
+            );
         }
         if let Some(old) = old {
-            for t in old.tokens.iter() {
-                if new.expiry_of(&t.hash).is_none() {
-                    self.map.remove_if(&t.hash, |_, v| Arc::ptr_eq(v, old));
+            for t in old.tokens.as_slice() {
+                if !new.tokens.contains(&t.hash) {
+                    self.map
+                        .remove_if(&t.hash, |_, v| Arc::ptr_eq(&v.client, old));
                 }
             }
         }
     }
 
     pub(crate) fn remove(&self, old: &Arc<ClientEntry>) {
-        for t in old.tokens.iter() {
-            self.map.remove_if(&t.hash, |_, v| Arc::ptr_eq(v, old));
+        for t in old.tokens.as_slice() {
+            self.map
+                .remove_if(&t.hash, |_, v| Arc::ptr_eq(&v.client, old));
         }
     }
 

@@ -296,7 +296,7 @@ impl HttpTransport {
                     reason,
                 })?;
             let method_value =
-                HeaderValue::from_str(method).map_err(|_| UpstreamError::InvalidParams {
+                modern::method_header(method).ok_or_else(|| UpstreamError::InvalidParams {
                     server: self.server(),
                     reason: "method is not a valid header value".into(),
                 })?;
@@ -305,12 +305,11 @@ impl HttpTransport {
                 .header(HEADER_PROTOCOL_VERSION, session.version.clone())
                 .header(HEADER_METHOD, method_value);
             if let Some(name) = shaped.name {
-                let value = HeaderValue::from_str(&modern::header_value(&name)).map_err(|_| {
-                    UpstreamError::InvalidParams {
+                let value =
+                    modern::name_header(&name).ok_or_else(|| UpstreamError::InvalidParams {
                         server: self.server(),
                         reason: "name is not encodable".into(),
-                    }
-                })?;
+                    })?;
                 req = req.header(HEADER_NAME, value);
             }
             req

@@ -76,3 +76,44 @@ fn envelope_removed_for_handshake_upstreams() {
     let p = raw(r#"{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"1"}}}"#);
     assert!(without_envelope(Some(&p)).is_none());
 }
+
+#[test]
+fn meta_spliced_without_reserializing() {
+    // Whitespace and key spelling survive: only `"_meta":{…},` is inserted.
+    let p = raw(r#"{ "name" : "ech\u006f", "arguments":{"x":1} }"#);
+    let s = shape("tools/call", Some(&p)).expect("shaped");
+    assert_eq!(s.name.as_deref(), Some("echo"));
+    assert_eq!(
+        s.params,
+        format!(r#"{{"_meta":{DEFAULT_META}, "name" : "ech\u006f", "arguments":{{"x":1}} }}"#)
+    );
+    let empty_params = raw("{ }");
+    let empty = shape("tools/list", Some(&empty_params)).expect("shaped");
+    assert_eq!(empty.params, format!(r#"{{"_meta":{DEFAULT_META} }}"#));
+    serde_json::from_str::<serde_json::Value>(&empty.params).expect("json");
+}
+
+#[test]
+fn existing_meta_rewritten_in_place() {
+    // Only `_meta` is re-emitted (its values byte for byte, blanks between members dropped).
+    let p = raw(
+        r#"{"name":"t","_meta":{"progressToken": 7,"io.modelcontextprotocol/protocolVersion":"2025-11-25"},"arguments":{}}"#,
+    );
+    let s = shape("tools/call", Some(&p)).expect("shaped");
+    assert_eq!(
+        s.params,
+        r#"{"name":"t","_meta":{"progressToken":7,"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}},"arguments":{}}"#
+    );
+    let caller_caps = raw(r#"{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"a":1}}}"#);
+    let s = shape("tools/list", Some(&caller_caps)).expect("shaped");
+    assert_eq!(
+        s.params,
+        r#"{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"a":1},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#
+    );
+    let empty_meta_params = raw(r#"{"_meta":{}}"#);
+    let empty_meta = shape("tools/list", Some(&empty_meta_params)).expect("shaped");
+    assert_eq!(empty_meta.params, format!(r#"{{"_meta":{DEFAULT_META}}}"#));
+    assert!(shape("tools/list", Some(&raw(r#"{"_meta":null}"#))).is_err());
+    assert!(shape("tools/call", Some(&raw(r#"{"name":3}"#))).is_err());
+    assert!(shape("tools/call", None).is_err());
+}
