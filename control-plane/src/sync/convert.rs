@@ -18,17 +18,20 @@ fn transport(t: Transport) -> pb::Transport {
     }
 }
 
+fn tokens(c: &ClientRecord) -> Vec<pb::TokenHash> {
+    c.tokens
+        .iter()
+        .map(|t| pb::TokenHash {
+            hash: t.hash.0.to_vec(),
+            expires_at_ms: t.expires_at_ms.unwrap_or(0),
+        })
+        .collect()
+}
+
 pub fn client(c: &ClientRecord) -> pb::ClientState {
     pb::ClientState {
         name: c.name.clone(),
-        tokens: c
-            .tokens
-            .iter()
-            .map(|t| pb::TokenHash {
-                hash: t.hash.0.to_vec(),
-                expires_at_ms: t.expires_at_ms.unwrap_or(0),
-            })
-            .collect(),
+        tokens: tokens(c),
         allowed: c.allowed.clone(),
     }
 }
@@ -36,14 +39,7 @@ pub fn client(c: &ClientRecord) -> pb::ClientState {
 /// As [`client`], moving the strings instead of copying them (snapshots read millions).
 pub fn client_owned(c: ClientRecord) -> pb::ClientState {
     pb::ClientState {
-        tokens: c
-            .tokens
-            .iter()
-            .map(|t| pb::TokenHash {
-                hash: t.hash.0.to_vec(),
-                expires_at_ms: t.expires_at_ms.unwrap_or(0),
-            })
-            .collect(),
+        tokens: tokens(&c),
         name: c.name,
         allowed: c.allowed,
     }
