@@ -143,6 +143,9 @@ pub struct Upstream {
     transport: Arc<Transport>,
 }
 
+// One per upstream, behind an `Arc`: the variants' size difference costs nothing, and
+// boxing the HTTP one would add a pointer chase to every call.
+#[allow(clippy::large_enum_variant)]
 enum Transport {
     Http(http::HttpTransport),
     Sse(sse::SseTransport),

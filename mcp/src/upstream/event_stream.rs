@@ -111,9 +111,10 @@ impl EventParser {
     }
 }
 
-/// Events read from a streaming HTTP response body.
-pub(crate) struct ResponseEvents {
-    resp: reqwest::Response,
+/// Events read from a streaming HTTP response body (hyper's for streamable HTTP, reqwest's
+/// for the legacy SSE transport).
+pub(crate) struct ResponseEvents<B> {
+    body: B,
     parser: EventParser,
     queue: VecDeque<Event>,
 }
@@ -123,13 +124,17 @@ pub(crate) enum ReadError {
     #[error(transparent)]
     Parse(#[from] EventStreamError),
     #[error("reading the event stream failed: {0}")]
-    Http(reqwest::Error),
+    Http(String),
 }
 
-impl ResponseEvents {
-    pub(crate) fn new(resp: reqwest::Response) -> Self {
+impl<B> ResponseEvents<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::error::Error + 'static,
+{
+    pub(crate) fn new(body: B) -> Self {
         Self {
-            resp,
+            body,
             parser: EventParser::default(),
             queue: VecDeque::new(),
         }
@@ -137,17 +142,39 @@ impl ResponseEvents {
 
     /// The next complete event; `None` when the stream ended.
     pub(crate) async fn next(&mut self) -> Result<Option<Event>, ReadError> {
+        use http_body_util::BodyExt;
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 return Ok(Some(ev));
             }
-            match self.resp.chunk().await {
-                Ok(Some(chunk)) => self.parser.push(&chunk, &mut self.queue)?,
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(ReadError::Http(e.without_url())),
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    // Trailers carry no events.
+                    if let Ok(chunk) = frame.into_data() {
+                        self.parser.push(&chunk, &mut self.queue)?;
+                    }
+                }
+                None => return Ok(None),
+                Some(Err(e)) => return Err(ReadError::Http(describe_error(&e))),
             }
         }
     }
+}
+
+/// An error and its causes on one line.
+pub(crate) fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        // hyper-util nests the same message at several levels; say it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! up is serialized by a mutex that is never touched when a connection exists, so
 //! concurrent first callers cause one handshake, not many.
 
+mod client;
 mod reply;
 
 use arc_swap::ArcSwapOption;
@@ -17,6 +18,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::client::Request;
 use self::reply::Reply;
 use super::handshake::{self, ConnInfo};
 use super::rpc::{self, IdGen};
@@ -27,8 +29,8 @@ use crate::protocol::{
 
 pub(crate) struct HttpTransport {
     cfg: Arc<UpstreamConfig>,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: client::Client,
+    uri: http::Uri,
     /// Credentials, registered headers, Accept and Content-Type.
     base: HeaderMap,
     ids: IdGen,
@@ -45,12 +47,14 @@ struct Session {
     session_id: Option<HeaderValue>,
 }
 
-/// An HTTP client tuned for long-lived pooled use. Shared by the HTTP transports.
+/// An HTTP client tuned for long-lived pooled use, for the legacy SSE transport.
 pub(crate) fn build_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_keepalive(Duration::from_secs(30))
         .tcp_nodelay(true)
+        // Like the streamable-HTTP client: upstreams are reached directly.
+        .no_proxy()
         .build()
         .map_err(|e| format!("cannot create an HTTP client: {}", describe_reqwest(e)))
 }
@@ -115,10 +119,14 @@ impl HttpTransport {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        let uri = url
+            .as_str()
+            .parse::<http::Uri>()
+            .map_err(|e| format!("invalid url: {e}"))?;
         Ok(Self {
-            client: build_client()?,
+            client: client::Client::new(),
             cfg,
-            url,
+            uri,
             base,
             ids: IdGen::new(),
             state: ArcSwapOption::empty(),
@@ -161,15 +169,20 @@ impl HttpTransport {
             return;
         };
         // Best effort: tell a stateful server it can drop our session.
-        let req = self
-            .client
-            .delete(self.url.clone())
-            .headers(self.base.clone())
-            .header(HEADER_SESSION_ID, sid.clone())
-            .header(HEADER_PROTOCOL_VERSION, session.version.clone())
-            .timeout(Duration::from_secs(5));
-        if let Err(e) = req.send().await {
-            tracing::debug!(server = %self.cfg.name, error = %describe_reqwest(e), "closing upstream session failed");
+        let mut req = client::post(&self.uri, &self.base, Vec::new());
+        *req.method_mut() = http::Method::DELETE;
+        let h = req.headers_mut();
+        h.remove(http::header::CONTENT_TYPE);
+        h.insert(HEADER_SESSION_ID, sid.clone());
+        h.insert(HEADER_PROTOCOL_VERSION, session.version.clone());
+        match tokio::time::timeout(Duration::from_secs(5), self.client.send(req)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(server = %self.cfg.name, error = %e, "closing upstream session failed");
+            }
+            Err(_) => {
+                tracing::debug!(server = %self.cfg.name, "closing upstream session timed out");
+            }
         }
     }
 
@@ -222,13 +235,14 @@ impl HttpTransport {
             "server/discover",
             Some(handshake::DISCOVER_PARAMS),
         );
-        let resp = self
-            .post(body)
-            .header(HEADER_PROTOCOL_VERSION, MODERN_VERSION)
-            .header(HEADER_METHOD, "server/discover")
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let mut req = self.post(body);
+        let h = req.headers_mut();
+        h.insert(
+            HEADER_PROTOCOL_VERSION,
+            HeaderValue::from_static(MODERN_VERSION),
+        );
+        h.insert(HEADER_METHOD, HeaderValue::from_static("server/discover"));
+        let resp = self.send_raw(req).await?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             return Err(self.cfg.http_status(status));
@@ -253,11 +267,7 @@ impl HttpTransport {
     async fn handshake(&self) -> Result<Session, UpstreamError> {
         let id = self.ids.next();
         let body = rpc::encode(Some(id), "initialize", Some(handshake::INITIALIZE_PARAMS));
-        let resp = self
-            .post(body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.send_raw(self.post(body)).await?;
         let session_id = resp.headers().get(HEADER_SESSION_ID).cloned();
         let reply = reply::read(resp, id, &self.cfg.name).await?;
         let info = handshake::read_initialize(&self.cfg, reply.response.outcome)?;
@@ -273,11 +283,11 @@ impl HttpTransport {
         };
         let note = rpc::encode(None, "notifications/initialized", None);
         let resp = self
-            .with_session(self.post(note), &session)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        require_success(&self.cfg, &resp)?;
+            .send_raw(self.with_session(self.post(note), &session))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.cfg.http_status(resp.status().as_u16()));
+        }
         tracing::debug!(server = %self.cfg.name, version = %session.info.protocol_version, "upstream initialized");
         Ok(session)
     }
@@ -300,17 +310,17 @@ impl HttpTransport {
                     server: self.server(),
                     reason: "method is not a valid header value".into(),
                 })?;
-            let mut req = self
-                .post(rpc::encode(Some(id), method, Some(&shaped.params)))
-                .header(HEADER_PROTOCOL_VERSION, session.version.clone())
-                .header(HEADER_METHOD, method_value);
+            let mut req = self.post(rpc::encode(Some(id), method, Some(&shaped.params)));
+            let h = req.headers_mut();
+            h.insert(HEADER_PROTOCOL_VERSION, session.version.clone());
+            h.insert(HEADER_METHOD, method_value);
             if let Some(name) = shaped.name {
                 let value =
                     modern::name_header(&name).ok_or_else(|| UpstreamError::InvalidParams {
                         server: self.server(),
                         reason: "name is not encodable".into(),
                     })?;
-                req = req.header(HEADER_NAME, value);
+                h.insert(HEADER_NAME, value);
             }
             req
         } else {
@@ -322,8 +332,8 @@ impl HttpTransport {
                 session,
             )
         };
-        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND && session.session_id.is_some() {
+        let resp = self.send_raw(req).await?;
+        if resp.status() == http::StatusCode::NOT_FOUND && session.session_id.is_some() {
             return Ok(Sent::SessionExpired);
         }
         let reply = reply::read(resp, id, &self.cfg.name).await?;
@@ -331,33 +341,30 @@ impl HttpTransport {
         // so the server is not left waiting. Their answers carry nothing we need.
         for answer in reply.server_requests {
             let post = self.with_session(self.post(answer), session);
-            if let Err(e) = post.send().await {
-                tracing::debug!(server = %self.cfg.name, error = %describe_reqwest(e), "refusing a server request failed");
+            if let Err(e) = self.client.send(post).await {
+                tracing::debug!(server = %self.cfg.name, error = %e, "refusing a server request failed");
             }
         }
         Ok(Sent::Done(reply.response))
     }
 
-    fn post(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
-        self.client
-            .post(self.url.clone())
-            .headers(self.base.clone())
-            .body(body)
+    fn post(&self, body: Vec<u8>) -> Request {
+        client::post(&self.uri, &self.base, body)
     }
 
-    fn with_session(
-        &self,
-        req: reqwest::RequestBuilder,
-        session: &Session,
-    ) -> reqwest::RequestBuilder {
-        let req = req.header(HEADER_PROTOCOL_VERSION, session.version.clone());
-        match &session.session_id {
-            Some(sid) => req.header(HEADER_SESSION_ID, sid.clone()),
-            None => req,
+    fn with_session(&self, mut req: Request, session: &Session) -> Request {
+        let h = req.headers_mut();
+        h.insert(HEADER_PROTOCOL_VERSION, session.version.clone());
+        if let Some(sid) = &session.session_id {
+            h.insert(HEADER_SESSION_ID, sid.clone());
         }
+        req
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
-        self.cfg.unreachable(describe_reqwest(e))
+    async fn send_raw(&self, req: Request) -> Result<client::Response, UpstreamError> {
+        self.client
+            .send(req)
+            .await
+            .map_err(|reason| self.cfg.unreachable(reason))
     }
 }

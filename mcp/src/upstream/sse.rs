@@ -241,7 +241,7 @@ async fn read_stream(
     creds: HeaderMap,
     cfg: Arc<UpstreamConfig>,
 ) {
-    let mut events = ResponseEvents::new(resp);
+    let mut events = ResponseEvents::new(reqwest::Body::from(resp));
     let mut endpoint_tx = Some(endpoint_tx);
     let mut post_url: Option<reqwest::Url> = None;
     let reason = loop {

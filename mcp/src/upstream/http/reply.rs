@@ -3,7 +3,8 @@
 
 use super::super::event_stream::ResponseEvents;
 use super::super::rpc::{self, Incoming};
-use super::super::{describe_reqwest, UpstreamError, UpstreamResponse};
+use super::super::{UpstreamError, UpstreamResponse};
+use super::client::{self, BodyError, Response};
 
 /// Largest JSON reply body we accept.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -14,11 +15,7 @@ pub(crate) struct Reply {
     pub server_requests: Vec<Vec<u8>>,
 }
 
-pub(crate) async fn read(
-    resp: reqwest::Response,
-    id: u64,
-    server: &str,
-) -> Result<Reply, UpstreamError> {
+pub(crate) async fn read(resp: Response, id: u64, server: &str) -> Result<Reply, UpstreamError> {
     let status = resp.status();
     let ctype = resp
         .headers()
@@ -53,7 +50,7 @@ pub(crate) async fn read(
         });
     }
     if ctype.starts_with("text/event-stream") {
-        let mut events = ResponseEvents::new(resp);
+        let mut events = ResponseEvents::new(resp.into_body());
         loop {
             let ev = events
                 .next()
@@ -149,29 +146,17 @@ impl State<'_> {
     }
 }
 
-async fn body_bytes(mut resp: reqwest::Response, server: &str) -> Result<Vec<u8>, UpstreamError> {
-    let mut out = Vec::with_capacity(
-        resp.content_length()
-            .map_or(1024, |n| n.min(1 << 20) as usize),
-    );
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(UpstreamError::Protocol {
-                        server: server.to_owned(),
-                        reason: format!("reply body exceeds {MAX_BODY_BYTES} bytes"),
-                    });
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => {
-                return Err(UpstreamError::Unreachable {
-                    server: server.to_owned(),
-                    reason: describe_reqwest(e),
-                })
-            }
-        }
-    }
+async fn body_bytes(resp: Response, server: &str) -> Result<bytes::Bytes, UpstreamError> {
+    client::body_bytes(resp, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => UpstreamError::Protocol {
+                server: server.to_owned(),
+                reason: format!("reply body exceeds {MAX_BODY_BYTES} bytes"),
+            },
+            BodyError::Read(reason) => UpstreamError::Unreachable {
+                server: server.to_owned(),
+                reason,
+            },
+        })
 }
