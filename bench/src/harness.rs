@@ -1,6 +1,6 @@
 //! The orchestrator behind `bench/run.sh`: starts every program on its core, runs every
-//! figure of issue 7 in interleaved rounds (A B A B A B), takes medians and writes the
-//! markdown table.
+//! figure of issue 7 in interleaved rounds (A B A B A B, or A B C …), takes medians and
+//! writes the markdown table.
 
 pub mod inproc;
 pub mod loadgen;
@@ -122,6 +122,31 @@ struct Run {
     notes: Vec<String>,
 }
 
+/// One side of an interleaved comparison: what to load, and which processes' CPU time to
+/// record over each run (see [`Measured::proc_cpu_s`]).
+struct Side<'a> {
+    label: &'a str,
+    target: &'a Target,
+    watch: Vec<u32>,
+}
+
+/// `x` with its sign (`+1.50`, `-0.250`).
+fn signed(x: f64) -> String {
+    if x >= 0.0 {
+        format!("+{}", fmt_num(x))
+    } else {
+        fmt_num(x)
+    }
+}
+
+/// CPU µs of the `i`-th watched process per successful request.
+fn proc_us_per_req(m: &Measured, i: usize) -> f64 {
+    match m.proc_cpu_s.get(i) {
+        Some(s) if m.result.requests > 0 => s * 1e6 / m.result.requests as f64,
+        _ => f64::NAN,
+    }
+}
+
 impl Run {
     /// A B A B A B (after one short unmeasured warm-up of each).
     fn interleaved(
@@ -130,20 +155,38 @@ impl Run {
         b: &Target,
         rate: Option<f64>,
     ) -> anyhow::Result<(Vec<Measured>, Vec<Measured>)> {
+        let side = |label, target| Side {
+            label,
+            target,
+            watch: Vec::new(),
+        };
+        let [ra, rb] = self.interleaved_n([side("ours", a), side("baseline", b)], rate)?;
+        Ok((ra, rb))
+    }
+
+    /// A B C … A B C … (`rounds` times, after one short unmeasured warm-up of each side);
+    /// one result per side and round.
+    fn interleaved_n<const N: usize>(
+        &mut self,
+        sides: [Side<'_>; N],
+        rate: Option<f64>,
+    ) -> anyhow::Result<[Vec<Measured>; N]> {
         let g = self.cfg.generator.clone();
         let (c, secs) = (self.cfg.concurrency, self.cfg.round_secs);
         let warm = secs.min(1.0);
-        g.run(&self.env.pin, a, c, warm, rate)?;
-        g.run(&self.env.pin, b, c, warm, rate)?;
-        let (mut ra, mut rb) = (Vec::new(), Vec::new());
-        for _ in 0..self.cfg.rounds {
-            ra.push(g.run(&self.env.pin, a, c, secs, rate)?);
-            rb.push(g.run(&self.env.pin, b, c, secs, rate)?);
+        for s in &sides {
+            g.run(&self.env.pin, s.target, c, warm, rate, &[])?;
         }
-        for (label, v) in [("ours", &ra), ("baseline", &rb)] {
+        let mut out: [Vec<Measured>; N] = std::array::from_fn(|_| Vec::new());
+        for _ in 0..self.cfg.rounds {
+            for (s, v) in sides.iter().zip(out.iter_mut()) {
+                v.push(g.run(&self.env.pin, s.target, c, secs, rate, &s.watch)?);
+            }
+        }
+        for (s, v) in sides.iter().zip(&out) {
+            let (label, url) = (s.label, &s.target.url);
             let errors: u64 = v.iter().map(|m| m.result.errors).sum();
             let total: u64 = v.iter().map(|m| m.result.requests).sum::<u64>() + errors;
-            let url = if label == "ours" { &a.url } else { &b.url };
             let sample = v.iter().find_map(|m| m.result.error_sample.clone());
             if errors > 0 {
                 self.notes.push(format!(
@@ -155,13 +198,15 @@ impl Run {
                 "{label} at {url}: {errors} of {total} requests failed, e.g. {sample:?}"
             );
         }
-        Ok((ra, rb))
+        Ok(out)
     }
 
+    /// Median req/s of `a` against `b`; `target` = (text, minimum ratio), `None` for an
+    /// informational row.
     fn throughput_row(
         &mut self,
         figure: &str,
-        target: (&str, f64),
+        target: Option<(&str, f64)>,
         a: &[Measured],
         b: &[Measured],
     ) {
@@ -172,8 +217,8 @@ impl Run {
             ours: format!("{} req/s", fmt_num(ours)),
             baseline: format!("{} req/s", fmt_num(base)),
             ratio: format!("{ratio:.3}×"),
-            target: target.0.into(),
-            pass: Some(ratio >= target.1),
+            target: target.map_or_else(String::new, |t| t.0.into()),
+            pass: target.map(|t| ratio >= t.1),
             core0: format!(
                 "{} / {}",
                 pct(med(a, |m| m.core0)),
@@ -280,7 +325,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<String> {
         ),
         "core 0 runs the server side under test (data plane AND its upstream for proxied figures, the upstream or bare handler alone for baselines; control plane(s) too); core 1 runs the load generator".into(),
         format!(
-            "rounds: {} interleaved rounds (A B A B A B) of {} s per figure, after a short warm-up; medians reported; HTTP load generator: {}",
+            "rounds: {} interleaved rounds (A B A B A B; A B C A B C for tools/call: data plane, direct, bare forwarding proxy) of {} s per figure, after a short warm-up; medians reported; HTTP load generator: {}",
             run.cfg.rounds,
             run.cfg.round_secs,
             run.cfg.generator.name()
@@ -302,7 +347,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<String> {
 
 async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Result<()> {
     let env = &run.env;
-    let (_upstream, up_url) = env.upstream().await?;
+    let (upstream, up_url) = env.upstream().await?;
     let cp = env.control_plane("cp-main", main_dir).await?;
     cp.register_upstream(&up_url).await?;
     let mut dps = vec![env.data_plane("dp-1", &cp).await?];
@@ -334,7 +379,13 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
     );
     let call_dp = fixture::echo_call(&format!("{}__echo", fixture::SERVER));
     let call_up = fixture::echo_call("echo");
-    for (url, body) in [(dps[0].mcp(), &call_dp), (up_url.clone(), &call_up)] {
+    // The floor of one HTTP hop: forwards the direct request's bytes to the upstream.
+    let (fwd, fwd_url) = env.forward_proxy(&up_url).await?;
+    for (url, body) in [
+        (dps[0].mcp(), &call_dp),
+        (up_url.clone(), &call_up),
+        (fwd_url.clone(), &call_up),
+    ] {
         let (st, b) = post(&env.http, &url, &h, body).await?;
         ensure!(st == 200, "tools/call at {url}: HTTP {st}");
         fixture::result_of(&b).map_err(|e| anyhow::anyhow!("tools/call at {url}: {e}"))?;
@@ -354,6 +405,7 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
     let bare_list = t(&bare_url, &list);
     let dp_call = t(&dps[0].mcp(), &call_dp);
     let up_call = t(&up_url, &call_up);
+    let fwd_call = t(&fwd_url, &call_up);
 
     let only = run.cfg.only_http.clone();
     let wanted = |f: &str| only.as_deref().is_none_or(|o| o == f);
@@ -364,40 +416,22 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
                 "tools/list via data plane, c={} (vs bare axum, same bytes)",
                 run.cfg.concurrency
             ),
-            ("≥ 0.8×", 0.8),
+            Some(("≥ 0.8×", 0.8)),
             &a,
             &b,
         );
     }
 
     if wanted("tools-call") {
-        let (a, b) = run.interleaved(&dp_call, &up_call, None)?;
-        run.throughput_row(
-            &format!(
-                "tools/call echo via data plane, c={} (vs upstream direct)",
-                run.cfg.concurrency
-            ),
-            ("≥ 0.3×", 0.3),
-            &a,
-            &b,
-        );
-        let (ca, cb) = (med(&a, cpu_us_per_req), med(&b, cpu_us_per_req));
-        run.rows.push(Row {
-            figure: "tools/call extra CPU per call (core 0 µs/request, ours − direct)".into(),
-            ours: format!("{} µs/req", fmt_num(ca)),
-            baseline: format!("{} µs/req", fmt_num(cb)),
-            ratio: format!("+{} µs", fmt_num(ca - cb)),
-            target: "≤ 35 µs extra".into(),
-            pass: Some(ca - cb <= 35.0),
-            core0: format!(
-                "{} / {}",
-                pct(med(&a, |m| m.core0)),
-                pct(med(&b, |m| m.core0))
-            ),
-            core1: pct(median(&[med(&a, |m| m.core1), med(&b, |m| m.core1)])),
-            loadgen: "same runs as the row above".into(),
-        });
+        tools_call_figure(
+            run,
+            &dp_call,
+            &up_call,
+            &fwd_call,
+            [dps[0].proc.pid(), upstream.pid(), fwd.pid()],
+        )?;
     }
+    drop(fwd);
 
     if wanted("open-loop") {
         let rate = run.cfg.open_rate;
@@ -499,7 +533,7 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
             core0: pct(before.busy_pct(&after, 0)),
             core1: pct(before.busy_pct(&after, 1)),
             loadgen: format!(
-                "canopy-bench-revocation, {} trials, one ping poller per data plane, core 1",
+                "canopy-bench-revocation, {} trials, paced polling: every data plane pinged at once per round, 100 µs pause between rounds (resolution), core 1",
                 run.cfg.revocation_trials
             ),
             ..Row::default()
@@ -555,6 +589,170 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
         ),
         ..Row::default()
     });
+    Ok(())
+}
+
+/// tools/call echo, c=16, three sides in the same interleaved rounds (A B C A B C …):
+/// A = data plane + upstream, B = upstream direct, C = bare forwarding proxy + upstream.
+/// `pids` = data plane, upstream, forwarding proxy (their CPU time is split per request).
+fn tools_call_figure(
+    run: &mut Run,
+    dp_call: &Target,
+    up_call: &Target,
+    fwd_call: &Target,
+    pids: [u32; 3],
+) -> anyhow::Result<()> {
+    let [dp_pid, up_pid, fwd_pid] = pids;
+    let [a, b, c] = run.interleaved_n(
+        [
+            Side {
+                label: "ours (data plane)",
+                target: dp_call,
+                watch: vec![dp_pid, up_pid],
+            },
+            Side {
+                label: "baseline (upstream direct)",
+                target: up_call,
+                watch: vec![up_pid],
+            },
+            Side {
+                label: "bare forwarding proxy",
+                target: fwd_call,
+                watch: vec![fwd_pid, up_pid],
+            },
+        ],
+        None,
+    )?;
+    let conc = run.cfg.concurrency;
+    run.throughput_row(
+        &format!("tools/call echo via data plane, c={conc} (vs upstream direct)"),
+        Some(("≥ 0.3×", 0.3)),
+        &a,
+        &b,
+    );
+    let core0 = |x: &[Measured], y: &[Measured]| {
+        format!(
+            "{} / {}",
+            pct(med(x, |m| m.core0)),
+            pct(med(y, |m| m.core0))
+        )
+    };
+    let core1 =
+        |x: &[Measured], y: &[Measured]| pct(median(&[med(x, |m| m.core1), med(y, |m| m.core1)]));
+    let (ca, cb, cc) = (
+        med(&a, cpu_us_per_req),
+        med(&b, cpu_us_per_req),
+        med(&c, cpu_us_per_req),
+    );
+    run.rows.push(Row {
+        figure: "tools/call extra CPU per call (core 0 µs/request, ours − direct)".into(),
+        ours: format!("{} µs/req", fmt_num(ca)),
+        baseline: format!("{} µs/req", fmt_num(cb)),
+        ratio: format!("+{} µs", fmt_num(ca - cb)),
+        target: "≤ 35 µs extra".into(),
+        pass: Some(ca - cb <= 35.0),
+        core0: core0(&a, &b),
+        core1: core1(&a, &b),
+        loadgen: "same runs as the row above".into(),
+    });
+    run.throughput_row(
+        &format!("tools/call echo via a bare forwarding proxy (floor of one HTTP hop), c={conc}"),
+        None,
+        &c,
+        &b,
+    );
+    if let Some(r) = run.rows.last_mut() {
+        r.loadgen = format!(
+            "{}; canopy-bench-bare --forward (hyper-util pooled HTTP/1.1, no parsing, no auth) + upstream on core 0; same rounds as the data plane (A B C interleaved)",
+            r.loadgen
+        );
+    }
+    run.rows.push(Row {
+        figure: "tools/call extra CPU per call of the bare forwarding proxy (core 0 µs/request, proxy − direct)".into(),
+        ours: format!("{} µs/req", fmt_num(cc)),
+        baseline: format!("{} µs/req", fmt_num(cb)),
+        ratio: format!("{} µs", signed(cc - cb)),
+        core0: core0(&c, &b),
+        core1: core1(&c, &b),
+        loadgen: "same runs as the row above".into(),
+        ..Row::default()
+    });
+
+    // Per-process split: utime + stime (/proc/<pid>/stat) over each round ÷ its requests.
+    let (dp, up_a) = (
+        med(&a, |m| proc_us_per_req(m, 0)),
+        med(&a, |m| proc_us_per_req(m, 1)),
+    );
+    let up_b = med(&b, |m| proc_us_per_req(m, 0));
+    let (fp, up_c) = (
+        med(&c, |m| proc_us_per_req(m, 0)),
+        med(&c, |m| proc_us_per_req(m, 1)),
+    );
+    let us = |x: f64| format!("{} µs/req", fmt_num(x));
+    let plus = |x: f64, what: &str| format!("{} µs {what}", signed(x));
+    let how = "utime+stime of the process (/proc/<pid>/stat) per successful request, median of the same rounds";
+    let split: [(&str, String, String, String, &[Measured]); 5] = [
+        (
+            "data plane",
+            us(dp),
+            format!("bare forwarding proxy: {}", us(fp)),
+            plus(dp - fp, "over the floor"),
+            &a,
+        ),
+        (
+            "upstream when proxied",
+            us(up_a),
+            format!("direct: {}", us(up_b)),
+            plus(up_a - up_b, "vs direct"),
+            &a,
+        ),
+        (
+            "upstream when called directly",
+            us(up_b),
+            String::new(),
+            String::new(),
+            &b,
+        ),
+        (
+            "bare forwarding proxy",
+            us(fp),
+            String::new(),
+            String::new(),
+            &c,
+        ),
+        (
+            "upstream behind the bare forwarding proxy",
+            us(up_c),
+            format!("direct: {}", us(up_b)),
+            plus(up_c - up_b, "vs direct"),
+            &c,
+        ),
+    ];
+    for (name, ours, baseline, ratio, side) in split {
+        run.rows.push(Row {
+            figure: format!("tools/call CPU per request by process: {name}"),
+            ours,
+            baseline,
+            ratio,
+            core0: pct(med(side, |m| m.core0)),
+            core1: pct(med(side, |m| m.core1)),
+            loadgen: how.into(),
+            ..Row::default()
+        });
+    }
+    let other = |v: &[Measured]| {
+        med(v, |m| {
+            let procs: f64 = (0..m.proc_cpu_s.len()).map(|i| proc_us_per_req(m, i)).sum();
+            cpu_us_per_req(m) - procs
+        })
+    };
+    run.notes.push(format!(
+        "tools/call per-process split: core-0 busy µs/request minus the watched processes' own (work charged to no watched process, e.g. other tasks on core 0; ± the 1/{} s tick resolution of /proc/<pid>/stat): data plane side {}, direct {}, bare forwarding proxy side {}",
+        crate::procs::clock_ticks_per_sec(),
+        fmt_num(other(&a)),
+        fmt_num(other(&b)),
+        fmt_num(other(&c)),
+    ));
     Ok(())
 }
 

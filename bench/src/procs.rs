@@ -1,8 +1,11 @@
-//! Child processes pinned with `taskset`, their RSS, per-core CPU time, readiness polls.
+//! Child processes pinned with `taskset`, their RSS and CPU time, per-core CPU time,
+//! readiness polls.
 
 use anyhow::{bail, Context};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Resolves on SIGTERM or SIGINT (for the bench servers' graceful shutdown).
@@ -137,6 +140,51 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
+/// CPU time of process `pid` (all its threads), user + system, in clock ticks: fields 14
+/// (`utime`) and 15 (`stime`) of `/proc/<pid>/stat`.
+pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
+    parse_stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// `utime + stime` of one `/proc/<pid>/stat` line. The command name (field 2) is in
+/// parentheses and may hold spaces or parentheses, so fields are counted after the last `)`.
+fn parse_stat_ticks(stat: &str) -> io::Result<u64> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {stat:?}"));
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(|| bad("no `)` in /proc/<pid>/stat"))?;
+    // `rest` starts at field 3 (state): field n is at index n - 3.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> io::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| bad(&format!("field {n} missing or not a number")))
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, asked once; 100 when that fails).
+pub fn clock_ticks_per_sec() -> u64 {
+    static TCK: OnceLock<u64> = OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t: &u64| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// CPU time of process `pid` (user + system, all threads) in seconds.
+pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    Ok(cpu_ticks(pid)? as f64 / clock_ticks_per_sec() as f64)
+}
+
 /// The last `n` lines of a file (for error reports).
 pub fn tail(path: &Path, n: usize) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
@@ -203,4 +251,39 @@ pub async fn wait_ok(
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn own_cpu_ticks_grow() {
+        let pid = std::process::id();
+        let before = cpu_ticks(pid).unwrap();
+        // Burn CPU until a tick is charged (10 ms at the usual CLK_TCK = 100; bounded, in
+        // case a shared machine barely schedules this thread).
+        let start = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after == before && start.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = cpu_ticks(pid).unwrap();
+        }
+        assert!(after > before, "ticks {before} → {after}");
+        assert!(clock_ticks_per_sec() > 0);
+        assert!(cpu_seconds(pid).unwrap() >= after as f64 / clock_ticks_per_sec() as f64);
+        assert!(cpu_ticks(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn stat_line_with_odd_command_name() {
+        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 1 2 3";
+        assert_eq!(parse_stat_ticks(line).unwrap(), 12);
+        assert!(parse_stat_ticks("42 (x) S 1").is_err());
+        assert!(parse_stat_ticks("garbage").is_err());
+    }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::load::LoadResult;
-use crate::procs::{CpuTimes, Pinning};
+use crate::procs::{cpu_seconds, CpuTimes, Pinning};
 
 /// One HTTP request shape.
 #[derive(Debug, Clone)]
@@ -30,6 +30,9 @@ pub struct Measured {
     pub core0: f64,
     pub core1: f64,
     pub seconds: f64,
+    /// CPU seconds (user + system) each watched process used over the run, in the order of
+    /// the `watch` pids given to [`Generator::run`].
+    pub proc_cpu_s: Vec<f64>,
 }
 
 impl Generator {
@@ -51,6 +54,7 @@ impl Generator {
         }
     }
 
+    /// One run against `t`; the CPU time of the `watch` processes over it is recorded too.
     pub fn run(
         &self,
         pin: &Pinning,
@@ -58,6 +62,7 @@ impl Generator {
         c: usize,
         secs: f64,
         rate: Option<f64>,
+        watch: &[u32],
     ) -> anyhow::Result<Measured> {
         let mut cmd = match self {
             Generator::Oha(p) => {
@@ -82,11 +87,19 @@ impl Generator {
             cmd.arg("-H").arg(format!("{k}: {v}"));
         }
         cmd.arg("-d").arg(&t.body).arg(&t.url);
+        let proc_cpu = || -> anyhow::Result<Vec<f64>> {
+            watch
+                .iter()
+                .map(|&pid| cpu_seconds(pid).with_context(|| format!("CPU time of pid {pid}")))
+                .collect()
+        };
+        let procs_before = proc_cpu()?;
         let before = CpuTimes::read();
         let start = std::time::Instant::now();
         let out = cmd.output().with_context(|| format!("{cmd:?}"))?;
         let seconds = start.elapsed().as_secs_f64();
         let after = CpuTimes::read();
+        let procs_after = proc_cpu()?;
         if !out.status.success() {
             bail!(
                 "load generator failed ({}): {}",
@@ -104,6 +117,11 @@ impl Generator {
             core0: before.busy_pct(&after, 0),
             core1: before.busy_pct(&after, 1),
             seconds: seconds.min(secs.max(0.001)),
+            proc_cpu_s: procs_after
+                .iter()
+                .zip(&procs_before)
+                .map(|(a, b)| a - b)
+                .collect(),
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Starting the programs under test on core 0: control plane, data planes, the bench
-//! upstream and the bare baseline.
+//! upstream, the bare baseline and the bare forwarding proxy.
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -86,6 +86,19 @@ impl Env {
             .arg("--body-file")
             .arg(body_file);
         let proc = Proc::spawn("bare", cmd, &self.logs)?;
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        self.wait_post(&url).await?;
+        Ok((proc, url))
+    }
+
+    /// The bare forwarding proxy (`canopy-bench-bare --forward`) on core 0, in front of
+    /// `upstream_url`: the floor of one HTTP hop.
+    pub async fn forward_proxy(&self, upstream_url: &str) -> anyhow::Result<(Proc, String)> {
+        let port = free_port()?;
+        let mut cmd = self.pin.command(0, &self.bin("canopy-bench-bare")?);
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--forward", upstream_url]);
+        let proc = Proc::spawn("forward-proxy", cmd, &self.logs)?;
         let url = format!("http://127.0.0.1:{port}/mcp");
         self.wait_post(&url).await?;
         Ok((proc, url))
