@@ -283,6 +283,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<String> {
         ));
         scale_dirs.push((n, dir));
     }
+    if !scale_dirs.is_empty() {
+        // The populated data dirs are GBs of dirty pages at 1M clients: write them back now,
+        // or the kernel's writeback competes with the first figures measured.
+        match std::process::Command::new("sync").status() {
+            Ok(s) if s.success() => {}
+            other => eprintln!("warning: sync after pre-population failed: {other:?}"),
+        }
+    }
 
     if !run.cfg.only_scale {
         http_figures(&mut run, &main_dir).await?;
