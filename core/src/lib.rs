@@ -4,10 +4,12 @@
 //!
 //! No I/O and no async here: the control plane, data plane and CLI all depend on it.
 
+pub mod error_chain;
 pub mod name;
 pub mod scope;
 pub mod token;
 
+pub use error_chain::error_chain;
 pub use name::{qualify, split_qualified, NameError};
 pub use scope::{AllowEntry, AllowList, ScopeError};
 pub use token::{TokenError, TokenHash, TokenHasher, TokenKind};

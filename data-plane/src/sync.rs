@@ -99,7 +99,7 @@ pub async fn run(dp: Arc<DataPlane>, cfg: SyncConfig) {
                     failure.describe("--control-plane-ca-file")
                 ),
                 None => {
-                    let error = chain(&e);
+                    let error = canopy_core::error_chain(&e);
                     // A plaintext client reads a TLS listener's alert as an oversized frame.
                     if !crate::tls::is_https(&cfg.control_plane)
                         && error.contains("frame with invalid size")
@@ -124,21 +124,6 @@ pub async fn run(dp: Arc<DataPlane>, cfg: SyncConfig) {
         tokio::time::sleep(wait).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
-}
-
-/// `e` with its sources: tonic's transport errors say little at the top level.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        src = inner.source();
-    }
-    s
 }
 
 async fn session(

@@ -330,15 +330,7 @@ impl UpstreamConfig {
 /// Error text of a reqwest failure with its causes, without the URL (which may carry
 /// query credentials).
 pub(crate) fn describe_reqwest(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
+    canopy_core::error_chain(&e.without_url())
 }
 
 #[cfg(test)]

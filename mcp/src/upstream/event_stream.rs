@@ -155,26 +155,10 @@ where
                     }
                 }
                 None => return Ok(None),
-                Some(Err(e)) => return Err(ReadError::Http(describe_error(&e))),
+                Some(Err(e)) => return Err(ReadError::Http(canopy_core::error_chain(&e))),
             }
         }
     }
-}
-
-/// An error and its causes on one line.
-pub(crate) fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        // hyper-util nests the same message at several levels; say it once.
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        src = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

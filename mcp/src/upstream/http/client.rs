@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
-use super::super::event_stream::describe_error as describe;
+use canopy_core::error_chain as describe;
 
 pub(crate) type Request = http::Request<Full<Bytes>>;
 pub(crate) type Response = http::Response<hyper::body::Incoming>;
