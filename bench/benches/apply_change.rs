@@ -8,16 +8,9 @@ use canopy_proto::v1 as pb;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use rand::Rng;
 
-fn sizes() -> Vec<u64> {
-    match std::env::var("CANOPY_BENCH_LARGE") {
-        Ok(v) => vec![1_000, v.parse().unwrap()],
-        Err(_) => vec![1_000, 1_000_000],
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("apply_change");
-    for n in sizes() {
+    for n in inproc::bench_sizes().unwrap() {
         let state = inproc::state_with(n).unwrap();
         let mut revision = state.applied_revision();
         let mut rng = rand::rng();

@@ -9,17 +9,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rand::Rng;
 use std::hint::black_box;
 
-fn sizes() -> Vec<u64> {
-    match std::env::var("CANOPY_BENCH_LARGE") {
-        Ok(v) => vec![1_000, v.parse().unwrap()],
-        Err(_) => vec![1_000, 1_000_000],
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("auth_lookup");
     g.throughput(Throughput::Elements(1));
-    for n in sizes() {
+    for n in inproc::bench_sizes().unwrap() {
         let state = inproc::state_with(n).unwrap();
         let view = state.load_view().unwrap();
         let mut rng = rand::rng();

@@ -58,6 +58,17 @@ pub async fn populate(dir: &Path, n: u64) -> anyhow::Result<Duration> {
 
 const KEY: [u8; 32] = [42; 32];
 
+/// Client counts of the criterion benches: 1k and 1M, or 1k and `CANOPY_BENCH_LARGE`.
+pub fn bench_sizes() -> anyhow::Result<Vec<u64>> {
+    Ok(match std::env::var("CANOPY_BENCH_LARGE") {
+        Ok(v) => vec![
+            1_000,
+            v.parse().context("CANOPY_BENCH_LARGE is not a number")?,
+        ],
+        Err(_) => vec![1_000, 1_000_000],
+    })
+}
+
 /// A data plane state holding `n` clients (built the way a snapshot is applied).
 pub fn state_with(n: u64) -> anyhow::Result<State> {
     let state = State::new(Arc::new(canopy_data_plane::metrics::Metrics::default()));

@@ -89,15 +89,15 @@ pub(crate) fn credential_headers(cfg: &UpstreamConfig) -> Result<HeaderMap, Stri
     Ok(map)
 }
 
-/// An HTTP status error unless `resp` succeeded. Shared by the HTTP transports.
+/// An HTTP status error unless `status` is a success. Shared by the HTTP transports.
 pub(crate) fn require_success(
     cfg: &UpstreamConfig,
-    resp: &reqwest::Response,
+    status: http::StatusCode,
 ) -> Result<(), UpstreamError> {
-    if resp.status().is_success() {
+    if status.is_success() {
         Ok(())
     } else {
-        Err(cfg.http_status(resp.status().as_u16()))
+        Err(cfg.http_status(status.as_u16()))
     }
 }
 
@@ -169,8 +169,7 @@ impl HttpTransport {
             return;
         };
         // Best effort: tell a stateful server it can drop our session.
-        let mut req = client::post(&self.uri, &self.base, Vec::new());
-        *req.method_mut() = http::Method::DELETE;
+        let mut req = client::request(http::Method::DELETE, &self.uri, &self.base, Vec::new());
         let h = req.headers_mut();
         h.remove(http::header::CONTENT_TYPE);
         h.insert(HEADER_SESSION_ID, sid.clone());
@@ -285,9 +284,7 @@ impl HttpTransport {
         let resp = self
             .send_raw(self.with_session(self.post(note), &session))
             .await?;
-        if !resp.status().is_success() {
-            return Err(self.cfg.http_status(resp.status().as_u16()));
-        }
+        require_success(&self.cfg, resp.status())?;
         tracing::debug!(server = %self.cfg.name, version = %session.info.protocol_version, "upstream initialized");
         Ok(session)
     }
@@ -349,7 +346,7 @@ impl HttpTransport {
     }
 
     fn post(&self, body: Vec<u8>) -> Request {
-        client::post(&self.uri, &self.base, body)
+        client::request(http::Method::POST, &self.uri, &self.base, body)
     }
 
     fn with_session(&self, mut req: Request, session: &Session) -> Request {

@@ -119,7 +119,7 @@ impl SseTransport {
             .send()
             .await
             .map_err(|e| self.cfg.unreachable(describe_reqwest(e)))?;
-        require_success(&self.cfg, &resp)?;
+        require_success(&self.cfg, resp.status())?;
         let mux = Mux::new(self.cfg.name.as_str().into());
         let (endpoint_tx, endpoint_rx) = oneshot::channel();
         let reader = tokio::spawn(read_stream(
@@ -211,7 +211,7 @@ impl SseTransport {
             .send()
             .await
             .map_err(|e| self.cfg.unreachable(describe_reqwest(e)))?;
-        require_success(&self.cfg, &resp)
+        require_success(&self.cfg, resp.status())
     }
 }
 

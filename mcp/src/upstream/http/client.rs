@@ -50,10 +50,15 @@ impl Client {
     }
 }
 
-/// A POST of `body` to `uri` with `headers`.
-pub(crate) fn post(uri: &http::Uri, headers: &http::HeaderMap, body: Vec<u8>) -> Request {
+/// A `method` request of `body` to `uri` with `headers`.
+pub(crate) fn request(
+    method: http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    body: Vec<u8>,
+) -> Request {
     let mut req = http::Request::new(Full::new(Bytes::from(body)));
-    *req.method_mut() = http::Method::POST;
+    *req.method_mut() = method;
     *req.uri_mut() = uri.clone();
     *req.headers_mut() = headers.clone();
     req
@@ -86,7 +91,12 @@ mod tests {
             .unwrap();
         let uri: http::Uri = format!("http://127.0.0.1:{port}/mcp").parse().unwrap();
         let err = Client::new()
-            .send(post(&uri, &http::HeaderMap::new(), b"{}".to_vec()))
+            .send(request(
+                http::Method::POST,
+                &uri,
+                &http::HeaderMap::new(),
+                b"{}".to_vec(),
+            ))
             .await
             .err()
             .unwrap();
