@@ -8,7 +8,7 @@ pub mod report;
 pub mod stack;
 
 use anyhow::{ensure, Context};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::fixture;
@@ -42,6 +42,8 @@ pub struct Config {
     pub generator: Generator,
     pub wrk: Option<PathBuf>,
     pub criterion_dir: Option<PathBuf>,
+    /// Reuse data dirs a previous `--keep-data` run populated in the work dir.
+    pub keep_data: bool,
     pub note: Option<String>,
     /// Only the scale figures (cold sync, RSS, auth lookup): no HTTP, revocation or
     /// write figures (`--only scale`).
@@ -83,6 +85,7 @@ impl Config {
                 crate::procs::which("wrk")
             },
             criterion_dir: None,
+            keep_data: false,
             note: None,
             only_scale: false,
             only_http: None,
@@ -259,7 +262,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<String> {
     // Data dirs first: population is heavy and must not overlap any measurement.
     let main_dir = run.cfg.work.join("data-main");
     if !run.cfg.only_scale {
-        let t = inproc::populate(&main_dir, run.cfg.main_clients).await?;
+        let t = populate_once(&run.cfg, &main_dir, run.cfg.main_clients).await?;
         eprintln!(
             "populated main data dir ({} clients) in {t:?}",
             run.cfg.main_clients
@@ -273,7 +276,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<String> {
     };
     for n in sizes {
         let dir = run.cfg.work.join(format!("data-{n}"));
-        let t = inproc::populate(&dir, n).await?;
+        let t = populate_once(&run.cfg, &dir, n).await?;
         eprintln!("populated {} clients in {t:?}", thousands(n));
         run.notes.push(format!(
             "pre-population of {} clients through the store library (CreateClient mutations, 2048 in flight, group commit): {:.1} s ({:.0} clients/s)",
@@ -762,6 +765,26 @@ fn tools_call_figure(
         fmt_num(other(&c)),
     ));
     Ok(())
+}
+
+/// Populates `dir` with `n` clients, or with `--keep-data` reuses it when a previous run
+/// finished populating it (a marker written last records how long that took).
+async fn populate_once(cfg: &Config, dir: &Path, n: u64) -> anyhow::Result<Duration> {
+    let marker = dir.with_extension("populated");
+    if cfg.keep_data {
+        if let Some(secs) = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+        {
+            eprintln!("reusing {} (--keep-data)", dir.display());
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    let _ = std::fs::remove_file(&marker);
+    let t = inproc::populate(dir, n).await?;
+    std::fs::write(&marker, t.as_secs_f64().to_string())
+        .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(t)
 }
 
 async fn scale_figures(run: &mut Run, dirs: &[(u64, PathBuf)]) -> anyhow::Result<()> {

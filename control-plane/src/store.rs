@@ -18,6 +18,7 @@
 //! Not here: token plaintexts (only hashes are stored), access rules (the admin service).
 
 mod changelog;
+mod client_codec;
 mod error;
 mod mutation;
 mod open;
@@ -240,7 +241,23 @@ impl Store {
             .clients
             .iter()
             .values()
-            .map(|v| decode(&v?))
+            .map(|v| client_codec::decode(&v?))
+    }
+
+    /// Every MCP client in its sync wire form (an encoded `ClientState`), streamed: what a
+    /// snapshot sends, copied out of the stored records without decoding them.
+    pub fn client_wire_states(
+        &self,
+    ) -> impl Iterator<Item = Result<bytes::Bytes, StoreError>> + Send + 'static {
+        self.inner.trees.clients.iter().values().map(|v| {
+            let v = v?;
+            Ok(bytes::Bytes::copy_from_slice(&client_codec::wire(&v)?))
+        })
+    }
+
+    /// The sync wire form of a client, as a live change carries it.
+    pub fn client_wire_state(c: &ClientRecord) -> canopy_proto::v1::ClientState {
+        client_codec::wire_state(c)
     }
 
     /// How many MCP clients there are (a full key scan in sled: O(n), no decoding).
@@ -253,7 +270,7 @@ impl Store {
             .trees
             .clients
             .get(name)?
-            .map(|v| decode(&v))
+            .map(|v| client_codec::decode(&v))
             .transpose()
     }
 

@@ -14,6 +14,8 @@
 //! bearer tokens they receive), plus what data planes need to call upstreams.
 
 mod convert;
+#[cfg(test)]
+mod tests;
 
 use crate::fleet::{Connection, Fleet};
 use crate::store::{ChangeRecord, Store, StoreError};
@@ -113,6 +115,7 @@ impl Sync for SyncService {
             tx,
             connection: Arc::new(connection),
             sent: 0,
+            encoded_clients: hello.accepts_encoded_clients,
         };
         tokio::spawn(session.run(hello, live, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -126,6 +129,8 @@ struct Session {
     connection: Arc<Connection>,
     /// The highest revision sent (or covered by the snapshot sent).
     sent: u64,
+    /// The data plane reads `SnapshotChunk.encoded_clients` (see the proto).
+    encoded_clients: bool,
 }
 
 /// Why a session ended.
@@ -273,30 +278,34 @@ impl Session {
             clients: Vec::new(),
             servers: self.store.servers()?.iter().map(convert::server).collect(),
             total_clients,
+            encoded_clients: Vec::new(),
         };
         // sled iteration is synchronous; a snapshot of a million clients must not stall a
-        // runtime worker, so records are read in a blocking task and streamed back.
+        // runtime worker, so records are read in a blocking task and streamed back, each
+        // batch as the client part of a chunk.
         let (rec_tx, mut rec_rx) = mpsc::channel(4);
         let store = Arc::clone(&self.store);
-        let reader = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS);
-            for client in store.clients() {
-                buf.push(convert::client_owned(client?));
-                if buf.len() == SNAPSHOT_CHUNK_CLIENTS {
-                    let full =
-                        std::mem::replace(&mut buf, Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS));
-                    if rec_tx.blocking_send(full).is_err() {
-                        return Ok(());
+        let reader = if self.encoded_clients {
+            tokio::task::spawn_blocking(move || {
+                read_in_batches(store.client_wire_states(), &rec_tx, |encoded_clients| {
+                    SnapshotChunk {
+                        encoded_clients,
+                        ..Default::default()
                     }
-                }
-            }
-            if !buf.is_empty() {
-                let _ = rec_tx.blocking_send(buf);
-            }
-            Ok(())
-        });
-        while let Some(clients) = rec_rx.recv().await {
-            chunk.clients = clients;
+                })
+            })
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let states = store.clients().map(|c| c.map(|c| convert::client(&c)));
+                read_in_batches(states, &rec_tx, |clients| SnapshotChunk {
+                    clients,
+                    ..Default::default()
+                })
+            })
+        };
+        while let Some(part) = rec_rx.recv().await {
+            chunk.clients = part.clients;
+            chunk.encoded_clients = part.encoded_clients;
             let next = SnapshotChunk {
                 revision,
                 ..Default::default()
@@ -316,6 +325,29 @@ impl Session {
         tracing::info!(node_id = %self.connection.node_id(), revision, "snapshot sent");
         Ok(())
     }
+}
+
+/// Reads `items` in batches of [`SNAPSHOT_CHUNK_CLIENTS`] and sends each as `chunk(batch)`
+/// until the receiver is gone (the stream closed) or the store fails.
+fn read_in_batches<T>(
+    items: impl Iterator<Item = Result<T, StoreError>>,
+    tx: &mpsc::Sender<SnapshotChunk>,
+    chunk: impl Fn(Vec<T>) -> SnapshotChunk,
+) -> Result<(), StoreError> {
+    let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS);
+    for item in items {
+        buf.push(item?);
+        if buf.len() == SNAPSHOT_CHUNK_CLIENTS {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS));
+            if tx.blocking_send(chunk(full)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !buf.is_empty() {
+        let _ = tx.blocking_send(chunk(buf));
+    }
+    Ok(())
 }
 
 /// Records acks from the data plane's half of the stream.

@@ -111,6 +111,7 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                     Vec::new()
                 },
                 total_clients: if first { clients.len() as u64 } else { 0 },
+                encoded_clients: Vec::new(),
             };
             out.write_all(&chunk.encode_length_delimited_to_vec())?;
             first = false;

@@ -157,6 +157,7 @@ async fn session(
         revision: state.applied_revision(),
         has_state,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        accepts_encoded_clients: true,
     };
     tx.send(pb::SyncRequest {
         msg: Some(pb::sync_request::Msg::Hello(hello)),

@@ -23,6 +23,11 @@ struct Args {
     /// Scratch directory (data dirs, logs). Default: a fresh temp dir.
     #[arg(long)]
     work: Option<PathBuf>,
+    /// Keep the work dir afterwards and reuse data dirs a previous run populated there
+    /// (needs --work). For A/B runs of the scale figures: populating 1M clients takes minutes.
+    /// A reused data dir is opened by the binaries under test, so a format change migrates it.
+    #[arg(long, requires = "work")]
+    keep_data: bool,
     /// Read criterion estimates from here (target/criterion) into the table.
     #[arg(long)]
     criterion_dir: Option<PathBuf>,
@@ -66,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.sizes[2] = l;
     }
     cfg.criterion_dir = a.criterion_dir;
+    cfg.keep_data = a.keep_data;
     cfg.note = a.note;
     cfg.only_scale = a.only.as_deref() == Some("scale");
     cfg.only_http = a.only.filter(|o| o != "scale");
@@ -73,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
     match &result {
         Ok(md) => {
             println!("{md}");
-            let _ = std::fs::remove_dir_all(&work);
+            if !a.keep_data {
+                let _ = std::fs::remove_dir_all(&work);
+            }
         }
         Err(e) => eprintln!(
             "benchmark failed: {e:#}\n(logs kept in {})",

@@ -9,7 +9,7 @@ use super::open::{Trees, META_ADMINS, META_INITIALIZED, META_REVISION};
 use super::records::{
     Change, ChangeRecord, ClientRecord, Principal, Role, ServerRecord, StoredToken, UserRecord,
 };
-use super::StoreError;
+use super::{client_codec, StoreError};
 use canopy_core::TokenHash;
 use serde_json::value::RawValue;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -200,7 +200,8 @@ impl Tx<'_> {
                     allowed: allowed.clone(),
                     tokens: vec![StoredToken::permanent(*token)],
                 };
-                self.put(self.clients, name, &client)?;
+                self.clients
+                    .insert(name.as_bytes(), client_codec::encode(&client))?;
                 Ok(Change::ClientUpserted(client))
             }
             Mutation::UpdateClient {
@@ -210,7 +211,7 @@ impl Tx<'_> {
                 allowed,
                 description,
             } => {
-                let mut client: ClientRecord = self.get(self.clients, "MCP client", name)?;
+                let mut client = self.client(name)?;
                 let principal = Principal::Client(name.clone());
                 client.tokens = match token {
                     Some(token) => self.rotate(&principal, &client.tokens, *token, *grace_ms)?,
@@ -222,11 +223,12 @@ impl Tx<'_> {
                 if let Some(description) = description {
                     client.description = description.clone();
                 }
-                self.put(self.clients, name, &client)?;
+                self.clients
+                    .insert(name.as_bytes(), client_codec::encode(&client))?;
                 Ok(Change::ClientUpserted(client))
             }
             Mutation::DeleteClient { name } => {
-                let client: ClientRecord = self.get(self.clients, "MCP client", name)?;
+                let client = self.client(name)?;
                 self.drop_tokens(&client.tokens)?;
                 self.clients.remove(name.as_bytes())?;
                 Ok(Change::ClientDeleted { name: name.clone() })
@@ -264,6 +266,16 @@ impl Tx<'_> {
                 }
                 Ok(Change::ServerDeleted { name: name.clone() })
             }
+        }
+    }
+
+    fn client(&self, name: &str) -> TxResult<ClientRecord> {
+        match self.clients.get(name.as_bytes())? {
+            Some(raw) => client_codec::decode(&raw).map_err(ConflictableTransactionError::Abort),
+            None => abort(StoreError::NotFound {
+                kind: "MCP client",
+                name: name.to_owned(),
+            }),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The records the store keeps and the change records it streams.
 //!
-//! Every record is serialized with serde_json. Tokens appear only as keyed hashes.
+//! Records are serialized with serde_json, except MCP clients, which are stored in their sync
+//! wire form (see `client_codec`). Tokens appear only as keyed hashes.
 
 use canopy_core::TokenHash;
 use serde::{Deserialize, Serialize};

@@ -338,3 +338,59 @@ async fn durable_write_throughput() {
     );
     assert_eq!(store.revision(), u64::from(n));
 }
+
+#[tokio::test]
+async fn client_records_of_earlier_versions_read_sync_and_upgrade_in_place() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    store.apply(client("new", 1)).await.unwrap();
+    // A record as versions before the binary form wrote it (JSON), token claimed as then.
+    let old = ClientRecord {
+        name: "old".into(),
+        description: "from 0.1".into(),
+        allowed: vec!["slack".into()],
+        tokens: vec![StoredToken::permanent(TokenHash([2; 32]))],
+    };
+    let trees = &store.inner.trees;
+    trees
+        .clients
+        .insert("old", serde_json::to_vec(&old).unwrap())
+        .unwrap();
+    trees
+        .tokens
+        .insert(
+            [2u8; 32],
+            serde_json::to_vec(&Principal::Client("old".into())).unwrap(),
+        )
+        .unwrap();
+
+    assert_eq!(store.client("old").unwrap(), Some(old.clone()));
+    let names: Vec<_> = store.clients().map(|c| c.unwrap().name).collect();
+    assert_eq!(names, ["new", "old"]);
+    // The snapshot form is the same for both kinds of record.
+    let wire: Vec<_> = store
+        .client_wire_states()
+        .map(|w| canopy_proto::v1::ClientState::decode(w.unwrap()).unwrap())
+        .collect();
+    assert_eq!(wire[1], Store::client_wire_state(&old));
+    assert_eq!(wire[0].name, "new");
+
+    // The next change rewrites it in the binary form, keeping what it held.
+    store
+        .apply(Mutation::UpdateClient {
+            name: "old".into(),
+            token: None,
+            grace_ms: 0,
+            allowed: None,
+            description: Some("updated".into()),
+        })
+        .await
+        .unwrap();
+    let raw = trees.clients.get("old").unwrap().unwrap();
+    assert_ne!(raw[0], b'{', "rewritten in the binary form");
+    let now = store.client("old").unwrap().unwrap();
+    assert_eq!(now.description, "updated");
+    assert_eq!(now.allowed, old.allowed);
+    assert_eq!(now.tokens, old.tokens);
+}

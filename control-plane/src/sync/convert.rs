@@ -1,6 +1,8 @@
 //! Store records → `Sync` wire messages. The only place the stream's prost types are built.
 
-use crate::store::{Change, ChangeRecord, ClientRecord, Mode, ServerRecord, ServerSpec, Transport};
+use crate::store::{
+    Change, ChangeRecord, ClientRecord, Mode, ServerRecord, ServerSpec, Store, Transport,
+};
 use canopy_proto::v1 as pb;
 
 pub fn mode(m: Mode) -> pb::Mode {
@@ -18,31 +20,9 @@ fn transport(t: Transport) -> pb::Transport {
     }
 }
 
-fn tokens(c: &ClientRecord) -> Vec<pb::TokenHash> {
-    c.tokens
-        .iter()
-        .map(|t| pb::TokenHash {
-            hash: t.hash.0.to_vec(),
-            expires_at_ms: t.expires_at_ms.unwrap_or(0),
-        })
-        .collect()
-}
-
+/// The store owns the client's wire form: it keeps each client record in it.
 pub fn client(c: &ClientRecord) -> pb::ClientState {
-    pb::ClientState {
-        name: c.name.clone(),
-        tokens: tokens(c),
-        allowed: c.allowed.clone(),
-    }
-}
-
-/// As [`client`], moving the strings instead of copying them (snapshots read millions).
-pub fn client_owned(c: ClientRecord) -> pb::ClientState {
-    pb::ClientState {
-        tokens: tokens(&c),
-        name: c.name,
-        allowed: c.allowed,
-    }
+    Store::client_wire_state(c)
 }
 
 fn spec(s: &ServerSpec) -> pb::ServerSpec {

@@ -4,6 +4,7 @@
 use canopy_core::TokenHasher;
 use canopy_mcp::upstream::Upstream;
 use canopy_proto::v1 as pb;
+use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -71,9 +72,15 @@ impl SnapshotBuilder {
         // the sync: retrying would fail the same way forever. Skipping a client denies
         // it, which is the safe side.
         for c in &chunk.clients {
-            match ClientDef::try_from(c) {
-                Ok(def) => upsert_client(&mut self.clients, &self.tokens, &mut self.scopes, def),
-                Err(e) => tracing::warn!(error = %e, "skipping unreadable client in snapshot"),
+            self.add_client(c);
+        }
+        // One message reused for every encoded client: its buffers keep their capacity.
+        let mut state = pb::ClientState::default();
+        for raw in &chunk.encoded_clients {
+            state.clear();
+            match state.merge(raw.as_ref()) {
+                Ok(()) => self.add_client(&state),
+                Err(e) => tracing::warn!(error = %e, "skipping undecodable client in snapshot"),
             }
         }
         for s in chunk.servers {
@@ -88,6 +95,13 @@ impl SnapshotBuilder {
 
     pub fn is_complete(&self) -> bool {
         self.done
+    }
+
+    fn add_client(&mut self, c: &pb::ClientState) {
+        match ClientDef::try_from(c) {
+            Ok(def) => upsert_client(&mut self.clients, &self.tokens, &mut self.scopes, def),
+            Err(e) => tracing::warn!(error = %e, "skipping unreadable client in snapshot"),
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub(crate) fn snapshot(
         clients,
         servers,
         total_clients: 0,
+        encoded_clients: vec![],
     }
 }
 
@@ -101,6 +102,45 @@ fn snapshot_is_invisible_until_last_chunk() {
     assert!(who(&s, "nope-nope-nope-nope").is_none());
     let v = s.load_view().unwrap();
     assert!(v.catalog.get(Kind::Tool, "gh__search").is_some());
+}
+
+#[test]
+fn encoded_clients_apply_like_plain_ones_and_bad_ones_are_skipped() {
+    use prost::Message;
+    let s = new_state();
+    let mut chunk = snapshot(7, vec![client("a", "token-a-0123456789", &["gh"])], vec![]);
+    chunk.encoded_clients = vec![
+        client("b", "token-b-0123456789", &["gh"])
+            .encode_to_vec()
+            .into(),
+        // Truncated mid-message: skipped (denied), the rest of the snapshot applies.
+        bytes::Bytes::from_static(&[0x0a, 0x40, b'x']),
+        client("c", "token-c-0123456789", &[])
+            .encode_to_vec()
+            .into(),
+    ];
+    install(&s, chunk);
+    assert_eq!(who(&s, "token-a-0123456789").as_deref(), Some("a"));
+    assert_eq!(who(&s, "token-b-0123456789").as_deref(), Some("b"));
+    assert_eq!(who(&s, "token-c-0123456789").as_deref(), Some("c"));
+    let v = s.load_view().unwrap();
+    let b = v
+        .tokens
+        .lookup(
+            &v.hasher.hash("token-b-0123456789"),
+            crate::status::now_ms(),
+        )
+        .unwrap();
+    let c = v
+        .tokens
+        .lookup(
+            &v.hasher.hash("token-c-0123456789"),
+            crate::status::now_ms(),
+        )
+        .unwrap();
+    // A reused decode buffer must not leak one client's allow list into the next.
+    assert!(b.scope.allow().to_strings() == vec!["gh".to_string()]);
+    assert!(c.scope.allow().to_strings().is_empty());
 }
 
 #[test]
