@@ -1,6 +1,7 @@
 //! Auth lookup (bearer token → client) at 1k and 1M clients: keyed BLAKE3 hash + token
 //! index lookup, and the index lookup alone. Tokens are drawn at random from all clients
-//! so the 1M case pays its cache misses.
+//! so the 1M case pays its cache misses. `plain_map_prehashed` is the floor: the cheapest
+//! map from a token hash to a client number (std `HashMap`, nothing else), same sizes.
 #![allow(clippy::unwrap_used)] // benches: a panic is the failure report
 
 use canopy_bench::fixture;
@@ -34,6 +35,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % hashes.len();
                 black_box(view.tokens.lookup(black_box(&hashes[i]), now).is_some())
+            })
+        });
+        let plain = inproc::PlainIndex::with(n);
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::new("plain_map_prehashed", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) % hashes.len();
+                black_box(plain.lookup_prehashed(black_box(&hashes[i])).is_some())
             })
         });
     }

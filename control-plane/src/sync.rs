@@ -14,6 +14,7 @@
 //! bearer tokens they receive), plus what data planes need to call upstreams.
 
 mod convert;
+mod snapshot_cache;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ use canopy_proto::v1::{
     sync_request, sync_response, sync_server::Sync, ChangeBatch, SnapshotChunk, SyncHello,
     SyncRequest, SyncResponse,
 };
+use snapshot_cache::{CachedClients, SnapshotCache};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,16 +47,22 @@ pub struct SyncService {
     store: Arc<Store>,
     fleet: Arc<Fleet>,
     data_plane_token: TokenHash,
+    snapshots: Arc<SnapshotCache>,
 }
 
 impl SyncService {
     /// `data_plane_token` is the hash (with the store's hasher) of the token data planes
     /// must present.
+    /// Starts filling the snapshot cache in the background, so the first data planes that
+    /// need a snapshot do not wait for the store: call it inside a Tokio runtime.
     pub fn new(store: Arc<Store>, fleet: Arc<Fleet>, data_plane_token: TokenHash) -> Self {
+        let snapshots = Arc::new(SnapshotCache::default());
+        snapshots.prefill(&store, SNAPSHOT_CHUNK_CLIENTS);
         Self {
             store,
             fleet,
             data_plane_token,
+            snapshots,
         }
     }
 
@@ -116,6 +124,7 @@ impl Sync for SyncService {
             connection: Arc::new(connection),
             sent: 0,
             encoded_clients: hello.accepts_encoded_clients,
+            snapshots: Arc::clone(&self.snapshots),
         };
         tokio::spawn(session.run(hello, live, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -131,10 +140,12 @@ struct Session {
     sent: u64,
     /// The data plane reads `SnapshotChunk.encoded_clients` (see the proto).
     encoded_clients: bool,
+    snapshots: Arc<SnapshotCache>,
 }
 
 /// Why a session ended.
-enum End {
+#[derive(Debug)]
+pub(crate) enum End {
     /// The data plane went away (or the server is shutting down).
     Closed,
     Store(StoreError),
@@ -144,6 +155,16 @@ enum End {
 impl From<StoreError> for End {
     fn from(e: StoreError) -> Self {
         End::Store(e)
+    }
+}
+
+impl End {
+    fn describe(&self) -> String {
+        match self {
+            End::Closed => "the stream closed".into(),
+            End::Store(e) => format!("control plane store error: {e}"),
+            End::Internal(e) => e.clone(),
+        }
     }
 }
 
@@ -238,6 +259,12 @@ impl Session {
             return self.snapshot().await;
         };
         self.sent = self.sent.max(from);
+        self.send_backlog(&backlog).await
+    }
+
+    /// Sends `backlog` (the changes after `self.sent`) in batches; an empty batch when
+    /// there is none, so the data plane knows it is current.
+    async fn send_backlog(&mut self, backlog: &[ChangeRecord]) -> Result<(), End> {
         for batch in backlog.chunks(BACKLOG_BATCH) {
             let changes = batch
                 .iter()
@@ -258,18 +285,24 @@ impl Session {
         Ok(())
     }
 
-    /// Sends the whole state. The revision is read before the records: changes that land
-    /// while the records are read arrive again as live changes, and re-applying a change
-    /// record is idempotent (each carries the entity's full value).
+    /// Sends the whole state: the cached clients and the changes since (see
+    /// `snapshot_cache`), or, to data planes that read clients only as messages, every
+    /// client read from the store.
     async fn snapshot(&mut self) -> Result<(), End> {
-        let revision = self.store.revision();
+        if self.encoded_clients {
+            let (cached, backlog) = self
+                .snapshots
+                .current(&self.store, SNAPSHOT_CHUNK_CLIENTS)
+                .await?;
+            return self.snapshot_from_cache(&cached, &backlog).await;
+        }
+        self.snapshot_from_store().await
+    }
+
+    /// The first chunk of a snapshot at `revision`: everything but the clients.
+    fn first_chunk(&self, revision: u64, total_clients: u64) -> Result<SnapshotChunk, End> {
         let hasher: &TokenHasher = self.store.hasher();
-        // A sizing hint for the receiver's tables (a key scan, far cheaper than decoding).
-        let counter = Arc::clone(&self.store);
-        let total_clients = tokio::task::spawn_blocking(move || counter.client_count())
-            .await
-            .unwrap_or(0) as u64;
-        let mut chunk = SnapshotChunk {
+        Ok(SnapshotChunk {
             revision,
             first: true,
             last: false,
@@ -279,41 +312,73 @@ impl Session {
             servers: self.store.servers()?.iter().map(convert::server).collect(),
             total_clients,
             encoded_clients: Vec::new(),
+        })
+    }
+
+    /// Sends `part` (the clients of one chunk) in `chunk` and starts the next chunk.
+    async fn send_chunk(&self, chunk: &mut SnapshotChunk, part: SnapshotChunk) -> Result<(), End> {
+        let next = SnapshotChunk {
+            revision: chunk.revision,
+            ..Default::default()
         };
+        let mut full = std::mem::replace(chunk, next);
+        full.clients = part.clients;
+        full.encoded_clients = part.encoded_clients;
+        self.send(sync_response::Msg::Snapshot(full)).await
+    }
+
+    async fn snapshot_from_cache(
+        &mut self,
+        cached: &CachedClients,
+        backlog: &[ChangeRecord],
+    ) -> Result<(), End> {
+        let mut chunk = self.first_chunk(cached.revision, cached.total)?;
+        for clients in &cached.chunks {
+            let part = SnapshotChunk {
+                encoded_clients: clients.clone(),
+                ..Default::default()
+            };
+            self.send_chunk(&mut chunk, part).await?;
+        }
+        chunk.last = true;
+        self.send(sync_response::Msg::Snapshot(chunk)).await?;
+        self.sent = cached.revision;
+        self.send_backlog(backlog).await?;
+        tracing::info!(
+            node_id = %self.connection.node_id(),
+            revision = cached.revision,
+            replayed = backlog.len(),
+            "snapshot sent from memory, then the changes since"
+        );
+        Ok(())
+    }
+
+    /// Reads the whole state from the store, for data planes that read clients only as
+    /// messages. The revision is read before the records:
+    /// changes that land while the records are read arrive again as live changes, and
+    /// re-applying a change record is idempotent (each carries the entity's full value).
+    async fn snapshot_from_store(&mut self) -> Result<(), End> {
+        let revision = self.store.revision();
+        // A sizing hint for the receiver's tables (a key scan, far cheaper than decoding).
+        let counter = Arc::clone(&self.store);
+        let total_clients = tokio::task::spawn_blocking(move || counter.client_count())
+            .await
+            .unwrap_or(0) as u64;
+        let mut chunk = self.first_chunk(revision, total_clients)?;
         // sled iteration is synchronous; a snapshot of a million clients must not stall a
         // runtime worker, so records are read in a blocking task and streamed back, each
         // batch as the client part of a chunk.
         let (rec_tx, mut rec_rx) = mpsc::channel(4);
         let store = Arc::clone(&self.store);
-        let reader = if self.encoded_clients {
-            tokio::task::spawn_blocking(move || {
-                read_in_batches(store.client_wire_states(), &rec_tx, |encoded_clients| {
-                    SnapshotChunk {
-                        encoded_clients,
-                        ..Default::default()
-                    }
-                })
-            })
-        } else {
-            tokio::task::spawn_blocking(move || {
-                let states = store.clients().map(|c| c.map(|c| convert::client(&c)));
-                read_in_batches(states, &rec_tx, |clients| SnapshotChunk {
-                    clients,
-                    ..Default::default()
-                })
-            })
-        };
-        while let Some(part) = rec_rx.recv().await {
-            chunk.clients = part.clients;
-            chunk.encoded_clients = part.encoded_clients;
-            let next = SnapshotChunk {
-                revision,
+        let reader = tokio::task::spawn_blocking(move || {
+            let states = store.clients().map(|c| c.map(|c| convert::client(&c)));
+            read_in_batches(states, &rec_tx, |clients| SnapshotChunk {
+                clients,
                 ..Default::default()
-            };
-            self.send(sync_response::Msg::Snapshot(std::mem::replace(
-                &mut chunk, next,
-            )))
-            .await?;
+            })
+        });
+        while let Some(part) = rec_rx.recv().await {
+            self.send_chunk(&mut chunk, part).await?;
         }
         match reader.await {
             Ok(result) => result?,

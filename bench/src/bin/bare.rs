@@ -39,6 +39,10 @@ struct Args {
     /// Forward every POST to this upstream URL (http://host:port/path) instead.
     #[arg(long, value_name = "URL", value_parser = http_url)]
     forward: Option<Uri>,
+    /// With --forward: speak HTTP/2 (prior knowledge, one multiplexed connection) to the
+    /// upstream instead of pooled HTTP/1.1 connections.
+    #[arg(long, requires = "forward")]
+    http2: bool,
 }
 
 /// `--forward`'s value: a plain-HTTP absolute URL (the connector speaks no TLS).
@@ -79,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
         (None, Some(upstream)) => {
             let mut connector = HttpConnector::new();
             connector.set_nodelay(true);
-            let client = Client::builder(TokioExecutor::new()).build(connector);
+            let client = Client::builder(TokioExecutor::new())
+                .http2_only(args.http2)
+                .build(connector);
             Router::new()
                 .fallback(post(forward))
                 .with_state(Forward { client, upstream })

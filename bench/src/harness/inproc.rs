@@ -9,6 +9,8 @@ use canopy_data_plane::state::{SnapshotBuilder, State};
 use canopy_proto::v1 as pb;
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,22 +141,74 @@ pub fn bench_server(url: &str) -> anyhow::Result<pb::UpstreamState> {
 /// `samples` tokens of clients picked at random among `n`.
 pub fn auth_lookup_ns(state: &State, n: u64, samples: usize) -> anyhow::Result<f64> {
     let view = state.load_view().context("no view")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    timed_lookups(n, samples, |t| {
+        view.tokens.lookup(&view.hasher.hash(t), now).is_some()
+    })
+}
+
+/// The floor of any in-memory token index: the cheapest map from a token hash to a client
+/// number — a std `HashMap` with no shards, locks, reference counts or expiry, hashed by
+/// taking 8 of the key's bytes — holding the token hashes of `n` bench clients.
+pub struct PlainIndex {
+    hasher: TokenHasher,
+    map: HashMap<[u8; 32], u32, BuildHasherDefault<First8>>,
+}
+
+#[derive(Default)]
+pub struct First8(u64);
+
+impl Hasher for First8 {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+}
+
+impl PlainIndex {
+    pub fn with(n: u64) -> Self {
+        let hasher = TokenHasher::new(KEY);
+        let mut map = HashMap::with_capacity_and_hasher(n as usize, BuildHasherDefault::default());
+        for i in 0..n {
+            map.insert(hasher.hash(&fixture::client_token(i)).0, i as u32);
+        }
+        Self { hasher, map }
+    }
+
+    pub fn lookup_prehashed(&self, hash: &canopy_core::TokenHash) -> Option<u32> {
+        self.map.get(&hash.0).copied()
+    }
+
+    pub fn hasher(&self) -> &TokenHasher {
+        &self.hasher
+    }
+}
+
+/// As [`auth_lookup_ns`], against a [`PlainIndex`].
+pub fn plain_lookup_ns(index: &PlainIndex, n: u64, samples: usize) -> anyhow::Result<f64> {
+    timed_lookups(n, samples, |t| {
+        index.lookup_prehashed(&index.hasher.hash(t)).is_some()
+    })
+}
+
+/// Mean ns of `found(token)` over `samples` tokens of random clients among `n`; every one
+/// must be found.
+fn timed_lookups(n: u64, samples: usize, found: impl Fn(&str) -> bool) -> anyhow::Result<f64> {
     let mut rng = rand::rng();
     let tokens: Vec<String> = (0..samples)
         .map(|_| fixture::client_token(rng.random_range(0..n)))
         .collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let start = Instant::now();
-    let mut found = 0usize;
-    for t in &tokens {
-        if view.tokens.lookup(&view.hasher.hash(t), now).is_some() {
-            found += 1;
-        }
-    }
+    let hits = tokens.iter().filter(|t| found(t)).count();
     let ns = start.elapsed().as_nanos() as f64 / samples as f64;
-    anyhow::ensure!(found == samples, "only {found}/{samples} tokens found");
+    anyhow::ensure!(hits == samples, "only {hits}/{samples} tokens found");
     Ok(ns)
 }
 

@@ -8,11 +8,12 @@ use canopy_proto::v1 as pb;
 use canopy_proto::v1::sync_client::SyncClient;
 use canopy_proto::v1::sync_server::SyncServer;
 use prost::Message;
+use std::collections::BTreeMap;
 use tokio_stream::wrappers::TcpListenerStream;
 
 const DP_TOKEN: &str = "dp-token-for-the-sync-test";
 
-async fn serve_store(clients: u64) -> (String, tempfile::TempDir) {
+async fn serve_store(clients: u64) -> (String, Arc<Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
         Store::open(StoreOptions::new(dir.path(), Mode::Enterprise))
@@ -43,12 +44,11 @@ async fn serve_store(clients: u64) -> (String, tempfile::TempDir) {
             .add_service(SyncServer::new(service))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    (format!("http://{addr}"), dir)
+    (format!("http://{addr}"), store, dir)
 }
 
-/// Connects as a fresh data plane and returns every client of the snapshot, in order, as
-/// it would decode them, and how many chunks carried them.
-async fn snapshot_clients(url: &str, encoded: bool) -> (Vec<pb::ClientState>, usize) {
+/// A fresh data plane's stream: the hello sent, the responses to read.
+async fn connect(url: &str, encoded: bool) -> (mpsc::Sender<SyncRequest>, Streaming<SyncResponse>) {
     let mut client = SyncClient::connect(url.to_owned()).await.unwrap();
     let (tx, rx) = mpsc::channel(4);
     tx.send(SyncRequest {
@@ -65,8 +65,23 @@ async fn snapshot_clients(url: &str, encoded: bool) -> (Vec<pb::ClientState>, us
         "authorization",
         format!("Bearer {DP_TOKEN}").parse().unwrap(),
     );
-    let mut stream = client.stream(req).await.unwrap().into_inner();
-    let (mut clients, mut chunks) = (Vec::new(), 0);
+    (tx, client.stream(req).await.unwrap().into_inner())
+}
+
+/// A snapshot as received: its revision, its clients in order (as a data plane decodes
+/// them) and how many chunks carried them.
+struct Received {
+    revision: u64,
+    clients: Vec<pb::ClientState>,
+    chunks: usize,
+}
+
+async fn read_snapshot(stream: &mut Streaming<SyncResponse>, encoded: bool) -> Received {
+    let mut got = Received {
+        revision: 0,
+        clients: Vec::new(),
+        chunks: 0,
+    };
     loop {
         let msg = stream.message().await.unwrap().unwrap();
         let Some(sync_response::Msg::Snapshot(chunk)) = msg.msg else {
@@ -80,22 +95,71 @@ async fn snapshot_clients(url: &str, encoded: bool) -> (Vec<pb::ClientState>, us
                 "an older data plane ignores them"
             );
         }
-        chunks += 1;
-        clients.extend(chunk.clients);
+        got.revision = chunk.revision;
+        got.chunks += 1;
+        got.clients.extend(chunk.clients);
         for raw in chunk.encoded_clients {
-            clients.push(pb::ClientState::decode(raw).unwrap());
+            got.clients.push(pb::ClientState::decode(raw).unwrap());
         }
         if chunk.last {
-            drop(tx);
-            return (clients, chunks);
+            return got;
         }
     }
+}
+
+async fn snapshot_clients(url: &str, encoded: bool) -> (Vec<pb::ClientState>, usize) {
+    let (_tx, mut stream) = connect(url, encoded).await;
+    let got = read_snapshot(&mut stream, encoded).await;
+    (got.clients, got.chunks)
+}
+
+/// Follows a fresh data plane's stream until it holds revision `upto`: the snapshot, then
+/// change batches applied in order. Returns the snapshot's revision and the clients held.
+async fn follow(url: &str, upto: u64) -> (u64, BTreeMap<String, pb::ClientState>) {
+    let (_tx, mut stream) = connect(url, true).await;
+    let snap = read_snapshot(&mut stream, true).await;
+    let mut held: BTreeMap<_, _> = snap
+        .clients
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+    let mut at = snap.revision;
+    while at < upto {
+        let msg = stream.message().await.unwrap().unwrap();
+        let Some(sync_response::Msg::Changes(batch)) = msg.msg else {
+            panic!("expected change batches after the snapshot, got {msg:?}");
+        };
+        for change in batch.changes {
+            assert!(change.revision > at, "changes arrive in order, once");
+            at = change.revision;
+            match change.kind {
+                Some(pb::change::Kind::ClientUpsert(c)) => {
+                    held.insert(c.name.clone(), c);
+                }
+                Some(pb::change::Kind::ClientDelete(name)) => {
+                    held.remove(&name);
+                }
+                _ => {}
+            }
+        }
+    }
+    (snap.revision, held)
+}
+
+fn store_clients(store: &Store) -> BTreeMap<String, pb::ClientState> {
+    store
+        .clients()
+        .map(|c| {
+            let c = c.unwrap();
+            (c.name.clone(), Store::client_wire_state(&c))
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn snapshot_is_the_same_pre_encoded_or_not() {
     let n = SNAPSHOT_CHUNK_CLIENTS as u64 + 10;
-    let (url, _dir) = serve_store(n).await;
+    let (url, _store, _dir) = serve_store(n).await;
     let (plain, plain_chunks) = snapshot_clients(&url, false).await;
     let (encoded, encoded_chunks) = snapshot_clients(&url, true).await;
     assert_eq!(plain.len() as u64, n);
@@ -105,4 +169,56 @@ async fn snapshot_is_the_same_pre_encoded_or_not() {
     assert_eq!(plain[7].name, "client-00007");
     assert_eq!(plain[7].allowed, ["github", "srv1__tool"]);
     assert_eq!(plain[7].tokens.len(), 1);
+}
+
+#[tokio::test]
+async fn later_snapshots_come_from_memory_plus_the_changes_since() {
+    let (url, store, _dir) = serve_store(50).await;
+    let first_at = store.revision();
+    let (rev, held) = follow(&url, first_at).await;
+    assert_eq!(rev, first_at);
+    assert_eq!(held, store_clients(&store));
+
+    // Changes after the cached snapshot: a delete, a new client, a re-scope + rotation.
+    let hasher = store.hasher().clone();
+    store
+        .apply(Mutation::DeleteClient {
+            name: "client-00003".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .apply(Mutation::CreateClient {
+            name: "late".into(),
+            description: String::new(),
+            allowed: vec!["*".into()],
+            token: hasher.hash("token-of-late-client"),
+        })
+        .await
+        .unwrap();
+    store
+        .apply(Mutation::UpdateClient {
+            name: "client-00007".into(),
+            token: Some(hasher.hash("rotated-token-of-7")),
+            grace_ms: 0,
+            allowed: Some(vec!["slack".into()]),
+            description: None,
+        })
+        .await
+        .unwrap();
+    let now = store.revision();
+
+    // The next data plane gets the cached snapshot (still at the first revision) and the
+    // three changes after it — and ends up holding exactly what the store holds.
+    let (rev, held) = follow(&url, now).await;
+    assert_eq!(rev, first_at, "served from the snapshot cache");
+    assert_eq!(held, store_clients(&store));
+    assert!(!held.contains_key("client-00003"));
+    assert_eq!(held["client-00007"].allowed, ["slack"]);
+
+    // Once the change log no longer reaches back that far, the snapshot is read anew.
+    store.compact(0).unwrap();
+    let (rev, held) = follow(&url, store.revision()).await;
+    assert_eq!(rev, now, "read from the store again");
+    assert_eq!(held, store_clients(&store));
 }

@@ -1,0 +1,283 @@
+//! The clients of a snapshot, read once from the store and kept encoded in memory.
+//!
+//! Reading a million clients out of sled costs the control plane about a second of CPU; a
+//! fleet that scales out, or restarts data planes without cache files, would pay it once
+//! per data plane. Instead one reader fills this cache (at start, and again when it is too
+//! old), and every data plane that needs a snapshot gets the cached clients at revision R
+//! followed by the change records after R. That is exactly a snapshot at R followed by live
+//! changes, so the data plane cannot tell the difference (re-applying a change is
+//! idempotent: each carries the entity's full value).
+//!
+//! One reader at a time: data planes that need a snapshot while the cache is being filled
+//! wait for it instead of reading the store in parallel (after a control-plane start, a
+//! whole fleet may ask at once). The reader is a task of its own, so a slow or stalled data
+//! plane never holds up the others.
+//!
+//! The cache is refilled when the change log no longer reaches back to R (compacted) or the
+//! changes since R outgrow [`max_backlog`] — replaying many changes would cost more than
+//! reading the store again. It holds about the encoded size of every client (~100 bytes
+//! each; ~100 MB at a million clients).
+
+use super::End;
+use crate::store::{ChangeRecord, Store, StoreError};
+use bytes::Bytes;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+/// The client part of one snapshot, chunk by chunk, as `SnapshotChunk.encoded_clients`.
+pub struct CachedClients {
+    /// The store's revision read before the clients were (the snapshot's revision).
+    pub revision: u64,
+    pub chunks: Vec<Vec<Bytes>>,
+    pub total: u64,
+}
+
+/// Cached clients at revision R and the change records after R.
+pub type Current = (Arc<CachedClients>, Vec<ChangeRecord>);
+
+#[derive(Default)]
+pub struct SnapshotCache {
+    last: Mutex<Option<Arc<CachedClients>>>,
+    /// Held by whoever reads the store into the cache.
+    reading: tokio::sync::Mutex<()>,
+}
+
+/// Attempts at a usable cache before giving up (only a change log compacted faster than
+/// the store can be read exhausts them).
+const ATTEMPTS: usize = 3;
+
+impl SnapshotCache {
+    /// Cached clients at some revision R and the changes after R: refilled from the store
+    /// first when there is no cache or it is too old.
+    pub async fn current(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        chunk_clients: usize,
+    ) -> Result<Current, End> {
+        for _ in 0..ATTEMPTS {
+            if let Some(usable) = self.usable(store, false)? {
+                return Ok(usable);
+            }
+            let _reading = self.reading.lock().await;
+            // Filled while this one waited?
+            if let Some(usable) = self.usable(store, false)? {
+                return Ok(usable);
+            }
+            self.fill(store, chunk_clients).await?;
+            // A fresh fill is used whatever its backlog (writes may be heavy).
+            if let Some(usable) = self.usable(store, true)? {
+                return Ok(usable);
+            }
+        }
+        Err(End::Internal(
+            "the change log was compacted faster than a snapshot could be read; \
+             raise --changelog-retain"
+                .into(),
+        ))
+    }
+
+    /// Fills the cache in the background (at start, so the first data planes need not wait
+    /// for the store).
+    pub fn prefill(self: &Arc<Self>, store: &Arc<Store>, chunk_clients: usize) {
+        let (cache, store) = (Arc::clone(self), Arc::clone(store));
+        tokio::spawn(async move {
+            if let Err(e) = cache.current(&store, chunk_clients).await {
+                tracing::warn!(error = %e.describe(), "could not prepare the snapshot cache; data planes will wait for it when they need a snapshot");
+            }
+        });
+    }
+
+    fn get(&self) -> Option<Arc<CachedClients>> {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn put(&self, clients: CachedClients) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.as_ref().is_none_or(|l| l.revision <= clients.revision) {
+            *last = Some(Arc::new(clients));
+        }
+    }
+
+    fn usable(
+        &self,
+        store: &Store,
+        any_backlog: bool,
+    ) -> Result<Option<Current>, StoreError> {
+        let Some(cached) = self.get() else {
+            return Ok(None);
+        };
+        Ok(match store.changes_since(cached.revision)? {
+            Some(backlog) if any_backlog || backlog.len() <= max_backlog(cached.total) => {
+                Some((cached, backlog))
+            }
+            _ => None,
+        })
+    }
+
+    /// Reads every client from the store into the cache, in a blocking task of its own: it
+    /// finishes (and the cache keeps its work) even if the data plane that asked goes away.
+    async fn fill(self: &Arc<Self>, store: &Arc<Store>, chunk_clients: usize) -> Result<(), End> {
+        let (cache, store) = (Arc::clone(self), Arc::clone(store));
+        let read = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let started = Instant::now();
+            // Read before the records: anything newer the records show is replayed after.
+            let revision = store.revision();
+            let mut chunks = Vec::new();
+            let mut chunk = Vec::with_capacity(chunk_clients);
+            for wire in store.client_wire_states() {
+                chunk.push(wire?);
+                if chunk.len() == chunk_clients {
+                    chunks.push(std::mem::replace(
+                        &mut chunk,
+                        Vec::with_capacity(chunk_clients),
+                    ));
+                }
+            }
+            if !chunk.is_empty() {
+                chunks.push(chunk);
+            }
+            let total = chunks.iter().map(|c| c.len() as u64).sum();
+            cache.put(CachedClients {
+                revision,
+                chunks,
+                total,
+            });
+            tracing::info!(
+                revision,
+                clients = total,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "snapshot cache filled from the store"
+            );
+            Ok(())
+        });
+        match read.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(End::Internal(format!("snapshot reader failed: {e}"))),
+        }
+    }
+}
+
+/// How many changes after a cached snapshot are still worth replaying instead of reading
+/// the store again: a sixteenth of the clients, at least 1,024.
+pub fn max_backlog(cached_clients: u64) -> usize {
+    usize::try_from(cached_clients / 16)
+        .unwrap_or(usize::MAX)
+        .max(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use super::*;
+    use crate::store::{Mode, Mutation, StoreOptions};
+    use canopy_core::TokenHash;
+
+    async fn store_with(dir: &std::path::Path, n: u8) -> Arc<Store> {
+        let store = Arc::new(
+            Store::open(StoreOptions::new(dir, Mode::Enterprise))
+                .await
+                .unwrap(),
+        );
+        for i in 0..n {
+            store
+                .apply(Mutation::CreateClient {
+                    name: format!("c{i:03}"),
+                    description: String::new(),
+                    allowed: vec![],
+                    token: TokenHash([i; 32]),
+                })
+                .await
+                .unwrap();
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn fills_once_then_serves_memory_plus_the_changes_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), 10).await;
+        let cache = Arc::new(SnapshotCache::default());
+        let (first, backlog) = cache.current(&store, 4).await.unwrap();
+        assert_eq!((first.revision, first.total), (10, 10));
+        assert_eq!(
+            first.chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
+        assert!(backlog.is_empty());
+
+        store
+            .apply(Mutation::DeleteClient {
+                name: "c001".into(),
+            })
+            .await
+            .unwrap();
+        let (again, backlog) = cache.current(&store, 4).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "not read again");
+        assert_eq!(backlog.iter().map(|c| c.revision).collect::<Vec<_>>(), [11]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_askers_share_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), 20).await;
+        let cache = Arc::new(SnapshotCache::default());
+        let askers: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, store) = (Arc::clone(&cache), Arc::clone(&store));
+                tokio::spawn(async move { cache.current(&store, 8).await.unwrap().0 })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for a in askers {
+            got.push(a.await.unwrap());
+        }
+        assert!(
+            got.iter().all(|c| Arc::ptr_eq(c, &got[0])),
+            "one fill for all"
+        );
+    }
+
+    #[tokio::test]
+    async fn refills_when_the_log_no_longer_reaches_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), 3).await;
+        let cache = Arc::new(SnapshotCache::default());
+        let (first, _) = cache.current(&store, 8).await.unwrap();
+        store
+            .apply(Mutation::DeleteClient {
+                name: "c000".into(),
+            })
+            .await
+            .unwrap();
+        store.compact(0).unwrap();
+        let (second, backlog) = cache.current(&store, 8).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!((second.revision, second.total), (4, 2));
+        assert!(backlog.is_empty());
+    }
+
+    #[test]
+    fn keeps_the_newest_fill() {
+        let c = SnapshotCache::default();
+        let at = |revision| CachedClients {
+            revision,
+            chunks: vec![],
+            total: 0,
+        };
+        c.put(at(5));
+        c.put(at(3)); // a slower reader that started earlier finishes later
+        assert_eq!(c.get().map(|c| c.revision), Some(5));
+        c.put(at(9));
+        assert_eq!(c.get().map(|c| c.revision), Some(9));
+    }
+
+    #[test]
+    fn backlog_limit_scales_with_the_clients() {
+        assert_eq!(max_backlog(0), 1024);
+        assert_eq!(max_backlog(1_000_000), 62_500);
+    }
+}
