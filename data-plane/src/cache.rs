@@ -250,7 +250,7 @@ mod tests {
         let v = t.load_view().unwrap();
         let c = v
             .tokens
-            .lookup(&v.hasher.hash("token-000000004999"), 0)
+            .lookup_client(&v.hasher.hash("token-000000004999"), 0)
             .unwrap();
         assert_eq!(&*c.name, "c4999");
         assert!(c.scope.allow().allows_server("gh"));

@@ -101,11 +101,7 @@ impl SnapshotCache {
         }
     }
 
-    fn usable(
-        &self,
-        store: &Store,
-        any_backlog: bool,
-    ) -> Result<Option<Current>, StoreError> {
+    fn usable(&self, store: &Store, any_backlog: bool) -> Result<Option<Current>, StoreError> {
         let Some(cached) = self.get() else {
             return Ok(None);
         };

@@ -20,7 +20,7 @@ use super::stamp::write_stamped;
 use crate::app::DataPlane;
 use crate::json;
 use crate::metrics::MethodLabel;
-use crate::state::{ClientEntry, Kind, Mode, Server, View};
+use crate::state::{Kind, Mode, Scope, Server, View};
 use crate::status::now_ms;
 
 enum Era<'h> {
@@ -33,7 +33,8 @@ enum Era<'h> {
 struct Ctx<'h> {
     view: Arc<View>,
     /// `None` in development mode: everything is visible.
-    client: Option<Arc<ClientEntry>>,
+    /// The caller's scope (enterprise); `None` in development mode.
+    scope: Option<Arc<Scope>>,
     /// Set on `/servers/<name>/mcp`.
     server: Option<Arc<Server>>,
     era: Era<'h>,
@@ -109,7 +110,7 @@ fn precheck<'h>(
             return Err(Failure::Stale);
         }
     }
-    let client = match view.mode {
+    let scope = match view.mode {
         Mode::Development => None,
         Mode::Enterprise => {
             // Memory only: a keyed hash and one map lookup. The token is never logged.
@@ -132,9 +133,9 @@ fn precheck<'h>(
         Some(name) => {
             // A server outside the client's scope is as unknown as a missing one.
             let visible = view.catalog.server(name).filter(|s| {
-                client
+                scope
                     .as_ref()
-                    .is_none_or(|c| c.scope.allow().touches_server(&s.name))
+                    .is_none_or(|c| c.allow().touches_server(&s.name))
             });
             Some(
                 visible
@@ -153,7 +154,7 @@ fn precheck<'h>(
     };
     Ok(Ctx {
         view,
-        client,
+        scope,
         server,
         era,
         accepts_sse,
@@ -252,7 +253,7 @@ fn initialize(dp: &DataPlane, id: &RawValue, params: Option<&Params<'_>>) -> Res
 }
 
 fn list(dp: &DataPlane, ctx: &Ctx<'_>, id: &RawValue, kind: Kind) -> Response {
-    let scope = ctx.client.as_ref().map(|c| &*c.scope);
+    let scope = ctx.scope.as_deref();
     let items = match &ctx.server {
         Some(s) => s.list(kind, scope),
         None => ctx.view.catalog.list(kind, scope),
@@ -304,8 +305,8 @@ async fn forward(
         Some(s) => (s, s.get(kind, &name).ok_or_else(unknown)?),
         None => ctx.view.catalog.get(kind, &name).ok_or_else(unknown)?,
     };
-    if let Some(c) = &ctx.client {
-        if !def.allowed(&server.name, &c.scope) {
+    if let Some(scope) = &ctx.scope {
+        if !def.allowed(&server.name, scope) {
             return Err(unknown());
         }
     }
@@ -331,9 +332,9 @@ async fn forward(
 /// Development mode, or a client whose allow list covers all of `server` (a list of single
 /// tools does not reach the server's resources).
 fn whole_server_allowed(ctx: &Ctx<'_>, server: &Server) -> bool {
-    ctx.client
+    ctx.scope
         .as_ref()
-        .is_none_or(|c| c.scope.allow().allows_server(&server.name))
+        .is_none_or(|s| s.allow().allows_server(&server.name))
 }
 
 /// Sends one request to `server` and relays its answer: the result byte for byte (stamped for

@@ -70,7 +70,7 @@ fn change(revision: u64, kind: pb::change::Kind) -> pb::Change {
 fn who(state: &State, token: &str) -> Option<String> {
     let v = state.load_view()?;
     v.tokens
-        .lookup(&v.hasher.hash(token), crate::status::now_ms())
+        .lookup_client(&v.hasher.hash(token), crate::status::now_ms())
         .map(|c| c.name.to_string())
 }
 
@@ -139,8 +139,8 @@ fn encoded_clients_apply_like_plain_ones_and_bad_ones_are_skipped() {
         )
         .unwrap();
     // A reused decode buffer must not leak one client's allow list into the next.
-    assert!(b.scope.allow().to_strings() == vec!["gh".to_string()]);
-    assert!(c.scope.allow().to_strings().is_empty());
+    assert!(b.allow().to_strings() == vec!["gh".to_string()]);
+    assert!(c.allow().to_strings().is_empty());
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn server_changes_rebuild_catalogue_and_scopes_filter() {
         .tokens
         .lookup(&v.hasher.hash("token-a-0123456789"), 0)
         .unwrap();
-    let tools = v.catalog.list(Kind::Tool, Some(&c.scope));
+    let tools = v.catalog.list(Kind::Tool, Some(&*c));
     let text = std::str::from_utf8(&tools).unwrap();
     assert!(
         text.contains("\"gh__search\"")
@@ -307,7 +307,7 @@ fn server_changes_rebuild_catalogue_and_scopes_filter() {
         .unwrap();
     let v = s.load_view().unwrap();
     assert!(v.catalog.get(Kind::Tool, "gh__search").is_none());
-    let text = v.catalog.list(Kind::Tool, Some(&c.scope));
+    let text = v.catalog.list(Kind::Tool, Some(&*c));
     assert_eq!(
         std::str::from_utf8(&text)
             .unwrap()
@@ -361,4 +361,30 @@ fn tool_definitions_keep_unknown_fields() {
         &*d.prefixed,
         r#"{"name":"gh__t","x-extra":{"k":[1,2.50]},"inputSchema":{}}"#
     );
+}
+
+#[test]
+fn a_re_scoped_client_is_authorized_with_its_new_scope_at_once() {
+    let s = new_state();
+    install(
+        &s,
+        snapshot(1, vec![client("a", "token-a-0123456789", &["gh"])], vec![]),
+    );
+    let scope_of = |s: &State| {
+        let v = s.load_view().unwrap();
+        v.tokens
+            .lookup(&v.hasher.hash("token-a-0123456789"), 0)
+            .unwrap()
+            .allow()
+            .to_strings()
+    };
+    assert_eq!(scope_of(&s), ["gh"]);
+    let rescoped = client("a", "token-a-0123456789", &["slack", "gh__search"]);
+    assert_eq!(
+        s.apply_changes(vec![change(2, pb::change::Kind::ClientUpsert(rescoped))]),
+        Ok(Some(2))
+    );
+    let now = scope_of(&s);
+    assert!(now.contains(&"slack".to_string()) && now.contains(&"gh__search".to_string()));
+    assert!(!now.contains(&"gh".to_string()));
 }

@@ -74,11 +74,15 @@ impl std::fmt::Debug for ClientEntry {
     }
 }
 
-/// The index's value: the token's expiry sits beside the client pointer, so a lookup
-/// reads the expiry from the map's own bucket instead of the client's token list.
+/// The index's value. What a request needs — the token's expiry and the client's scope —
+/// sits in the map's own bucket, so an auth decision touches that bucket and the scope
+/// (shared by many clients, so usually cached) but not the client's own allocation: at a
+/// million clients that is one cache and TLB miss fewer per request. The client pointer
+/// identifies whose token it is for updates and removals.
 struct Slot {
     /// Unix ms; 0 = never.
     expires_at_ms: u64,
+    scope: Arc<Scope>,
     client: Arc<ClientEntry>,
 }
 
@@ -124,8 +128,16 @@ impl TokenIndex {
         }
     }
 
-    /// The client holding `hash`, unless that token expired before `now_ms`.
-    pub fn lookup(&self, hash: &TokenHash, now_ms: u64) -> Option<Arc<ClientEntry>> {
+    /// The scope of the client holding `hash`, unless that token expired before `now_ms`:
+    /// the auth decision of the request path.
+    pub fn lookup(&self, hash: &TokenHash, now_ms: u64) -> Option<Arc<Scope>> {
+        let slot = self.map.get(hash)?;
+        let exp = slot.expires_at_ms;
+        (exp == 0 || exp > now_ms).then(|| slot.scope.clone())
+    }
+
+    /// As [`TokenIndex::lookup`], the whole client (for diagnostics and tests).
+    pub fn lookup_client(&self, hash: &TokenHash, now_ms: u64) -> Option<Arc<ClientEntry>> {
         let slot = self.map.get(hash)?;
         let exp = slot.expires_at_ms;
         (exp == 0 || exp > now_ms).then(|| slot.client.clone())
@@ -139,6 +151,7 @@ impl TokenIndex {
                 t.hash,
                 Slot {
                     expires_at_ms: t.expires_at_ms,
+                    scope: new.scope.clone(),
                     client: new.clone(),
                 },
             );
