@@ -434,13 +434,9 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
     }
 
     if wanted("tools-call") {
-        tools_call_figure(
-            run,
-            &dp_call,
-            &up_call,
-            &fwd_call,
-            [dps[0].proc.pid(), upstream.pid(), fwd.pid()],
-        )?;
+        let pids = [dps[0].proc.pid(), upstream.pid(), fwd.pid()];
+        tools_call_figure(run, &dp_call, &up_call, &fwd_call, pids)?;
+        sched_batch_experiment(run, &dp_call, &up_call, &fwd_call, pids)?;
     }
     drop(fwd);
 
@@ -764,6 +760,86 @@ fn tools_call_figure(
         fmt_num(other(&b)),
         fmt_num(other(&c)),
     ));
+    Ok(())
+}
+
+/// The tools/call rounds again with every process on core 0 under `SCHED_BATCH` (set with
+/// `chrt -a -b -p 0`, undone afterwards): a woken batch task does not preempt the running
+/// one, so this shows how much of the hop's cost is wake-up preemption on the shared core.
+/// Evidence for BENCHMARKS.md, not a figure of the contract (no target).
+fn sched_batch_experiment(
+    run: &mut Run,
+    dp_call: &Target,
+    up_call: &Target,
+    fwd_call: &Target,
+    pids: [u32; 3],
+) -> anyhow::Result<()> {
+    let Some(chrt) = crate::procs::which("chrt") else {
+        run.notes
+            .push("SCHED_BATCH experiment skipped: `chrt` (util-linux) not found".into());
+        return Ok(());
+    };
+    let policy = |flag: &str| -> anyhow::Result<()> {
+        for pid in pids {
+            let st = std::process::Command::new(&chrt)
+                .args(["-a", flag, "-p", "0", &pid.to_string()])
+                .status()
+                .with_context(|| format!("running {}", chrt.display()))?;
+            ensure!(st.success(), "chrt -a {flag} -p 0 {pid} failed: {st}");
+        }
+        Ok(())
+    };
+    if let Err(e) = policy("-b") {
+        // Not every machine allows it (e.g. a restricted container): evidence, not a figure.
+        let _ = policy("-o");
+        run.notes
+            .push(format!("SCHED_BATCH experiment skipped: {e:#}"));
+        return Ok(());
+    }
+    let measured = run.interleaved_n(
+        [
+            Side {
+                label: "ours (data plane), SCHED_BATCH",
+                target: dp_call,
+                watch: vec![pids[0], pids[1]],
+            },
+            Side {
+                label: "baseline (upstream direct), SCHED_BATCH",
+                target: up_call,
+                watch: vec![pids[1]],
+            },
+            Side {
+                label: "bare forwarding proxy, SCHED_BATCH",
+                target: fwd_call,
+                watch: vec![pids[2], pids[1]],
+            },
+        ],
+        None,
+    );
+    let restored = policy("-o");
+    let [a, b, c] = measured?;
+    restored?;
+    let conc = run.cfg.concurrency;
+    for (what, side) in [("data plane", &a), ("bare forwarding proxy", &c)] {
+        run.throughput_row(
+            &format!(
+                "experiment: tools/call echo via {what}, c={conc}, wake-up preemption off (SCHED_BATCH on core 0)"
+            ),
+            None,
+            side,
+            &b,
+        );
+        let (x, y) = (med(side, cpu_us_per_req), med(&b, cpu_us_per_req));
+        if let Some(r) = run.rows.last_mut() {
+            r.loadgen = format!(
+                "{}; every process on core 0 under SCHED_BATCH (chrt -a -b -p 0), direct baseline too; extra CPU {} µs/req ({} − {})",
+                r.loadgen,
+                signed(x - y),
+                fmt_num(x),
+                fmt_num(y)
+            );
+        }
+    }
     Ok(())
 }
 
