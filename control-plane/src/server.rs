@@ -9,7 +9,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 #[derive(Debug, Error)]
@@ -121,7 +121,10 @@ pub async fn serve(
                 data_plane_token_hash,
             ),
         ));
-    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    // tonic ignores its own `tcp_nodelay` default for a caller's listener; without it a live
+    // change to a data plane (a small HTTP/2 frame) can wait for the previous one's ACK.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = router.serve_with_incoming_shutdown(incoming, signal);
     let grace = config.shutdown_grace;
     let drained = tokio::select! {
         result = server => result.map(|()| true),

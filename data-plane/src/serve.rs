@@ -139,6 +139,12 @@ pub async fn serve(
     tracing::info!("listening on {local}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::http::router(dp.clone());
+    // Replies and SSE events must not wait for the client's delayed ACK (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = stop_rx.await;
     });
