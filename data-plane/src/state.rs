@@ -29,7 +29,7 @@ pub use apply::SnapshotBuilder;
 pub use catalog::{Catalog, Def, Kind, Server};
 pub use convert::Mode;
 pub use scope::Scope;
-pub use tokens::{ClientEntry, TokenIndex};
+pub use tokens::{ClientEntry, PrehashedHasher, TokenIndex};
 
 use crate::metrics::Metrics;
 use crate::status::SyncStatus;

@@ -5,12 +5,12 @@
 use anyhow::Context;
 use canopy_control_plane::store::{Mode, Mutation, Store, StoreOptions};
 use canopy_core::TokenHasher;
-use canopy_data_plane::state::{SnapshotBuilder, State};
+use canopy_data_plane::state::{PrehashedHasher, SnapshotBuilder, State};
 use canopy_proto::v1 as pb;
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,25 +151,11 @@ pub fn auth_lookup_ns(state: &State, n: u64, samples: usize) -> anyhow::Result<f
 
 /// The floor of any in-memory token index: the cheapest map from a token hash to a client
 /// number — a std `HashMap` with no shards, locks, reference counts or expiry, hashed by
-/// taking 8 of the key's bytes — holding the token hashes of `n` bench clients.
+/// taking 8 of the key's bytes, as the real index does — holding the token hashes of `n`
+/// bench clients.
 pub struct PlainIndex {
     hasher: TokenHasher,
-    map: HashMap<[u8; 32], u32, BuildHasherDefault<First8>>,
-}
-
-#[derive(Default)]
-pub struct First8(u64);
-
-impl Hasher for First8 {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(b);
-    }
+    map: HashMap<[u8; 32], u32, BuildHasherDefault<PrehashedHasher>>,
 }
 
 impl PlainIndex {

@@ -88,7 +88,7 @@ struct Slot {
 
 /// Takes 8 bytes of an already uniformly distributed key.
 #[derive(Default)]
-pub(crate) struct PrehashedHasher(u64);
+pub struct PrehashedHasher(u64);
 
 impl Hasher for PrehashedHasher {
     fn finish(&self) -> u64 {
