@@ -53,6 +53,7 @@ pub struct SyncService {
 impl SyncService {
     /// `data_plane_token` is the hash (with the store's hasher) of the token data planes
     /// must present.
+    ///
     /// Starts filling the snapshot cache in the background, so the first data planes that
     /// need a snapshot do not wait for the store: call it inside a Tokio runtime.
     pub fn new(store: Arc<Store>, fleet: Arc<Fleet>, data_plane_token: TokenHash) -> Self {
@@ -256,6 +257,8 @@ impl Session {
     async fn resume(&mut self, from: u64) -> Result<(), End> {
         let Some(backlog) = self.store.changes_since(from)? else {
             tracing::info!(node_id = %self.connection.node_id(), from, "change log compacted past the data plane's revision; sending a snapshot");
+            // The data plane holds `from`: no snapshot older than that may replace it.
+            self.sent = self.sent.max(from);
             return self.snapshot().await;
         };
         self.sent = self.sent.max(from);
@@ -292,7 +295,7 @@ impl Session {
         if self.encoded_clients {
             let (cached, backlog) = self
                 .snapshots
-                .current(&self.store, SNAPSHOT_CHUNK_CLIENTS)
+                .current(&self.store, SNAPSHOT_CHUNK_CLIENTS, self.sent)
                 .await?;
             return self.snapshot_from_cache(&cached, &backlog).await;
         }

@@ -47,25 +47,28 @@ pub struct SnapshotCache {
 const ATTEMPTS: usize = 3;
 
 impl SnapshotCache {
-    /// Cached clients at some revision R and the changes after R: refilled from the store
-    /// first when there is no cache or it is too old.
+    /// Cached clients at some revision R ≥ `at_least` and the changes after R: refilled from
+    /// the store first when there is no cache or it is too old. `at_least` is what the data
+    /// plane was already sent: a snapshot older than that would briefly take back changes it
+    /// applied (a revoked token working again until the backlog caught up).
     pub async fn current(
         self: &Arc<Self>,
         store: &Arc<Store>,
         chunk_clients: usize,
+        at_least: u64,
     ) -> Result<Current, End> {
         for _ in 0..ATTEMPTS {
-            if let Some(usable) = self.usable(store, false)? {
+            if let Some(usable) = self.usable(store, at_least, false)? {
                 return Ok(usable);
             }
             let _reading = self.reading.lock().await;
             // Filled while this one waited?
-            if let Some(usable) = self.usable(store, false)? {
+            if let Some(usable) = self.usable(store, at_least, false)? {
                 return Ok(usable);
             }
             self.fill(store, chunk_clients).await?;
             // A fresh fill is used whatever its backlog (writes may be heavy).
-            if let Some(usable) = self.usable(store, true)? {
+            if let Some(usable) = self.usable(store, at_least, true)? {
                 return Ok(usable);
             }
         }
@@ -81,7 +84,7 @@ impl SnapshotCache {
     pub fn prefill(self: &Arc<Self>, store: &Arc<Store>, chunk_clients: usize) {
         let (cache, store) = (Arc::clone(self), Arc::clone(store));
         tokio::spawn(async move {
-            if let Err(e) = cache.current(&store, chunk_clients).await {
+            if let Err(e) = cache.current(&store, chunk_clients, 0).await {
                 tracing::warn!(error = %e.describe(), "could not prepare the snapshot cache; data planes will wait for it when they need a snapshot");
             }
         });
@@ -101,8 +104,13 @@ impl SnapshotCache {
         }
     }
 
-    fn usable(&self, store: &Store, any_backlog: bool) -> Result<Option<Current>, StoreError> {
-        let Some(cached) = self.get() else {
+    fn usable(
+        &self,
+        store: &Store,
+        at_least: u64,
+        any_backlog: bool,
+    ) -> Result<Option<Current>, StoreError> {
+        let Some(cached) = self.get().filter(|c| c.revision >= at_least) else {
             return Ok(None);
         };
         Ok(match store.changes_since(cached.revision)? {
@@ -197,7 +205,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(dir.path(), 10).await;
         let cache = Arc::new(SnapshotCache::default());
-        let (first, backlog) = cache.current(&store, 4).await.unwrap();
+        let (first, backlog) = cache.current(&store, 4, 0).await.unwrap();
         assert_eq!((first.revision, first.total), (10, 10));
         assert_eq!(
             first.chunks.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -211,7 +219,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let (again, backlog) = cache.current(&store, 4).await.unwrap();
+        let (again, backlog) = cache.current(&store, 4, 0).await.unwrap();
         assert!(Arc::ptr_eq(&first, &again), "not read again");
         assert_eq!(backlog.iter().map(|c| c.revision).collect::<Vec<_>>(), [11]);
     }
@@ -224,7 +232,7 @@ mod tests {
         let askers: Vec<_> = (0..8)
             .map(|_| {
                 let (cache, store) = (Arc::clone(&cache), Arc::clone(&store));
-                tokio::spawn(async move { cache.current(&store, 8).await.unwrap().0 })
+                tokio::spawn(async move { cache.current(&store, 8, 0).await.unwrap().0 })
             })
             .collect();
         let mut got = Vec::new();
@@ -238,11 +246,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn never_older_than_what_the_data_plane_was_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), 3).await;
+        let cache = Arc::new(SnapshotCache::default());
+        let (first, _) = cache.current(&store, 8, 0).await.unwrap();
+        store
+            .apply(Mutation::DeleteClient {
+                name: "c000".into(),
+            })
+            .await
+            .unwrap();
+        // A data plane that already got revision 4 live must not get the snapshot at 3.
+        let (newer, backlog) = cache.current(&store, 8, 4).await.unwrap();
+        assert_eq!((first.revision, newer.revision), (3, 4));
+        assert_eq!(newer.total, 2);
+        assert!(backlog.is_empty());
+    }
+
+    #[tokio::test]
     async fn refills_when_the_log_no_longer_reaches_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(dir.path(), 3).await;
         let cache = Arc::new(SnapshotCache::default());
-        let (first, _) = cache.current(&store, 8).await.unwrap();
+        let (first, _) = cache.current(&store, 8, 0).await.unwrap();
         store
             .apply(Mutation::DeleteClient {
                 name: "c000".into(),
@@ -250,7 +277,7 @@ mod tests {
             .await
             .unwrap();
         store.compact(0).unwrap();
-        let (second, backlog) = cache.current(&store, 8).await.unwrap();
+        let (second, backlog) = cache.current(&store, 8, 0).await.unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
         assert_eq!((second.revision, second.total), (4, 2));
         assert!(backlog.is_empty());
