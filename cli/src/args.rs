@@ -150,9 +150,10 @@ Server file (JSON; unknown fields are rejected):
   transport is streamable_http (default), sse or stdio.")]
     Register(RegisterArgs),
 
-    /// Remove a registered server and its tools and prompts.
-    #[command(after_help = "Example:\n  canopy deregister github")]
-    Deregister(NameArg),
+    /// Remove a registered server and its tools and prompts; every data plane stops routing
+    /// to it.
+    #[command(after_help = "Example:\n  canopy deregister github --wait 10s")]
+    Deregister(DeleteArgs),
 
     /// Re-discover something now.
     #[command(subcommand, after_help = "Example:\n  canopy refresh server github")]

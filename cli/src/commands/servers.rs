@@ -5,9 +5,9 @@ use std::time::Duration;
 use canopy_proto::v1 as pb;
 use serde::Serialize;
 
-use crate::args::{NameArg, RegisterArgs, Transport};
+use crate::args::{DeleteArgs, NameArg, RegisterArgs, Transport};
 use crate::client::DEFAULT_CALL_TIMEOUT;
-use crate::commands::Ctx;
+use crate::commands::{send_mutation, wait_options, Ctx};
 use crate::conf_file;
 use crate::error::CliError;
 use crate::output::{one_line, table, transport_name};
@@ -157,29 +157,24 @@ fn plural(n: u32) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
-struct DeregisteredJson {
-    name: String,
-    revision: u64,
-}
-
-pub async fn deregister(ctx: &Ctx, args: NameArg) -> Result<(), CliError> {
-    let mut a = ctx.admin()?;
-    let r =
-        a.at.call(a.rpc.deregister_server(pb::DeregisterServerRequest {
-            name: args.name.clone(),
-        }))
-        .await?;
-    let json = DeregisteredJson {
-        name: args.name,
-        revision: r.revision,
+pub async fn deregister(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
+    let req = pb::DeregisterServerRequest {
+        name: args.name.clone(),
+        wait: wait_options(args.wait.wait),
     };
-    ctx.emit(&json, || {
-        format!(
-            "Deregistered server '{}' and its tools and prompts (revision {}).",
-            json.name, json.revision
-        )
-    })
+    let mut a = ctx.admin()?;
+    let headline = format!(
+        "Deregistered server '{}' and its tools and prompts; data planes no longer route to it.",
+        args.name
+    );
+    send_mutation(
+        ctx,
+        &a.at,
+        args.wait.wait,
+        a.rpc.deregister_server(req),
+        &headline,
+    )
+    .await
 }
 
 pub async fn list(ctx: &Ctx) -> Result<(), CliError> {

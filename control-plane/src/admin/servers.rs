@@ -4,7 +4,7 @@
 //! that succeeds.
 
 use super::auth::Need;
-use super::convert::{mutation_result, spec_from_pb, summary, upstream_config};
+use super::convert::{mutation_result, spec_from_pb, summary, upstream_config, wait_duration};
 use super::{AdminError, AdminService};
 use crate::store::{Mutation, ServerRecord, ServerSpec, StoreError};
 use canopy_mcp::upstream::{Discovery, Upstream, UpstreamError};
@@ -217,16 +217,19 @@ impl AdminService {
         req: Request<pb::DeregisterServerRequest>,
     ) -> Result<pb::MutationResult, AdminError> {
         self.authorize(req.metadata(), Need::Admin)?;
-        let name = req.into_inner().name;
+        let req = req.into_inner();
+        let name = req.name;
         let revision = self
             .store
             .apply(Mutation::DeleteServer { name: name.clone() })
             .await?;
         self.upstreams.remove(&name);
         tracing::info!(revision, server = %name, "server deregistered");
-        // Not a revocation: report the current tally without waiting.
+        // It takes the server's tools away from every client: acknowledged like a revocation.
         Ok(mutation_result(
-            self.fleet.wait_for(revision, Duration::ZERO).await,
+            self.fleet
+                .wait_for(revision, wait_duration(req.wait.as_ref()))
+                .await,
         ))
     }
 

@@ -173,6 +173,7 @@ async fn role_matrix() {
             .deregister_server(req(
                 pb::DeregisterServerRequest {
                     name: "nope".into(),
+                    wait: None,
                 },
                 who,
             ))

@@ -53,6 +53,18 @@ fn faults_wait_names_a_stopped_data_plane_and_exits_non_zero() {
 
     admin.json(&["create", "mcp-client", "scoped"]);
     admin.json(&["create", "user", "bob"]);
+    let viewer = access_token(&admin.json(&["create", "mcp-client", "viewer", "--allow", "rmcp"]));
+    let upstream = canopy_e2e::FixtureServer::http();
+    admin.ok(&["register", "--name", "rmcp", "--url", &upstream.url()]);
+    let sees_tools = |dp: &DataPlane| !tool_names(dp, Some(&viewer)).1.is_empty();
+    for dp in [&a, &b] {
+        poll(
+            CONVERGE,
+            "rmcp's tools synced",
+            || dp.logs(),
+            || sees_tools(dp).then_some(()),
+        );
+    }
     let b_pid = data_plane_pid(&b);
     signal(b_pid, Signal::SIGSTOP);
     // Text output: non-zero (3), names the pending data plane.
@@ -83,6 +95,8 @@ fn faults_wait_names_a_stopped_data_plane_and_exits_non_zero() {
             "1s",
         ][..],
         &["delete", "user", "bob", "--wait", "1s"][..],
+        // Deregistering takes the server's tools away from every client: acknowledged too.
+        &["deregister", "rmcp", "--wait", "1s"][..],
     ] {
         let out = admin.run(args);
         if out.code != Some(3) || !out.stderr.contains("wait-b") {
@@ -107,6 +121,14 @@ fn faults_wait_names_a_stopped_data_plane_and_exits_non_zero() {
     assert_eq!(auth_status(&a, &t2), 401);
     wait_status(&b, &t1, 401, "wait-b applies the revocation after SIGCONT");
     wait_status(&b, &t2, 401, "wait-b applies the second revocation");
+    // wait-a dropped the deregistered server at once; wait-b once it runs again.
+    assert!(!sees_tools(&a), "wait-a still lists rmcp's tools");
+    poll(
+        CONVERGE,
+        "wait-b drops the deregistered server",
+        || b.logs(),
+        || (!sees_tools(&b)).then_some(()),
+    );
     // With everyone running, the same kind of command confirms on 2/2 and exits 0.
     admin.json(&["create", "mcp-client", "three"]);
     let del = admin.json(&["delete", "mcp-client", "three", "--wait", "10s"]);
