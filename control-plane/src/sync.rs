@@ -387,6 +387,9 @@ impl Session {
             Ok(result) => result?,
             Err(e) => return Err(End::Internal(format!("snapshot reader failed: {e}"))),
         }
+        // The records read may include changes applied but not flushed yet; the data plane
+        // applies the snapshot at `last`, so they are durable by then.
+        self.store.flush().await?;
         chunk.last = true;
         self.send(sync_response::Msg::Snapshot(chunk)).await?;
         self.sent = revision;

@@ -121,47 +121,62 @@ impl SnapshotCache {
         })
     }
 
-    /// Reads every client from the store into the cache, in a blocking task of its own: it
-    /// finishes (and the cache keeps its work) even if the data plane that asked goes away.
+    /// Reads every client from the store into the cache, in a task of its own: it finishes
+    /// (and the cache keeps its work) even if the data plane that asked goes away.
     async fn fill(self: &Arc<Self>, store: &Arc<Store>, chunk_clients: usize) -> Result<(), End> {
         let (cache, store) = (Arc::clone(self), Arc::clone(store));
-        let read = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let task = tokio::spawn(async move {
             let started = Instant::now();
-            // Read before the records: anything newer the records show is replayed after.
-            let revision = store.revision();
-            let mut chunks = Vec::new();
-            let mut chunk = Vec::with_capacity(chunk_clients);
-            for wire in store.client_wire_states() {
-                chunk.push(wire?);
-                if chunk.len() == chunk_clients {
-                    chunks.push(std::mem::replace(
-                        &mut chunk,
-                        Vec::with_capacity(chunk_clients),
-                    ));
-                }
-            }
-            if !chunk.is_empty() {
-                chunks.push(chunk);
-            }
-            let total = chunks.iter().map(|c| c.len() as u64).sum();
-            cache.put(CachedClients {
-                revision,
-                chunks,
-                total,
-            });
+            let reader = Arc::clone(&store);
+            let read = tokio::task::spawn_blocking(move || read_all(&reader, chunk_clients));
+            let clients = match read.await {
+                Ok(result) => result?,
+                Err(e) => return Err(End::Internal(format!("snapshot reader failed: {e}"))),
+            };
+            // The records read may include changes the writer applied but has not flushed
+            // yet: make them durable before any data plane can hold them.
+            store.flush().await?;
             tracing::info!(
-                revision,
-                clients = total,
+                revision = clients.revision,
+                clients = clients.total,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "snapshot cache filled from the store"
             );
+            cache.put(clients);
             Ok(())
         });
-        match read.await {
-            Ok(result) => Ok(result?),
+        match task.await {
+            Ok(result) => result,
             Err(e) => Err(End::Internal(format!("snapshot reader failed: {e}"))),
         }
     }
+}
+
+/// Every client's wire form, in chunks of `chunk_clients` (sled iteration is synchronous:
+/// run it on a blocking thread).
+fn read_all(store: &Store, chunk_clients: usize) -> Result<CachedClients, StoreError> {
+    // Read before the records: anything newer the records show is replayed after.
+    let revision = store.revision();
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::with_capacity(chunk_clients);
+    for wire in store.client_wire_states() {
+        chunk.push(wire?);
+        if chunk.len() == chunk_clients {
+            chunks.push(std::mem::replace(
+                &mut chunk,
+                Vec::with_capacity(chunk_clients),
+            ));
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    let total = chunks.iter().map(|c| c.len() as u64).sum();
+    Ok(CachedClients {
+        revision,
+        chunks,
+        total,
+    })
 }
 
 /// How many changes after a cached snapshot are still worth replaying instead of reading
