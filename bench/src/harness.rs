@@ -787,9 +787,26 @@ fn sched_batch_experiment(
     fwd_call: &Target,
     pids: [u32; 3],
 ) -> anyhow::Result<()> {
+    let conc = run.cfg.concurrency;
+    let figure = |what: &str| {
+        format!(
+            "experiment: tools/call echo via {what}, c={conc}, wake-up preemption off (SCHED_BATCH on core 0)"
+        )
+    };
+    // Not every machine allows it (e.g. a restricted container): evidence, not a figure, so
+    // the rows stay and say why they are empty.
+    let skipped = |run: &mut Run, why: String| {
+        for what in ["data plane", "bare forwarding proxy"] {
+            run.rows.push(Row {
+                figure: figure(what),
+                ours: "skipped".into(),
+                loadgen: why.clone(),
+                ..Row::default()
+            });
+        }
+    };
     let Some(chrt) = crate::procs::which("chrt") else {
-        run.notes
-            .push("SCHED_BATCH experiment skipped: `chrt` (util-linux) not found".into());
+        skipped(run, "`chrt` (util-linux) not found".into());
         return Ok(());
     };
     let policy = |flag: &str| -> anyhow::Result<()> {
@@ -803,10 +820,8 @@ fn sched_batch_experiment(
         Ok(())
     };
     if let Err(e) = policy("-b") {
-        // Not every machine allows it (e.g. a restricted container): evidence, not a figure.
         let _ = policy("-o");
-        run.notes
-            .push(format!("SCHED_BATCH experiment skipped: {e:#}"));
+        skipped(run, format!("{e:#}"));
         return Ok(());
     }
     let measured = run.interleaved_n(
@@ -832,16 +847,8 @@ fn sched_batch_experiment(
     let restored = policy("-o");
     let [a, b, c] = measured?;
     restored?;
-    let conc = run.cfg.concurrency;
     for (what, side) in [("data plane", &a), ("bare forwarding proxy", &c)] {
-        run.throughput_row(
-            &format!(
-                "experiment: tools/call echo via {what}, c={conc}, wake-up preemption off (SCHED_BATCH on core 0)"
-            ),
-            None,
-            side,
-            &b,
-        );
+        run.throughput_row(&figure(what), None, side, &b);
         let (x, y) = (med(side, cpu_us_per_req), med(&b, cpu_us_per_req));
         if let Some(r) = run.rows.last_mut() {
             r.loadgen = format!(

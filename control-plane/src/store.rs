@@ -28,6 +28,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+/// The sync wire form of a client, as live changes and snapshots carry it.
+pub use client_codec::wire_state as client_wire_state;
 pub use error::StoreError;
 pub use mutation::Mutation;
 pub use records::{
@@ -253,11 +255,6 @@ impl Store {
             let v = v?;
             Ok(bytes::Bytes::copy_from_slice(&client_codec::wire(&v)?))
         })
-    }
-
-    /// The sync wire form of a client, as a live change carries it.
-    pub fn client_wire_state(c: &ClientRecord) -> canopy_proto::v1::ClientState {
-        client_codec::wire_state(c)
     }
 
     /// How many MCP clients there are (a full key scan in sled: O(n), no decoding).

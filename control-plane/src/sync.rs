@@ -182,16 +182,8 @@ impl Session {
         acks.abort();
         match outcome {
             End::Closed => tracing::info!(%node_id, "data plane disconnected"),
-            End::Store(e) => {
-                tracing::error!(%node_id, error = %e, "sync stream failed");
-                let _ = self
-                    .tx
-                    .send(Err(Status::internal(format!(
-                        "control plane store error: {e}"
-                    ))))
-                    .await;
-            }
-            End::Internal(e) => {
+            failed => {
+                let e = failed.describe();
                 tracing::error!(%node_id, error = %e, "sync stream failed");
                 let _ = self.tx.send(Err(Status::internal(e))).await;
             }
@@ -335,7 +327,7 @@ impl Session {
         cached: &CachedClients,
         backlog: &[ChangeRecord],
     ) -> Result<(), End> {
-        let mut chunk = self.first_chunk(cached.revision, cached.total)?;
+        let mut chunk = self.first_chunk(cached.revision, cached.total())?;
         for clients in &cached.chunks {
             let part = SnapshotChunk {
                 encoded_clients: clients.clone(),
@@ -375,9 +367,13 @@ impl Session {
         let store = Arc::clone(&self.store);
         let reader = tokio::task::spawn_blocking(move || {
             let states = store.clients().map(|c| c.map(|c| convert::client(&c)));
-            read_in_batches(states, &rec_tx, |clients| SnapshotChunk {
-                clients,
-                ..Default::default()
+            // Stops early (Ok) once the stream is gone and nobody receives.
+            in_chunks(states, SNAPSHOT_CHUNK_CLIENTS, |clients| {
+                let part = SnapshotChunk {
+                    clients,
+                    ..Default::default()
+                };
+                rec_tx.blocking_send(part).is_ok()
             })
         });
         while let Some(part) = rec_rx.recv().await {
@@ -398,25 +394,23 @@ impl Session {
     }
 }
 
-/// Reads `items` in batches of [`SNAPSHOT_CHUNK_CLIENTS`] and sends each as `chunk(batch)`
-/// until the receiver is gone (the stream closed) or the store fails.
-fn read_in_batches<T>(
+/// Hands `items` to `take` in chunks of `size` (the last one shorter) until `take` returns
+/// false or an item is an error. Both snapshot readers (the cache's and the message path's)
+/// cut the clients this way.
+fn in_chunks<T>(
     items: impl Iterator<Item = Result<T, StoreError>>,
-    tx: &mpsc::Sender<SnapshotChunk>,
-    chunk: impl Fn(Vec<T>) -> SnapshotChunk,
+    size: usize,
+    mut take: impl FnMut(Vec<T>) -> bool,
 ) -> Result<(), StoreError> {
-    let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS);
+    let mut chunk = Vec::with_capacity(size);
     for item in items {
-        buf.push(item?);
-        if buf.len() == SNAPSHOT_CHUNK_CLIENTS {
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(SNAPSHOT_CHUNK_CLIENTS));
-            if tx.blocking_send(chunk(full)).is_err() {
-                return Ok(());
-            }
+        chunk.push(item?);
+        if chunk.len() == size && !take(std::mem::replace(&mut chunk, Vec::with_capacity(size))) {
+            return Ok(());
         }
     }
-    if !buf.is_empty() {
-        let _ = tx.blocking_send(chunk(buf));
+    if !chunk.is_empty() {
+        take(chunk);
     }
     Ok(())
 }

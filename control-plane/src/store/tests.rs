@@ -373,7 +373,7 @@ async fn client_records_of_earlier_versions_read_sync_and_upgrade_in_place() {
         .client_wire_states()
         .map(|w| canopy_proto::v1::ClientState::decode(w.unwrap()).unwrap())
         .collect();
-    assert_eq!(wire[1], Store::client_wire_state(&old));
+    assert_eq!(wire[1], client_wire_state(&old));
     assert_eq!(wire[0].name, "new");
 
     // The next change rewrites it in the binary form, keeping what it held.

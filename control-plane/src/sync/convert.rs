@@ -1,8 +1,6 @@
 //! Store records → `Sync` wire messages. The only place the stream's prost types are built.
 
-use crate::store::{
-    Change, ChangeRecord, ClientRecord, Mode, ServerRecord, ServerSpec, Store, Transport,
-};
+use crate::store::{Change, ChangeRecord, ClientRecord, Mode, ServerRecord, ServerSpec, Transport};
 use canopy_proto::v1 as pb;
 
 pub fn mode(m: Mode) -> pb::Mode {
@@ -22,7 +20,7 @@ fn transport(t: Transport) -> pb::Transport {
 
 /// The store owns the client's wire form: it keeps each client record in it.
 pub fn client(c: &ClientRecord) -> pb::ClientState {
-    Store::client_wire_state(c)
+    crate::store::client_wire_state(c)
 }
 
 fn spec(s: &ServerSpec) -> pb::ServerSpec {

@@ -29,7 +29,12 @@ pub struct CachedClients {
     /// The store's revision read before the clients were (the snapshot's revision).
     pub revision: u64,
     pub chunks: Vec<Vec<Bytes>>,
-    pub total: u64,
+}
+
+impl CachedClients {
+    pub fn total(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len() as u64).sum()
+    }
 }
 
 /// Cached clients at revision R and the change records after R.
@@ -114,7 +119,7 @@ impl SnapshotCache {
             return Ok(None);
         };
         Ok(match store.changes_since(cached.revision)? {
-            Some(backlog) if any_backlog || backlog.len() <= max_backlog(cached.total) => {
+            Some(backlog) if any_backlog || backlog.len() <= max_backlog(cached.total()) => {
                 Some((cached, backlog))
             }
             _ => None,
@@ -138,7 +143,7 @@ impl SnapshotCache {
             store.flush().await?;
             tracing::info!(
                 revision = clients.revision,
-                clients = clients.total,
+                clients = clients.total(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "snapshot cache filled from the store"
             );
@@ -158,25 +163,11 @@ fn read_all(store: &Store, chunk_clients: usize) -> Result<CachedClients, StoreE
     // Read before the records: anything newer the records show is replayed after.
     let revision = store.revision();
     let mut chunks = Vec::new();
-    let mut chunk = Vec::with_capacity(chunk_clients);
-    for wire in store.client_wire_states() {
-        chunk.push(wire?);
-        if chunk.len() == chunk_clients {
-            chunks.push(std::mem::replace(
-                &mut chunk,
-                Vec::with_capacity(chunk_clients),
-            ));
-        }
-    }
-    if !chunk.is_empty() {
+    super::in_chunks(store.client_wire_states(), chunk_clients, |chunk| {
         chunks.push(chunk);
-    }
-    let total = chunks.iter().map(|c| c.len() as u64).sum();
-    Ok(CachedClients {
-        revision,
-        chunks,
-        total,
-    })
+        true
+    })?;
+    Ok(CachedClients { revision, chunks })
 }
 
 /// How many changes after a cached snapshot are still worth replaying instead of reading
@@ -221,7 +212,7 @@ mod tests {
         let store = store_with(dir.path(), 10).await;
         let cache = Arc::new(SnapshotCache::default());
         let (first, backlog) = cache.current(&store, 4, 0).await.unwrap();
-        assert_eq!((first.revision, first.total), (10, 10));
+        assert_eq!((first.revision, first.total()), (10, 10));
         assert_eq!(
             first.chunks.iter().map(Vec::len).collect::<Vec<_>>(),
             [4, 4, 2]
@@ -260,10 +251,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn never_older_than_what_the_data_plane_was_sent() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_with(dir.path(), 3).await;
+    /// Three clients, the cache filled at revision 3, then `c000` deleted (revision 4).
+    async fn filled_then_changed(
+        dir: &std::path::Path,
+    ) -> (Arc<Store>, Arc<SnapshotCache>, Arc<CachedClients>) {
+        let store = store_with(dir, 3).await;
         let cache = Arc::new(SnapshotCache::default());
         let (first, _) = cache.current(&store, 8, 0).await.unwrap();
         store
@@ -272,29 +264,28 @@ mod tests {
             })
             .await
             .unwrap();
+        (store, cache, first)
+    }
+
+    #[tokio::test]
+    async fn never_older_than_what_the_data_plane_was_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, cache, first) = filled_then_changed(dir.path()).await;
         // A data plane that already got revision 4 live must not get the snapshot at 3.
         let (newer, backlog) = cache.current(&store, 8, 4).await.unwrap();
         assert_eq!((first.revision, newer.revision), (3, 4));
-        assert_eq!(newer.total, 2);
+        assert_eq!(newer.total(), 2);
         assert!(backlog.is_empty());
     }
 
     #[tokio::test]
     async fn refills_when_the_log_no_longer_reaches_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store_with(dir.path(), 3).await;
-        let cache = Arc::new(SnapshotCache::default());
-        let (first, _) = cache.current(&store, 8, 0).await.unwrap();
-        store
-            .apply(Mutation::DeleteClient {
-                name: "c000".into(),
-            })
-            .await
-            .unwrap();
+        let (store, cache, first) = filled_then_changed(dir.path()).await;
         store.compact(0).unwrap();
         let (second, backlog) = cache.current(&store, 8, 0).await.unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
-        assert_eq!((second.revision, second.total), (4, 2));
+        assert_eq!((second.revision, second.total()), (4, 2));
         assert!(backlog.is_empty());
     }
 
@@ -304,7 +295,6 @@ mod tests {
         let at = |revision| CachedClients {
             revision,
             chunks: vec![],
-            total: 0,
         };
         c.put(at(5));
         c.put(at(3)); // a slower reader that started earlier finishes later

@@ -151,7 +151,7 @@ fn store_clients(store: &Store) -> BTreeMap<String, pb::ClientState> {
         .clients()
         .map(|c| {
             let c = c.unwrap();
-            (c.name.clone(), Store::client_wire_state(&c))
+            (c.name.clone(), convert::client(&c))
         })
         .collect()
 }

@@ -136,8 +136,9 @@ impl TokenIndex {
         (exp == 0 || exp > now_ms).then(|| slot.scope.clone())
     }
 
-    /// As [`TokenIndex::lookup`], the whole client (for diagnostics and tests).
-    pub fn lookup_client(&self, hash: &TokenHash, now_ms: u64) -> Option<Arc<ClientEntry>> {
+    /// As [`TokenIndex::lookup`], the whole client (tests check whose token it is).
+    #[cfg(test)]
+    pub(crate) fn lookup_client(&self, hash: &TokenHash, now_ms: u64) -> Option<Arc<ClientEntry>> {
         let slot = self.map.get(hash)?;
         let exp = slot.expires_at_ms;
         (exp == 0 || exp > now_ms).then(|| slot.client.clone())
