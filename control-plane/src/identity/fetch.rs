@@ -140,31 +140,31 @@ async fn discover(
     raw_issuer: &str,
 ) -> Result<(Url, Map<String, Value>), FetchError> {
     let mut tried = Vec::new();
-    let mut last = None;
+    // An answer that is not a discovery document says more than the 404s of the others.
+    let mut garbage = None;
     for url in discovery_urls(issuer) {
         match get_json(client, &url, "discovery document").await {
             Ok(Value::Object(doc)) => return Ok((url, doc)),
             Ok(_) => {
-                last = Some(FetchError::Garbage {
+                garbage.get_or_insert(FetchError::Garbage {
                     url: url.to_string(),
                     what: "discovery document",
                     reason: "not a JSON object".into(),
-                })
+                });
             }
             // Nothing listens: no other well-known path will do better.
             Err(e @ FetchError::Unreachable { .. }) => return Err(e),
-            Err(e) => last = Some(e),
+            Err(e @ FetchError::Garbage { .. }) => {
+                garbage.get_or_insert(e);
+            }
+            Err(_) => {}
         }
         tried.push(url.to_string());
     }
-    Err(match last {
-        // One clear cause beats a list when every URL failed the same way.
-        Some(e @ FetchError::Garbage { .. }) => e,
-        _ => FetchError::NoDiscovery {
-            issuer: raw_issuer.to_owned(),
-            tried: tried.join(", "),
-        },
-    })
+    Err(garbage.unwrap_or_else(|| FetchError::NoDiscovery {
+        issuer: raw_issuer.to_owned(),
+        tried: tried.join(", "),
+    }))
 }
 
 /// Fetches and validates a JWKS: a JSON object whose `keys` is a non-empty array of

@@ -27,6 +27,7 @@ mod net;
 mod paths;
 mod process;
 mod python;
+mod static_http;
 
 pub use cli::{Cli, CliOutput};
 pub use control_plane::{ControlPlane, ControlPlaneOptions, StartOutcome};
@@ -36,6 +37,7 @@ pub use net::{free_port, http_get, wait_for_port};
 pub use paths::{bin_path, target_dir, venv_python, workspace_root};
 pub use process::ChildProcess;
 pub use python::{python_client, PyTransport, PythonServer};
+pub use static_http::StaticHttpServer;
 
 use std::path::Path;
 use std::time::Duration;
