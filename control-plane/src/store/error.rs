@@ -52,6 +52,8 @@ pub enum StoreError {
     AlreadyInitialized,
     #[error("this access token is already in use; choose another one")]
     TokenInUse,
+    #[error("'{0}' is an admin; admins are not restricted by an allow list (only \"*\" applies)")]
+    AdminScope(String),
 }
 
 fn mode_hint(stored: Mode) -> &'static str {
