@@ -24,3 +24,4 @@ mod modes;
 mod quick_start;
 mod tls;
 mod token_leak;
+mod user_scope;
