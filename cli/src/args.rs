@@ -171,7 +171,8 @@ Examples:
   echo '{}' | canopy invoke time__now --input -
 
 With -o json the tool's CallToolResult is printed exactly as received.
-Exits 4 when the tool answers with isError: true.")]
+Exits 4 when the tool answers with isError: true. A user may invoke only the tools their allow
+list allows (see `canopy create user --help`); others answer like unknown tools.")]
     Invoke(InvokeArgs),
 
     /// Show the CLI's version and, if reachable, the control plane's version and mode.
@@ -323,11 +324,13 @@ pub enum ListCommand {
     McpClients,
     /// Users with their allow lists; admins are marked [ADMIN].
     Users,
-    /// Registered upstream servers (credentials are never shown).
+    /// Registered upstream servers (credentials are never shown); a user sees those their
+    /// allow list reaches.
     Servers,
-    /// Tools, named `<server>__<tool>`.
+    /// Tools, named `<server>__<tool>`; a user sees those their allow list allows.
     Tools(ServerFilter),
-    /// Prompts, named `<server>__<prompt>`.
+    /// Prompts, named `<server>__<prompt>`; a user sees those of servers their allow list
+    /// names whole.
     Prompts(ServerFilter),
     /// Data planes the control plane knows: id, address, applied revision, lag, last seen.
     DataPlanes,
