@@ -141,9 +141,9 @@ impl Trees {
 }
 
 /// Admins are not restricted (they could widen their own list anyway), so an admin's
-/// stored allow list is always `*`: a listing never shows a list that is not enforced.
+/// stored allow list always holds `*`: a listing never shows a list that is not enforced.
 fn check_user_scope(name: &str, role: Role, allowed: &[String]) -> TxResult<()> {
-    if role == Role::Admin && allowed != ["*"] {
+    if role == Role::Admin && !allowed.iter().any(|e| e == "*") {
         return abort(StoreError::AdminScope(name.to_owned()));
     }
     Ok(())
