@@ -25,3 +25,4 @@ mod modes;
 mod quick_start;
 mod tls;
 mod token_leak;
+mod user_scope;
