@@ -13,6 +13,7 @@
 //! Only token hashes travel (and the token-hash key, which data planes need to hash the
 //! bearer tokens they receive), plus what data planes need to call upstreams.
 
+mod closer;
 mod convert;
 mod snapshot_cache;
 #[cfg(test)]
@@ -25,6 +26,8 @@ use canopy_proto::v1::{
     sync_request, sync_response, sync_server::Sync, ChangeBatch, SnapshotChunk, SyncHello,
     SyncRequest, SyncResponse,
 };
+use closer::OpenStream;
+pub use closer::StreamCloser;
 use snapshot_cache::{CachedClients, SnapshotCache};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,6 +51,7 @@ pub struct SyncService {
     fleet: Arc<Fleet>,
     data_plane_token: TokenHash,
     snapshots: Arc<SnapshotCache>,
+    closer: StreamCloser,
 }
 
 impl SyncService {
@@ -64,7 +68,13 @@ impl SyncService {
             fleet,
             data_plane_token,
             snapshots,
+            closer: StreamCloser::default(),
         }
+    }
+
+    /// Ends every stream of this service at shutdown (see `sync/closer.rs`).
+    pub fn closer(&self) -> StreamCloser {
+        self.closer.clone()
     }
 
     fn authenticate<T>(&self, req: &Request<T>) -> Result<(), Status> {
@@ -127,7 +137,7 @@ impl Sync for SyncService {
             encoded_clients: hello.accepts_encoded_clients,
             snapshots: Arc::clone(&self.snapshots),
         };
-        tokio::spawn(session.run(hello, live, inbound));
+        tokio::spawn(session.run(hello, live, inbound, self.closer.open()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -147,8 +157,10 @@ struct Session {
 /// Why a session ended.
 #[derive(Debug)]
 pub(crate) enum End {
-    /// The data plane went away (or the server is shutting down).
+    /// The data plane went away.
     Closed,
+    /// The server is shutting down.
+    ShuttingDown,
     Store(StoreError),
     Internal(String),
 }
@@ -163,6 +175,7 @@ impl End {
     fn describe(&self) -> String {
         match self {
             End::Closed => "the stream closed".into(),
+            End::ShuttingDown => "the control plane is shutting down; reconnect later".into(),
             End::Store(e) => format!("control plane store error: {e}"),
             End::Internal(e) => e.clone(),
         }
@@ -175,13 +188,24 @@ impl Session {
         hello: SyncHello,
         mut live: broadcast::Receiver<Arc<ChangeRecord>>,
         inbound: Streaming<SyncRequest>,
+        mut open: OpenStream,
     ) {
         let node_id = self.connection.node_id().to_owned();
         let acks = tokio::spawn(read_acks(inbound, Arc::clone(&self.connection)));
-        let outcome = self.serve(&hello, &mut live).await;
+        let outcome = tokio::select! {
+            outcome = self.serve(&hello, &mut live) => outcome,
+            () = open.closing() => End::ShuttingDown,
+        };
         acks.abort();
         match outcome {
             End::Closed => tracing::info!(%node_id, "data plane disconnected"),
+            End::ShuttingDown => {
+                tracing::info!(%node_id, "closing the sync stream: shutting down");
+                // Never waits: a data plane that does not read must not hold the shutdown.
+                let _ = self
+                    .tx
+                    .try_send(Err(Status::unavailable(End::ShuttingDown.describe())));
+            }
             failed => {
                 let e = failed.describe();
                 tracing::error!(%node_id, error = %e, "sync stream failed");

@@ -2,7 +2,8 @@
 //! the control plane is unreachable.
 //!
 //! Format v2: the magic line `canopy-dp-cache v2\n`, when the state was last known current
-//! (u64 LE, Unix ms: the write time while synced, else the last contact), then the
+//! (u64 LE, Unix ms: the write time while synced, else the last contact), the revision
+//! (u64 LE; not secret, so tools can tell how current a file is), then the
 //! `SnapshotChunk` messages exactly as the control plane sends them — so loading is the
 //! snapshot path again — each sealed (XChaCha20-Poly1305, `canopy_core::sealed`) and
 //! framed as `u32 LE length ‖ sealed chunk`. A chunk's associated data is the header and
@@ -68,12 +69,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
 }
 
 /// Associated data of chunk `index`: the file header and the index.
-fn chunk_aad(written_at: u64, index: u64) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(MAGIC.len() + 16);
+fn chunk_aad(header: &Header, index: u64) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(MAGIC.len() + 24);
     aad.extend_from_slice(MAGIC);
-    aad.extend_from_slice(&written_at.to_le_bytes());
+    aad.extend_from_slice(&header.written_at.to_le_bytes());
+    aad.extend_from_slice(&header.revision.to_le_bytes());
     aad.extend_from_slice(&index.to_le_bytes());
     aad
+}
+
+/// What a file says in the clear.
+#[derive(Clone, Copy)]
+struct Header {
+    written_at: u64,
+    /// Only in v2 files.
+    revision: u64,
 }
 
 /// Writes the applied state; returns the revision written (`None` = no state yet).
@@ -115,6 +125,11 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
         // When this state was last known current: now while synced, else the last contact
         // (a restart from this file must not look fresher than the state is).
         out.write_all(&last_contact.to_le_bytes())?;
+        out.write_all(&revision.to_le_bytes())?;
+        let header = Header {
+            written_at: last_contact,
+            revision,
+        };
         let mut chunks = clients.chunks(CLIENTS_PER_CHUNK).peekable();
         let mut first = true;
         let mut index = 0u64;
@@ -151,7 +166,7 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                 encoded_clients: Vec::new(),
             };
             let sealed = sealing
-                .seal(&chunk_aad(last_contact, index), &chunk.encode_to_vec())
+                .seal(&chunk_aad(&header, index), &chunk.encode_to_vec())
                 .map_err(std::io::Error::other)?;
             let len = u32::try_from(sealed.len()).map_err(std::io::Error::other)?;
             out.write_all(&len.to_le_bytes())?;
@@ -200,7 +215,8 @@ pub fn load(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     } else {
         return Err(CacheError::Format(path.to_owned()));
     };
-    let (written_at, chunks) = read_chunks(path, rest, sealing.as_ref())?;
+    let sealed = sealing.is_some();
+    let (header, chunks) = read_chunks(path, rest, sealing.as_ref())?;
     let apply = |source| CacheError::Apply {
         path: path.to_owned(),
         source,
@@ -222,9 +238,12 @@ pub fn load(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     if !b.is_complete() {
         return Err(decode_error(path, "truncated"));
     }
+    if sealed && b.revision() != header.revision {
+        return Err(decode_error(path, "header and snapshot revisions differ"));
+    }
     let rev = state.finish_snapshot(b).map_err(apply)?;
     // Staleness counts from when this state was last known good.
-    state.status.set_last_contact(written_at);
+    state.status.set_last_contact(header.written_at);
     Ok(Some(rev))
 }
 
@@ -235,22 +254,32 @@ fn decode_error(path: &Path, reason: impl Into<String>) -> CacheError {
     }
 }
 
-/// The header's time and the chunks after it: opened (v2) or as they are (v1).
+/// The header and the chunks after it: opened (v2) or as they are (v1).
 fn read_chunks<'a>(
     path: &'a Path,
     rest: &'a [u8],
     sealing: Option<&'a SealingKey>,
 ) -> Result<
     (
-        u64,
+        Header,
         impl Iterator<Item = Result<pb::SnapshotChunk, CacheError>> + 'a,
     ),
     CacheError,
 > {
-    let (ts, mut buf) = rest
-        .split_first_chunk::<8>()
-        .ok_or_else(|| CacheError::Format(path.to_owned()))?;
+    let format = || CacheError::Format(path.to_owned());
+    let (ts, mut buf) = rest.split_first_chunk::<8>().ok_or_else(format)?;
     let written_at = u64::from_le_bytes(*ts);
+    let mut revision = 0;
+    if sealing.is_some() {
+        let (rev, after) = buf.split_first_chunk::<8>().ok_or_else(format)?;
+        revision = u64::from_le_bytes(*rev);
+        buf = after;
+    }
+    let header = Header {
+        written_at,
+        revision,
+    };
+    let aad_header = header;
     let mut index = 0u64;
     let chunks = std::iter::from_fn(move || {
         if buf.is_empty() {
@@ -274,7 +303,7 @@ fn read_chunks<'a>(
         let (sealed, rest) = rest.split_at(len);
         buf = rest;
         let opened = sealing
-            .open(&chunk_aad(written_at, index), sealed)
+            .open(&chunk_aad(&aad_header, index), sealed)
             .map_err(|source| CacheError::Sealed {
                 path: path.to_owned(),
                 key: key::path_for(path),
@@ -286,7 +315,7 @@ fn read_chunks<'a>(
                 .map_err(|e| decode_error(path, e.to_string()))
         }))
     });
-    Ok((written_at, chunks))
+    Ok((header, chunks))
 }
 
 /// Writes the cache after changes, at most once per debounce window.
