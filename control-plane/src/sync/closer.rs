@@ -40,9 +40,10 @@ impl StreamCloser {
 
     /// Tells every session (and any that starts later) to end; returns how many were open.
     pub fn close(&self) -> usize {
-        self.closing.send_replace(true);
+        // Counted before the word goes out: a session that hears it ends at once.
         let open = *self.open.borrow();
         self.at_close.store(open, Ordering::Relaxed);
+        self.closing.send_replace(true);
         open
     }
 

@@ -22,5 +22,6 @@ mod fixtures;
 mod interop_upstreams;
 mod modes;
 mod quick_start;
+mod secrets_at_rest;
 mod tls;
 mod token_leak;
