@@ -16,6 +16,8 @@
 //! replaces it with version 2. The file is written to a fresh temporary file (random name,
 //! `O_EXCL`, mode 0600) in the same directory and renamed over the cache.
 
+#[cfg(test)]
+mod fuzz;
 mod key;
 
 use canopy_core::SealingKey;
@@ -216,13 +218,13 @@ pub fn load(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
         return Err(CacheError::Format(path.to_owned()));
     };
     let sealed = sealing.is_some();
-    let (header, chunks) = read_chunks(path, rest, sealing.as_ref())?;
+    let (header, mut chunks) = read_chunks(path, rest, sealing.as_ref())?;
     let apply = |source| CacheError::Apply {
         path: path.to_owned(),
         source,
     };
     let mut builder: Option<SnapshotBuilder> = None;
-    for chunk in chunks {
+    for chunk in chunks.by_ref() {
         let chunk = chunk?;
         if chunk.first {
             builder = Some(SnapshotBuilder::new(&chunk).map_err(apply)?);
@@ -237,6 +239,9 @@ pub fn load(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
     let b = builder.ok_or_else(|| decode_error(path, "empty"))?;
     if !b.is_complete() {
         return Err(decode_error(path, "truncated"));
+    }
+    if chunks.next().is_some() {
+        return Err(decode_error(path, "data after the last chunk"));
     }
     if sealed && b.revision() != header.revision {
         return Err(decode_error(path, "header and snapshot revisions differ"));
