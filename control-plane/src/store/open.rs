@@ -29,6 +29,9 @@ pub(super) const META_INITIALIZED: &[u8] = b"initialized";
 pub(super) const META_COMPACTED: &[u8] = b"compacted_through";
 /// JSON list of admin user names (for the last-admin rule inside transactions).
 pub(super) const META_ADMINS: &[u8] = b"admins";
+/// Id of the secrets key every stored spec was last found sealed with: while it matches
+/// and no rotation is under way, the start skips the scan for values to reseal.
+const META_SEALED_WITH: &[u8] = b"sealed_with";
 
 /// The trees of one store. Cloning is cheap (sled trees are reference counted).
 #[derive(Clone)]
@@ -67,14 +70,15 @@ pub(super) fn open(data_dir: &Path, mode: Mode) -> Result<Opened, StoreError> {
     let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&db_path, e));
     let servers = tree("servers")?;
     let changelog = tree("changelog")?;
-    let secrets = open_secrets(data_dir, &servers, &changelog)?;
+    let meta = tree("meta")?;
+    let secrets = open_secrets(data_dir, &servers, &changelog, &meta)?;
     db.flush().map_err(|e| open_error(&db_path, e))?;
     let trees = Trees {
         users: tree("users")?,
         clients: tree("clients")?,
         servers,
         tokens: tree("tokens")?,
-        meta: tree("meta")?,
+        meta,
         changelog,
         changelog_at: tree("changelog_at")?,
         secrets,
@@ -129,6 +133,7 @@ fn open_secrets(
     data_dir: &Path,
     servers: &sled::Tree,
     changelog: &sled::Tree,
+    meta: &sled::Tree,
 ) -> Result<SealingKey, StoreError> {
     let key_path = data_dir.join(SECRETS_KEY_FILE);
     let stored = read_key(&key_path)?;
@@ -140,6 +145,11 @@ fn open_secrets(
         current: &key,
         previous: previous.as_ref(),
     };
+    let sealed_with = meta.get(META_SEALED_WITH)?;
+    if stored.is_some() && previous.is_none() && sealed_with.as_deref() == Some(key.id().as_bytes())
+    {
+        return Ok(key);
+    }
     // Opens every stored spec before writing anything: with a lost key the start stops
     // here and the data dir is left as it was.
     let reseal = server_codec::plan_reseal(servers, changelog, &keys)?;
@@ -148,6 +158,7 @@ fn open_secrets(
     }
     let count = reseal.len();
     reseal.apply()?;
+    meta.insert(META_SEALED_WITH, key.id().as_bytes())?;
     if count > 0 {
         tracing::info!(
             values = count,
