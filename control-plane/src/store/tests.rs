@@ -515,3 +515,42 @@ async fn secrets_key_rotation_and_loss() {
     assert!(err.to_string().contains("secrets.key"), "{err}");
     assert!(!key.exists());
 }
+
+#[tokio::test]
+async fn a_data_dir_of_an_earlier_version_is_sealed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Development).await;
+    store.close().await;
+    drop(store);
+    // What a version before sealing left: plaintext specs, no secrets key, no marker.
+    let Mutation::PutServer { record, .. } = server_with_secrets("gh") else {
+        unreachable!()
+    };
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let plain = serde_json::to_vec(&record).unwrap();
+        db.open_tree("servers")
+            .unwrap()
+            .insert("gh", plain)
+            .unwrap();
+        let change = serde_json::to_vec(&Change::ServerUpserted(record.clone())).unwrap();
+        db.open_tree("changelog")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), change)
+            .unwrap();
+        db.open_tree("meta").unwrap().remove("sealed_with").unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::remove_file(dir.path().join("secrets.key")).unwrap();
+
+    let store = open_in(dir.path(), Mode::Development).await;
+    let secret = b"AT-REST-SECRET";
+    for tree in [&store.inner.trees.servers, &store.inner.trees.changelog] {
+        for value in tree.iter().values() {
+            let value = value.unwrap();
+            assert!(!value.windows(secret.len()).any(|w| w == secret));
+        }
+    }
+    assert_eq!(store.server("gh").unwrap().unwrap().spec, record.spec);
+    assert!(dir.path().join("secrets.key").exists());
+}
