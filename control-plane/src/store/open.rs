@@ -177,7 +177,8 @@ fn open_secrets(
 
 /// Sets `path`'s mode, or says why it cannot be done.
 fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {
-    let current = std::fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
+    // Follows a symlinked data dir (entries inside that are links never get here).
+    let current = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
     if current.permissions().mode() & 0o7777 == mode {
         return Ok(());
     }
