@@ -23,10 +23,32 @@ pub enum ConfFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {message}", .path.display())]
+    #[error("{}: {}", .path.display(), bounded(.message))]
     Parse { path: PathBuf, message: String },
-    #[error("{}: {message}", .path.display())]
+    #[error("{}: {}", .path.display(), bounded(.message))]
     Invalid { path: PathBuf, message: String },
+}
+
+/// Most characters of a parse or validation message shown: errors quote names, URLs and
+/// unknown field names from the file, which may be of any length.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// The message as one bounded line: what it quotes from the file may hold newlines or
+/// terminal escape sequences, which are shown escaped.
+fn bounded(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS + 20));
+    for (i, c) in message.chars().enumerate() {
+        if i == MAX_MESSAGE_CHARS {
+            out.push_str("… (message cut)");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An MCP client as `create mcp-client --conf` reads it, validated.
@@ -206,11 +228,12 @@ pub fn check_server_spec(spec: &pb::ServerSpec) -> Result<(), String> {
 }
 
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfFileError::Read {
+    // Bytes, not a String: a file that is not UTF-8 gets serde's line and column.
+    let bytes = std::fs::read(path).map_err(|source| ConfFileError::Read {
         path: path.to_owned(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| ConfFileError::Parse {
+    serde_json::from_slice(&bytes).map_err(|e| ConfFileError::Parse {
         path: path.to_owned(),
         message: redact_serde(&e.to_string()),
     })
@@ -320,6 +343,9 @@ fn resolve_token(
     token::validate_custom(&token).map_err(|e| invalid(format!("token from {source}: {e}")))?;
     Ok(token)
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report

@@ -36,7 +36,8 @@ pub enum ControlPlaneError {
 /// Runs a control plane on `listener` until `shutdown` resolves.
 ///
 /// Serves `canopy.v1.Admin`, `canopy.v1.Sync`, gRPC health and reflection (v1 and
-/// v1alpha). On shutdown it stops accepting, lets in-flight calls finish for at most
+/// v1alpha). On shutdown it stops accepting and closes every Sync stream (data planes
+/// reconnect later or elsewhere), lets in-flight unary calls finish for at most
 /// `config.shutdown_grace`, then flushes the store.
 pub async fn serve(
     config: ControlPlaneConfig,
@@ -109,11 +110,24 @@ pub async fn serve(
         if tls.is_some() { "gRPC over TLS" } else { "plaintext gRPC" }
     );
 
-    // Shutdown: the caller's future stops accepting; `stopping` starts the grace timer.
+    let sync = crate::sync::SyncService::new(
+        std::sync::Arc::new(store.clone()),
+        fleet.clone(),
+        data_plane_token_hash,
+    )
+    .with_keys(keys);
+    let streams = sync.closer();
+    let closing = streams.clone();
+    // Shutdown: the caller's future stops accepting and closes the Sync streams (they never
+    // end by themselves); `stopping` starts the grace timer for what is left in flight.
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
-        tracing::info!("shutting down: no new connections, draining in-flight calls");
+        let open = closing.close();
+        tracing::info!(
+            sync_streams = open,
+            "shutting down: no new connections, closing sync streams, draining in-flight calls"
+        );
         let _ = stopping_tx.send(true);
     };
     let mut builder = Server::builder();
@@ -125,14 +139,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(admin.into_server())
-        .add_service(canopy_proto::v1::sync_server::SyncServer::new(
-            crate::sync::SyncService::new(
-                std::sync::Arc::new(store.clone()),
-                fleet.clone(),
-                data_plane_token_hash,
-            )
-            .with_keys(keys),
-        ));
+        .add_service(canopy_proto::v1::sync_server::SyncServer::new(sync));
     // tonic ignores its own `tcp_nodelay` default for a caller's listener; without it a live
     // change to a data plane (a small HTTP/2 frame) can wait for the previous one's ACK.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -141,7 +148,8 @@ pub async fn serve(
     let drained = tokio::select! {
         result = server => result.map(|()| true),
         () = async move {
-            // Long-lived sync streams never end on their own; bound the drain.
+            // A call that does not finish (or a data plane that stops reading its closed
+            // stream) must not hold the shutdown: bound the drain.
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         } => Ok(false),
@@ -149,11 +157,21 @@ pub async fn serve(
     for task in [refresh_task, idp_refresh_task].into_iter().flatten() {
         task.abort();
     }
-    if let Ok(false) = drained {
-        tracing::warn!(
+    let drained = match drained {
+        // Every connection is gone; wait for the last session task to have ended.
+        Ok(true) => Ok(tokio::time::timeout(grace, streams.closed()).await.is_ok()),
+        other => other,
+    };
+    match drained {
+        Ok(true) => tracing::info!(
+            sync_streams = streams.closed_at_shutdown(),
+            "drained: sync streams closed, nothing left in flight"
+        ),
+        Ok(false) => tracing::warn!(
             ?grace,
             "in-flight calls did not finish within the grace period; closing them"
-        );
+        ),
+        Err(_) => {}
     }
     store.close().await;
     tracing::info!(

@@ -15,7 +15,8 @@
 //! records carry full post-change values, so replaying a change over a state that already
 //! contains it converges.
 //!
-//! Not here: token plaintexts (only hashes are stored), fetching identity providers' keys
+//! Not here: token plaintexts (only hashes are stored), upstream credentials in the clear
+//! (server specs are sealed, see `store/server_codec.rs`), fetching identity providers' keys
 //! (`crate::identity`).
 
 mod changelog;
@@ -25,6 +26,7 @@ mod identity;
 mod mutation;
 mod open;
 mod records;
+mod server_codec;
 mod writer;
 
 #[cfg(test)]
@@ -278,21 +280,23 @@ impl Store {
     }
 
     pub fn servers(&self) -> Result<Vec<ServerRecord>, StoreError> {
-        self.inner
-            .trees
+        let trees = &self.inner.trees;
+        let keys = server_codec::Keys::current(&trees.secrets);
+        trees
             .servers
             .iter()
             .values()
-            .map(|v| decode(&v?))
+            .map(|v| server_codec::decode(&v?, &keys))
             .collect()
     }
 
     pub fn server(&self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
-        self.inner
-            .trees
+        let trees = &self.inner.trees;
+        let keys = server_codec::Keys::current(&trees.secrets);
+        trees
             .servers
             .get(name)?
-            .map(|v| decode(&v))
+            .map(|v| server_codec::decode(&v, &keys))
             .transpose()
     }
 

@@ -13,6 +13,7 @@
 //! Only token hashes travel (and the token-hash key, which data planes need to hash the
 //! bearer tokens they receive), plus what data planes need to call upstreams.
 
+mod closer;
 pub(crate) mod convert;
 mod snapshot_cache;
 #[cfg(test)]
@@ -26,6 +27,8 @@ use canopy_proto::v1::{
     sync_request, sync_response, sync_server::Sync, ChangeBatch, SnapshotChunk, SyncHello,
     SyncRequest, SyncResponse,
 };
+use closer::OpenStream;
+pub use closer::StreamCloser;
 use snapshot_cache::{CachedClients, SnapshotCache};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -51,6 +54,7 @@ pub struct SyncService {
     snapshots: Arc<SnapshotCache>,
     /// Where unknown-`kid` reports go (`None`: they are ignored).
     keys: Option<Arc<Keys>>,
+    closer: StreamCloser,
 }
 
 impl SyncService {
@@ -68,6 +72,7 @@ impl SyncService {
             data_plane_token,
             snapshots,
             keys: None,
+            closer: StreamCloser::default(),
         }
     }
 
@@ -75,6 +80,11 @@ impl SyncService {
     pub fn with_keys(mut self, keys: Arc<Keys>) -> Self {
         self.keys = Some(keys);
         self
+    }
+
+    /// Ends every stream of this service at shutdown (see `sync/closer.rs`).
+    pub fn closer(&self) -> StreamCloser {
+        self.closer.clone()
     }
 
     fn authenticate<T>(&self, req: &Request<T>) -> Result<(), Status> {
@@ -138,7 +148,7 @@ impl Sync for SyncService {
             snapshots: Arc::clone(&self.snapshots),
             keys: self.keys.clone(),
         };
-        tokio::spawn(session.run(hello, live, inbound));
+        tokio::spawn(session.run(hello, live, inbound, self.closer.open()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -159,8 +169,10 @@ struct Session {
 /// Why a session ended.
 #[derive(Debug)]
 pub(crate) enum End {
-    /// The data plane went away (or the server is shutting down).
+    /// The data plane went away.
     Closed,
+    /// The server is shutting down.
+    ShuttingDown,
     Store(StoreError),
     Internal(String),
 }
@@ -175,6 +187,7 @@ impl End {
     fn describe(&self) -> String {
         match self {
             End::Closed => "the stream closed".into(),
+            End::ShuttingDown => "the control plane is shutting down; reconnect later".into(),
             End::Store(e) => format!("control plane store error: {e}"),
             End::Internal(e) => e.clone(),
         }
@@ -187,6 +200,7 @@ impl Session {
         hello: SyncHello,
         mut live: broadcast::Receiver<Arc<ChangeRecord>>,
         inbound: Streaming<SyncRequest>,
+        mut open: OpenStream,
     ) {
         let node_id = self.connection.node_id().to_owned();
         let acks = tokio::spawn(read_acks(
@@ -194,10 +208,20 @@ impl Session {
             Arc::clone(&self.connection),
             self.keys.clone(),
         ));
-        let outcome = self.serve(&hello, &mut live).await;
+        let outcome = tokio::select! {
+            outcome = self.serve(&hello, &mut live) => outcome,
+            () = open.closing() => End::ShuttingDown,
+        };
         acks.abort();
         match outcome {
             End::Closed => tracing::info!(%node_id, "data plane disconnected"),
+            End::ShuttingDown => {
+                tracing::info!(%node_id, "closing the sync stream: shutting down");
+                // Never waits: a data plane that does not read must not hold the shutdown.
+                let _ = self
+                    .tx
+                    .try_send(Err(Status::unavailable(End::ShuttingDown.describe())));
+            }
             failed => {
                 let e = failed.describe();
                 tracing::error!(%node_id, error = %e, "sync stream failed");

@@ -28,7 +28,8 @@ struct Args {
     /// Identifier reported to the control plane (default: hostname-pid).
     #[arg(long, env = "CANOPY_NODE_ID")]
     node_id: Option<String>,
-    /// Keep the applied state here (mode 0600) and serve from it when the control plane is down at start.
+    /// Keep the applied state here (mode 0600, sealed with the key file `<FILE>.key` beside it)
+    /// and serve from it when the control plane is down at start.
     #[arg(long, env = "CANOPY_CACHE_FILE")]
     cache_file: Option<PathBuf>,
     /// Refuse /mcp with 503 when the state is older than this (e.g. 5m). Default: serve while stale.

@@ -1,7 +1,9 @@
-//! Reading and compacting the change log (big-endian revision → change JSON).
+//! Reading and compacting the change log (big-endian revision → change JSON, server
+//! specs sealed: see `server_codec.rs`).
 
 use super::open::{Trees, META_COMPACTED};
-use super::records::{Change, ChangeRecord};
+use super::records::ChangeRecord;
+use super::server_codec::{self, Keys};
 use super::writer::Shared;
 use super::StoreError;
 use std::sync::atomic::Ordering;
@@ -108,8 +110,7 @@ impl Trees {
                 // A compaction ran while we read.
                 return Ok(None);
             }
-            let change: Change =
-                serde_json::from_slice(&value).map_err(|e| StoreError::Decode(e.to_string()))?;
+            let change = server_codec::decode_change(&value, &Keys::current(&self.secrets))?;
             out.push(ChangeRecord { revision, change });
             expected += 1;
         }

@@ -33,8 +33,26 @@ pub enum StoreError {
          (without it no stored token can be verified) or start with an empty --data-dir"
     )]
     KeyMissing { path: PathBuf },
-    #[error("token hash key {path} is invalid: {reason}")]
+    #[error("key file {path} is invalid: {reason}")]
     KeyInvalid { path: PathBuf, reason: String },
+    #[error(
+        "cannot restrict {path} to mode {mode:o} (the data dir holds keys and credentials): \
+         {source}"
+    )]
+    Permissions {
+        path: PathBuf,
+        mode: u32,
+        source: std::io::Error,
+    },
+    #[error(
+        "the stored credentials of server '{server}' do not open: {source} (restore \
+         secrets.key, and secrets.key.previous during a rotation, from the backup of this \
+         data dir)"
+    )]
+    Sealed {
+        server: String,
+        source: canopy_core::SealError,
+    },
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
     #[error("stored record is unreadable: {0}")]

@@ -10,6 +10,7 @@ use super::open::{Trees, META_ADMINS, META_INITIALIZED, META_REVISION};
 use super::records::{
     Change, ChangeRecord, ClientRecord, Principal, Role, ServerRecord, StoredToken, UserRecord,
 };
+use super::server_codec::{self, Keys};
 use super::{client_codec, StoreError};
 use canopy_core::TokenHash;
 use serde_json::value::RawValue;
@@ -101,6 +102,7 @@ pub(super) struct Tx<'a> {
     tokens: &'a TransactionalTree,
     meta: &'a TransactionalTree,
     pub(super) identity: &'a TransactionalTree,
+    secrets: &'a canopy_core::SealingKey,
     pub(super) now_ms: u64,
 }
 
@@ -126,6 +128,7 @@ impl Trees {
                     tokens,
                     meta,
                     identity,
+                    secrets: &self.secrets,
                     now_ms,
                 };
                 let revision = match meta.get(META_REVISION)? {
@@ -134,7 +137,9 @@ impl Trees {
                 };
                 let change = tx.apply(m, revision)?;
                 meta.insert(META_REVISION, &revision.to_be_bytes())?;
-                changelog.insert(&revision.to_be_bytes(), encode(&change)?)?;
+                let stored = server_codec::encode_change(&change, &self.secrets)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                changelog.insert(&revision.to_be_bytes(), stored)?;
                 changelog_at.insert(&revision.to_be_bytes(), &now_ms.to_be_bytes())?;
                 Ok(ChangeRecord { revision, change })
             },
@@ -274,7 +279,7 @@ impl Tx<'_> {
                         name: name.clone(),
                     });
                 }
-                self.put(self.servers, name, record)?;
+                self.put_server(record)?;
                 Ok(Change::ServerUpserted(record.clone()))
             }
             Mutation::UpdateCatalogue {
@@ -283,11 +288,11 @@ impl Tx<'_> {
                 prompts,
                 protocol_version,
             } => {
-                let mut server: ServerRecord = self.get(self.servers, "server", name)?;
+                let mut server = self.server(name)?;
                 server.tools = tools.clone();
                 server.prompts = prompts.clone();
                 server.protocol_version = protocol_version.clone();
-                self.put(self.servers, name, &server)?;
+                self.put_server(&server)?;
                 Ok(Change::ServerUpserted(server))
             }
             Mutation::DeleteServer { name } => {
@@ -310,6 +315,24 @@ impl Tx<'_> {
                 name: name.to_owned(),
             }),
         }
+    }
+
+    fn server(&self, name: &str) -> TxResult<ServerRecord> {
+        match self.servers.get(name.as_bytes())? {
+            Some(raw) => server_codec::decode(&raw, &Keys::current(self.secrets))
+                .map_err(ConflictableTransactionError::Abort),
+            None => abort(StoreError::NotFound {
+                kind: "server",
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    fn put_server(&self, record: &ServerRecord) -> TxResult<()> {
+        let stored = server_codec::encode(record, self.secrets)
+            .map_err(ConflictableTransactionError::Abort)?;
+        self.servers.insert(record.spec.name.as_bytes(), stored)?;
+        Ok(())
     }
 
     fn get<T: serde::de::DeserializeOwned>(

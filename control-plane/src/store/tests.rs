@@ -460,3 +460,163 @@ async fn client_records_of_earlier_versions_read_sync_and_upgrade_in_place() {
     assert_eq!(now.allowed, old.allowed);
     assert_eq!(now.tokens, old.tokens);
 }
+
+fn server_with_secrets(name: &str) -> Mutation {
+    Mutation::PutServer {
+        record: ServerRecord {
+            spec: ServerSpec {
+                name: name.into(),
+                transport: Transport::StreamableHttp,
+                description: String::new(),
+                url: "http://127.0.0.1:1/mcp".into(),
+                bearer_token: Some("bearer-AT-REST-SECRET".into()),
+                headers: [("X-Api-Key".to_owned(), "header-AT-REST-SECRET".to_owned())].into(),
+                command: String::new(),
+                args: Vec::new(),
+                env: Default::default(),
+                timeout_ms: 0,
+            },
+            tools: Vec::new(),
+            prompts: Vec::new(),
+            protocol_version: "2025-06-18".into(),
+        },
+        replace: false,
+    }
+}
+
+/// Every byte of every file under `dir`.
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn modes(dir: &Path, out: &mut Vec<(PathBuf, u32)>) {
+    use std::os::unix::fs::PermissionsExt;
+    out.push((
+        dir.to_owned(),
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+    ));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            modes(&path, out);
+        } else {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            out.push((path, mode));
+        }
+    }
+}
+
+#[tokio::test]
+async fn credentials_are_sealed_and_modes_tightened_at_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = open_in(&data, Mode::Development).await;
+    store.apply(server_with_secrets("gh")).await.unwrap();
+    store.close().await;
+    drop(store);
+    assert!(!all_bytes(&data)
+        .windows(b"AT-REST-SECRET".len())
+        .any(|w| w == b"AT-REST-SECRET"));
+
+    // A file loosened by hand is tightened again at the next open.
+    std::fs::set_permissions(
+        data.join("token-hash.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let store = open_in(&data, Mode::Development).await;
+    let mut found = Vec::new();
+    modes(&data, &mut found);
+    for (path, mode) in &found {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{}", path.display());
+    }
+    let spec = store.server("gh").unwrap().unwrap().spec;
+    assert_eq!(spec.bearer_token.as_deref(), Some("bearer-AT-REST-SECRET"));
+    let changes = store.changes_since(0).unwrap().unwrap();
+    assert!(matches!(&changes[0].change, Change::ServerUpserted(r) if r.spec == spec));
+}
+
+#[tokio::test]
+async fn secrets_key_rotation_and_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Development).await;
+    store.apply(server_with_secrets("gh")).await.unwrap();
+    store.close().await;
+    drop(store);
+    let key = dir.path().join("secrets.key");
+    let old = std::fs::read(&key).unwrap();
+
+    // Rotation: the old key moves aside, a new one is made and everything is resealed.
+    std::fs::rename(&key, dir.path().join("secrets.key.previous")).unwrap();
+    let store = open_in(dir.path(), Mode::Development).await;
+    assert_ne!(std::fs::read(&key).unwrap(), old);
+    store.close().await;
+    drop(store);
+    std::fs::remove_file(dir.path().join("secrets.key.previous")).unwrap();
+    let store = open_in(dir.path(), Mode::Development).await;
+    let spec = store.server("gh").unwrap().unwrap().spec;
+    assert_eq!(spec.headers["X-Api-Key"], "header-AT-REST-SECRET");
+    store.close().await;
+    drop(store);
+
+    // A lost key stops the start with the reason, and writes nothing.
+    std::fs::remove_file(&key).unwrap();
+    let err = Store::open(StoreOptions::new(dir.path(), Mode::Development))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Sealed { .. }), "{err:?}");
+    assert!(err.to_string().contains("secrets.key"), "{err}");
+    assert!(!key.exists());
+}
+
+#[tokio::test]
+async fn a_data_dir_of_an_earlier_version_is_sealed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Development).await;
+    store.close().await;
+    drop(store);
+    // What a version before sealing left: plaintext specs, no secrets key, no marker.
+    let Mutation::PutServer { record, .. } = server_with_secrets("gh") else {
+        unreachable!()
+    };
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let plain = serde_json::to_vec(&record).unwrap();
+        db.open_tree("servers")
+            .unwrap()
+            .insert("gh", plain)
+            .unwrap();
+        let change = serde_json::to_vec(&Change::ServerUpserted(record.clone())).unwrap();
+        db.open_tree("changelog")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), change)
+            .unwrap();
+        db.open_tree("meta").unwrap().remove("sealed_with").unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::remove_file(dir.path().join("secrets.key")).unwrap();
+
+    let store = open_in(dir.path(), Mode::Development).await;
+    let secret = b"AT-REST-SECRET";
+    for tree in [&store.inner.trees.servers, &store.inner.trees.changelog] {
+        for value in tree.iter().values() {
+            let value = value.unwrap();
+            assert!(!value.windows(secret.len()).any(|w| w == secret));
+        }
+    }
+    assert_eq!(store.server("gh").unwrap().unwrap().spec, record.spec);
+    assert!(dir.path().join("secrets.key").exists());
+}

@@ -2,6 +2,7 @@
 //! In-process router tests: `router(dp).oneshot(request)` against a state built
 //! directly, with a real (in-process) upstream for forwarded calls.
 
+mod fuzz;
 mod mock;
 
 use axum::body::Body;

@@ -156,13 +156,18 @@ impl ControlPlane {
     /// SIGTERM and wait (bounded) for it to exit; returns its exit status. Panics if it had to be
     /// killed because it did not stop within the deadline.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.terminate_within(START_DEADLINE)
+    }
+
+    /// [`ControlPlane::terminate`] with another failure deadline.
+    pub fn terminate_within(&mut self, deadline: Duration) -> ExitStatus {
         let Some(p) = self.process.as_mut() else {
             panic!("control plane was never started");
         };
-        let (status, clean) = p.terminate(START_DEADLINE);
+        let (status, clean) = p.terminate(deadline);
         if !clean {
             panic!(
-                "control plane did not exit within {START_DEADLINE:?} after SIGTERM; logs:\n{}",
+                "control plane did not exit within {deadline:?} after SIGTERM; logs:\n{}",
                 self.logs()
             );
         }

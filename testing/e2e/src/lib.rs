@@ -80,6 +80,17 @@ fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The revision a data plane's `--cache-file` holds, from its clear-text header (format v2:
+/// magic line, written-at u64 LE, revision u64 LE, sealed chunks); `None` while there is no
+/// such file.
+pub fn cache_file_revision(path: &Path) -> Option<u64> {
+    const MAGIC: &[u8] = b"canopy-dp-cache v2\n";
+    let raw = std::fs::read(path).ok()?;
+    let rest = raw.strip_prefix(MAGIC)?;
+    let revision = rest.get(8..16)?;
+    Some(u64::from_le_bytes(revision.try_into().ok()?))
+}
+
 /// Unix permission bits of a file (e.g. `0o600`).
 pub fn file_mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

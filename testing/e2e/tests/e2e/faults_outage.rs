@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canopy_e2e::{file_mode, Cli, DataPlane, FixtureServer};
+use canopy_e2e::{cache_file_revision, file_mode, Cli, DataPlane, FixtureServer};
 use serde_json::json;
 
-use crate::common::{access_token, enterprise};
+use crate::common::{access_token, enterprise, revision};
 use crate::faults::{auth_status, call, echo_ok, metric, poll, readyz, CONVERGE};
 
 const RESUMES: &str = "canopy_sync_resumes_total";
@@ -187,16 +187,13 @@ fn faults_restarted_data_plane_serves_from_cache_while_control_plane_is_down() {
     let del = admin.json(&["delete", "mcp-client", "revoked", "--wait", "10s"]);
     assert_eq!(del["confirmed"].as_u64(), Some(1), "{del}");
 
-    // The cache file holds the revocation (client names travel in it; tokens only as hashes).
+    // The cache file holds the revocation (its header says the revision in the clear; the
+    // state itself is sealed, tokens only as hashes inside).
     poll(
         CONVERGE,
         "cache file with the revocation",
         || dp.logs(),
-        || {
-            let raw = std::fs::read(&cache).ok()?;
-            let has = |s: &str| raw.windows(s.len()).any(|w| w == s.as_bytes());
-            (has("good") && !has("revoked")).then_some(())
-        },
+        || (cache_file_revision(&cache)? >= revision(&del)).then_some(()),
     );
     assert_eq!(file_mode(&cache) & 0o777, 0o600, "cache file mode");
     let raw = std::fs::read(&cache).expect("read the cache file");

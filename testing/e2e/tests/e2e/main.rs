@@ -23,6 +23,7 @@ mod identity_providers;
 mod interop_upstreams;
 mod modes;
 mod quick_start;
+mod secrets_at_rest;
 mod tls;
 mod token_leak;
 mod user_scope;
