@@ -186,4 +186,76 @@ impl Admin for AdminService {
     ) -> Reply<pb::ListDataPlanesResponse> {
         reply(self.data_plane_list(r))
     }
+    async fn create_identity_provider(
+        &self,
+        _: Request<pb::CreateIdentityProviderRequest>,
+    ) -> Reply<pb::CreateIdentityProviderResponse> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn list_identity_providers(
+        &self,
+        _: Request<pb::ListIdentityProvidersRequest>,
+    ) -> Reply<pb::ListIdentityProvidersResponse> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn update_identity_provider(
+        &self,
+        _: Request<pb::UpdateIdentityProviderRequest>,
+    ) -> Reply<pb::MutationResult> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn delete_identity_provider(
+        &self,
+        _: Request<pb::DeleteIdentityProviderRequest>,
+    ) -> Reply<pb::MutationResult> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn create_access_rule(
+        &self,
+        _: Request<pb::CreateAccessRuleRequest>,
+    ) -> Reply<pb::MutationResult> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn list_access_rules(
+        &self,
+        _: Request<pb::ListAccessRulesRequest>,
+    ) -> Reply<pb::ListAccessRulesResponse> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn update_access_rule(
+        &self,
+        _: Request<pb::UpdateAccessRuleRequest>,
+    ) -> Reply<pb::MutationResult> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn delete_access_rule(
+        &self,
+        _: Request<pb::DeleteAccessRuleRequest>,
+    ) -> Reply<pb::MutationResult> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn explain_access(
+        &self,
+        _: Request<pb::ExplainAccessRequest>,
+    ) -> Reply<pb::ExplainAccessResponse> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn revoke_subject(
+        &self,
+        _: Request<pb::RevokeSubjectRequest>,
+    ) -> Reply<pb::MutationResult> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn list_revocations(
+        &self,
+        _: Request<pb::ListRevocationsRequest>,
+    ) -> Reply<pb::ListRevocationsResponse> {
+        Err(Status::unimplemented("not yet"))
+    }
+    async fn unrevoke_subject(
+        &self,
+        _: Request<pb::UnrevokeSubjectRequest>,
+    ) -> Reply<pb::MutationResult> {
+        Err(Status::unimplemented("not yet"))
+    }
 }

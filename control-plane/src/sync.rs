@@ -307,6 +307,9 @@ impl Session {
             servers: self.store.servers()?.iter().map(convert::server).collect(),
             total_clients,
             encoded_clients: Vec::new(),
+            identity_providers: Vec::new(),
+            access_rules: Vec::new(),
+            revoked_subjects: Vec::new(),
         })
     }
 

@@ -128,6 +128,18 @@ impl AllowList {
         })
     }
 
+    /// Every entry of every list, sorted and de-duplicated (a person's scope from the
+    /// access rules that match them).
+    pub fn union<'a>(lists: impl IntoIterator<Item = &'a AllowList>) -> Self {
+        let mut entries: Vec<AllowEntry> = lists
+            .into_iter()
+            .flat_map(|l| l.entries.iter().cloned())
+            .collect();
+        entries.sort();
+        entries.dedup();
+        Self { entries }
+    }
+
     /// The entries as strings, in a stable order (what listings and the wire carry).
     pub fn to_strings(&self) -> Vec<String> {
         self.entries.iter().map(ToString::to_string).collect()

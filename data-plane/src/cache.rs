@@ -112,6 +112,10 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                 },
                 total_clients: if first { clients.len() as u64 } else { 0 },
                 encoded_clients: Vec::new(),
+                // Identity state is written by the resource server (branch idp-dp).
+                identity_providers: Vec::new(),
+                access_rules: Vec::new(),
+                revoked_subjects: Vec::new(),
             };
             out.write_all(&chunk.encode_length_delimited_to_vec())?;
             first = false;

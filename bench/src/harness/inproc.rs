@@ -105,6 +105,7 @@ pub fn install(state: &State, n: u64, servers: Vec<pb::UpstreamState>) -> anyhow
         },
         total_clients: if first { n } else { 0 },
         encoded_clients: Vec::new(),
+        ..Default::default()
     };
     const STEP: u64 = 50_000;
     let first = chunk(true, n <= STEP, 0..n.min(STEP));

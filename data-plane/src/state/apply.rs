@@ -290,6 +290,13 @@ impl State {
                     servers_changed = true;
                 }
                 pb::change::Kind::Other(_) => {}
+                // Identity state is applied by the resource server (branch idp-dp).
+                pb::change::Kind::IdentityProviderUpsert(_)
+                | pb::change::Kind::IdentityProviderDelete(_)
+                | pb::change::Kind::AccessRuleUpsert(_)
+                | pb::change::Kind::AccessRuleDelete(_)
+                | pb::change::Kind::SubjectRevoke(_)
+                | pb::change::Kind::SubjectUnrevoke(_) => {}
             }
             w.revision = rev;
             current = Some(rev);

@@ -51,6 +51,7 @@ pub(crate) fn snapshot(
         servers,
         total_clients: 0,
         encoded_clients: vec![],
+        ..Default::default()
     }
 }
 
