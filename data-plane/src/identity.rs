@@ -11,27 +11,68 @@
 mod cache;
 mod provider;
 mod resource;
-mod rules;
 #[cfg(test)]
 pub(crate) mod tests;
 mod verify;
 
 use arc_swap::ArcSwap;
+use canopy_core::access::{self, AccessRule, Condition};
 use canopy_core::{AllowEntry, AllowList, TokenHash};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use canopy_proto::v1 as pb;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
 pub use cache::DEFAULT_CAPACITY;
-pub use provider::{Provider, ProviderDef, ProviderError, ASYMMETRIC};
+pub use provider::{Provider, ASYMMETRIC};
 pub use resource::{Resource, ResourceError, WELL_KNOWN};
-pub use rules::RuleDef;
 pub use verify::{Audiences, Principal, Rejection};
 
 use crate::state::Scope;
 use cache::{Grant, VerifiedCache};
 
-type Revoked = HashMap<String, HashSet<String>>;
+/// provider → subject → the revocation as received
+type Revoked = HashMap<String, HashMap<String, pb::RevokedSubject>>;
+
+/// An access rule: the shared matching form, and the message it came in (cache file).
+struct Rule {
+    idp: String,
+    rule: AccessRule,
+    source: pb::AccessRuleState,
+}
+
+impl Rule {
+    fn new(source: pb::AccessRuleState) -> Self {
+        let conditions = source
+            .matches
+            .iter()
+            .filter_map(|m| match m.kind.as_ref()? {
+                pb::access_match::Kind::Subject(v) => Some(Condition::Subject(v.clone())),
+                pb::access_match::Kind::Email(v) => Some(Condition::Email(v.clone())),
+                pb::access_match::Kind::EmailDomain(v) => Some(Condition::EmailDomain(v.clone())),
+                pb::access_match::Kind::Group(v) => Some(Condition::Group(v.clone())),
+            })
+            .collect();
+        let entries = source.allowed.iter().filter(|e| match AllowEntry::parse(e) {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(rule = %source.name, entry = %e, error = %err, "ignoring unreadable access-rule entry");
+                false
+            }
+        });
+        let allow = AllowList::from_entries(entries).unwrap_or_default();
+        Self {
+            idp: source.idp.clone(),
+            rule: AccessRule {
+                name: source.name.clone(),
+                conditions,
+                allow,
+            },
+            source,
+        }
+    }
+}
 
 /// Everything a JWT is checked against, as of one generation.
 #[derive(Default)]
@@ -39,12 +80,12 @@ pub struct Directory {
     generation: u64,
     providers: BTreeMap<Arc<str>, Arc<Provider>>,
     by_issuer: HashMap<String, Arc<Provider>>,
-    rules: Arc<[RuleDef]>,
-    /// provider → revoked subjects
+    /// By rule name.
+    rules: Arc<BTreeMap<String, Arc<Rule>>>,
     revoked: Arc<Revoked>,
-    /// Scopes by their sorted allow-list entries: people with the same grants share one
-    /// (and its cached filtered lists).
-    scopes: Mutex<HashMap<Box<[String]>, Arc<Scope>, foldhash::fast::RandomState>>,
+    /// Scopes by their allow-list entries: people with the same grants share one (and its
+    /// cached filtered lists).
+    scopes: Mutex<HashMap<Vec<String>, Arc<Scope>, foldhash::fast::RandomState>>,
 }
 
 impl Directory {
@@ -67,7 +108,7 @@ impl Directory {
     pub(crate) fn is_revoked(&self, provider: &str, subject: &str) -> bool {
         self.revoked
             .get(provider)
-            .is_some_and(|s| s.contains(subject))
+            .is_some_and(|s| s.contains_key(subject))
     }
 
     /// OAuth scopes the providers require: the challenge's `scope` and the metadata's
@@ -76,7 +117,7 @@ impl Directory {
         let mut out: Vec<String> = self
             .providers
             .values()
-            .flat_map(|p| p.def.required_scopes.iter().cloned())
+            .flat_map(|p| p.required_scopes.iter().cloned())
             .collect();
         out.sort_unstable();
         out.dedup();
@@ -85,34 +126,25 @@ impl Directory {
 
     /// The issuers, for the metadata's `authorization_servers`.
     pub fn issuers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .providers
-            .values()
-            .map(|p| p.def.issuer.clone())
-            .collect();
+        let mut out: Vec<String> = self.providers.values().map(|p| p.issuer.clone()).collect();
         out.sort_unstable();
         out.dedup();
         out
     }
 
     fn scope_for(&self, who: &Principal) -> Arc<Scope> {
-        let granted = rules::granted(&self.rules, who);
+        let rules = self
+            .rules
+            .values()
+            .filter(|r| *r.idp == *who.provider)
+            .map(|r| &r.rule);
+        let granted = access::evaluate(rules, &who.claims).allow;
+        let key = granted.to_strings();
         let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = scopes.get(granted.as_slice()) {
-            return s.clone();
-        }
-        let entries = granted.iter().filter(|e| match AllowEntry::parse(e) {
-            Ok(_) => true,
-            Err(err) => {
-                tracing::warn!(entry = %e, error = %err, "ignoring unreadable access-rule entry");
-                false
-            }
-        });
-        let scope = Arc::new(Scope::new(
-            AllowList::from_entries(entries).unwrap_or_default(),
-        ));
-        scopes.insert(granted.into_boxed_slice(), scope.clone());
-        scope
+        scopes
+            .entry(key)
+            .or_insert_with(|| Arc::new(Scope::new(granted)))
+            .clone()
     }
 
     fn next(&self, generation: u64) -> Directory {
@@ -130,9 +162,17 @@ impl Directory {
         self.by_issuer = self
             .providers
             .values()
-            .map(|p| (p.def.issuer.clone(), p.clone()))
+            .map(|p| (p.issuer.clone(), p.clone()))
             .collect();
     }
+}
+
+/// The identity part of a snapshot, as the control plane sent it (the cache file keeps it).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sources {
+    pub providers: Vec<pb::IdentityProviderState>,
+    pub rules: Vec<pb::AccessRuleState>,
+    pub revoked: Vec<pb::RevokedSubject>,
 }
 
 /// Why a request's token is refused: 401 (with the challenge) or 403.
@@ -202,8 +242,8 @@ impl Identities {
             Ok(w) => w,
             Err(Rejection::InsufficientScope) => return Err(Denied::InsufficientScope),
             Err(r) => {
-                if let Rejection::UnknownKid { provider, kid } = &r {
-                    self.kids.report(provider, kid, now_ms);
+                if let Rejection::UnknownKid { issuer, kid, .. } = &r {
+                    self.kids.report(issuer, kid, now_ms);
                 }
                 return Err(Denied::Unauthorized(r));
             }
@@ -212,7 +252,7 @@ impl Identities {
         let leeway_ms = dir
             .providers
             .get(&who.provider)
-            .map_or(0, |p| p.def.leeway_secs.saturating_mul(1000));
+            .map_or(0, |p| p.leeway_secs.saturating_mul(1000));
         self.cache.insert(
             *hash,
             Grant {
@@ -226,7 +266,8 @@ impl Identities {
         Ok(scope)
     }
 
-    // ---- the sync writer's side: each change is a new generation
+    // ---- the sync writer's side: each change is a new generation, so every cached
+    // token is checked against it (or verified again) on its next request
 
     fn update(&self, change: impl FnOnce(&mut Directory)) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
@@ -235,148 +276,170 @@ impl Identities {
         self.dir.store(Arc::new(next));
     }
 
-    /// Replaces everything (a snapshot). Providers that cannot be used are skipped and
-    /// returned: their tokens are refused, which is the safe side.
-    pub fn replace_all(
-        &self,
-        providers: Vec<ProviderDef>,
-        rules: Vec<RuleDef>,
-        revoked: impl IntoIterator<Item = (String, String)>,
-    ) -> Vec<ProviderError> {
-        let mut errors = Vec::new();
-        let mut parsed = BTreeMap::new();
-        for def in providers {
-            match Provider::new(def) {
-                Ok(p) => {
-                    parsed.insert(p.name.clone(), Arc::new(p));
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        let mut set = Revoked::new();
-        for (p, s) in revoked {
-            set.entry(p).or_default().insert(s);
-        }
-        self.update(|d| {
-            d.providers = parsed;
-            d.index_issuers();
-            d.rules = rules.into();
-            d.revoked = Arc::new(set);
-        });
-        errors
-    }
-
-    pub fn upsert_provider(&self, def: ProviderDef) -> Result<(), ProviderError> {
-        let p = Arc::new(Provider::new(def)?);
-        self.update(|d| {
-            d.providers.insert(p.name.clone(), p);
-            d.index_issuers();
-        });
-        Ok(())
-    }
-
-    /// Also drops the provider's rules and revocations: they meant nothing without it.
-    pub fn remove_provider(&self, name: &str) {
-        self.update(|d| {
-            d.providers.remove(name);
-            d.index_issuers();
-            d.rules = d
-                .rules
-                .iter()
-                .filter(|r| r.provider != name)
-                .cloned()
-                .collect();
-            if d.revoked.contains_key(name) {
-                let mut revoked = (*d.revoked).clone();
-                revoked.remove(name);
-                d.revoked = Arc::new(revoked);
-            }
-        });
-    }
-
-    pub fn upsert_rule(&self, rule: RuleDef) {
-        self.update(|d| {
-            let mut rules: Vec<RuleDef> = d
-                .rules
-                .iter()
-                .filter(|r| r.name != rule.name)
-                .cloned()
-                .collect();
-            rules.push(rule);
-            d.rules = rules.into();
-        });
-    }
-
-    pub fn remove_rule(&self, name: &str) {
-        self.update(|d| {
-            d.rules = d.rules.iter().filter(|r| r.name != name).cloned().collect();
-        });
-    }
-
-    pub fn revoke(&self, provider: &str, subject: &str) {
-        self.update(|d| {
-            let mut revoked = (*d.revoked).clone();
+    /// Replaces everything (a snapshot: what it does not name is gone).
+    pub fn replace_all(&self, src: Sources) {
+        let providers = src
+            .providers
+            .into_iter()
+            .map(|p| {
+                let p = Arc::new(Provider::new(p));
+                (p.name.clone(), p)
+            })
+            .collect();
+        let rules = src
+            .rules
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(Rule::new(r))))
+            .collect();
+        let mut revoked = Revoked::new();
+        for r in src.revoked {
             revoked
-                .entry(provider.to_owned())
+                .entry(r.idp.clone())
                 .or_default()
-                .insert(subject.to_owned());
-            d.revoked = Arc::new(revoked);
-        });
-    }
-
-    pub fn unrevoke(&self, provider: &str, subject: &str) {
+                .insert(r.subject.clone(), r);
+        }
         self.update(|d| {
-            let mut revoked = (*d.revoked).clone();
-            if let Some(s) = revoked.get_mut(provider) {
-                s.remove(subject);
-                if s.is_empty() {
-                    revoked.remove(provider);
-                }
-            }
+            d.providers = providers;
+            d.index_issuers();
+            d.rules = Arc::new(rules);
             d.revoked = Arc::new(revoked);
         });
     }
 
-    /// Unknown signing keys seen since the last call, for the control plane.
-    pub fn take_unknown_kids(&self) -> Vec<(Arc<str>, String)> {
+    /// Applies one identity change; `false` when `kind` is not one.
+    pub fn apply(&self, kind: &pb::change::Kind) -> bool {
+        use pb::change::Kind;
+        match kind {
+            Kind::IdentityProviderUpsert(p) => {
+                let p = Arc::new(Provider::new(p.clone()));
+                tracing::info!(provider = %p.name, keys = p.key_count(), keys_revision = p.source.keys_revision, "identity provider updated");
+                self.update(|d| {
+                    d.providers.insert(p.name.clone(), p);
+                    d.index_issuers();
+                });
+            }
+            // Its rules and revocations go with it (the control plane deleted them too).
+            Kind::IdentityProviderDelete(name) => self.update(|d| {
+                d.providers.remove(name.as_str());
+                d.index_issuers();
+                if d.rules.values().any(|r| r.idp == *name) {
+                    let mut rules = (*d.rules).clone();
+                    rules.retain(|_, r| r.idp != *name);
+                    d.rules = Arc::new(rules);
+                }
+                if d.revoked.contains_key(name) {
+                    let mut revoked = (*d.revoked).clone();
+                    revoked.remove(name);
+                    d.revoked = Arc::new(revoked);
+                }
+            }),
+            Kind::AccessRuleUpsert(r) => {
+                let rule = Arc::new(Rule::new(r.clone()));
+                self.update(|d| {
+                    let mut rules = (*d.rules).clone();
+                    rules.insert(r.name.clone(), rule);
+                    d.rules = Arc::new(rules);
+                });
+            }
+            Kind::AccessRuleDelete(name) => self.update(|d| {
+                let mut rules = (*d.rules).clone();
+                rules.remove(name);
+                d.rules = Arc::new(rules);
+            }),
+            Kind::SubjectRevoke(r) => self.update(|d| {
+                let mut revoked = (*d.revoked).clone();
+                revoked
+                    .entry(r.idp.clone())
+                    .or_default()
+                    .insert(r.subject.clone(), r.clone());
+                d.revoked = Arc::new(revoked);
+            }),
+            Kind::SubjectUnrevoke(r) => self.update(|d| {
+                let mut revoked = (*d.revoked).clone();
+                if let Some(s) = revoked.get_mut(&r.idp) {
+                    s.remove(&r.subject);
+                    if s.is_empty() {
+                        revoked.remove(&r.idp);
+                    }
+                }
+                d.revoked = Arc::new(revoked);
+            }),
+            _ => return false,
+        }
+        true
+    }
+
+    /// What the cache file keeps: the sets as received.
+    pub fn sources(&self) -> Sources {
+        let d = self.dir.load();
+        Sources {
+            providers: d.providers.values().map(|p| p.source.clone()).collect(),
+            rules: d.rules.values().map(|r| r.source.clone()).collect(),
+            revoked: d
+                .revoked
+                .values()
+                .flat_map(|s| s.values().cloned())
+                .collect(),
+        }
+    }
+
+    /// Unknown signing keys seen since the last call: (issuer, kid) for the control plane.
+    pub fn take_unknown_kids(&self) -> Vec<(String, String)> {
         self.kids.take()
+    }
+
+    /// Resolves when an unknown key has been reported since the last [`Self::take_unknown_kids`].
+    pub async fn unknown_kid_reported(&self) {
+        self.kids.wake.notified().await
     }
 }
 
-/// How often one provider's unknown keys are reported: a burst of forged or early
-/// tokens must not turn into a burst of JWKS fetches.
-const KID_REPORT_COOLDOWN_MS: u64 = 5_000;
-/// Pending reports kept between sends; more are dropped (the next one still comes).
+/// How often one (issuer, kid) is reported: a client spraying tokens must not turn into
+/// a stream of reports (the control plane has its own fetch cooldown too).
+const KID_REPORT_COOLDOWN_MS: u64 = 30_000;
+/// Pending reports kept between sends; more are dropped (a later one still comes).
 const KID_REPORT_MAX_PENDING: usize = 16;
+/// Remembered (issuer, kid) pairs; past this, forgotten ones may be reported again.
+const KID_REPORT_MEMORY: usize = 1024;
 
 #[derive(Default)]
 struct KidReports {
     inner: Mutex<KidReportsInner>,
+    wake: Notify,
 }
 
 #[derive(Default)]
 struct KidReportsInner {
-    last_ms: HashMap<Arc<str>, u64>,
-    pending: Vec<(Arc<str>, String)>,
+    last_ms: HashMap<(String, String), u64>,
+    pending: Vec<(String, String)>,
 }
 
 impl KidReports {
-    fn report(&self, provider: &Arc<str>, kid: &str, now_ms: u64) {
+    fn report(&self, issuer: &str, kid: &str, now_ms: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.pending.len() >= KID_REPORT_MAX_PENDING {
+            return;
+        }
+        // The kid is attacker-chosen text: bounded before it is kept or sent.
+        let kid: String = kid.chars().take(128).collect();
+        let key = (issuer.to_owned(), kid);
         if g.last_ms
-            .get(provider)
+            .get(&key)
             .is_some_and(|t| now_ms.saturating_sub(*t) < KID_REPORT_COOLDOWN_MS)
-            || g.pending.len() >= KID_REPORT_MAX_PENDING
         {
             return;
         }
-        g.last_ms.insert(provider.clone(), now_ms);
-        // The kid is attacker-chosen text: bounded before it is kept or sent.
-        let kid: String = kid.chars().take(128).collect();
-        g.pending.push((provider.clone(), kid));
+        if g.last_ms.len() >= KID_REPORT_MEMORY {
+            g.last_ms
+                .retain(|_, t| now_ms.saturating_sub(*t) < KID_REPORT_COOLDOWN_MS);
+        }
+        g.last_ms.insert(key.clone(), now_ms);
+        g.pending.push(key);
+        drop(g);
+        self.wake.notify_one();
     }
 
-    fn take(&self) -> Vec<(Arc<str>, String)> {
+    fn take(&self) -> Vec<(String, String)> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut g.pending)
     }

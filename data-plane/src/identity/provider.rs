@@ -1,6 +1,7 @@
 //! One identity provider as the verifier holds it: what its tokens must say, and its
 //! signing keys parsed once from the JWKS the control plane streamed.
 
+use canopy_proto::v1 as pb;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use std::sync::Arc;
@@ -21,37 +22,9 @@ pub const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
-/// What the control plane says about a provider (its sync wire form, converted).
-#[derive(Debug, Clone)]
-pub struct ProviderDef {
-    pub name: String,
-    /// Exactly as the `iss` claim must carry it.
-    pub issuer: String,
-    /// Audiences accepted besides this data plane's own resource URLs (providers that
-    /// mint their own formats, e.g. Entra ID's `api://…`).
-    pub audiences: Vec<String>,
-    /// Allowed signature algorithms, by their JOSE names (`RS256`, `ES256`, `EdDSA`…).
-    pub algorithms: Vec<String>,
-    pub leeway_secs: u64,
-    pub subject_claim: String,
-    pub groups_claim: String,
-    /// OAuth scopes every token must carry (403 `insufficient_scope` otherwise).
-    pub required_scopes: Vec<String>,
-    /// The provider's JWKS document, as fetched by the control plane.
-    pub jwks_json: String,
-}
-
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum ProviderError {
-    #[error("identity provider '{name}': unknown or disallowed algorithm '{alg}' (allowed: asymmetric ones such as RS256, ES256, EdDSA)")]
-    Algorithm { name: String, alg: String },
-    #[error("identity provider '{name}' allows no algorithm")]
-    NoAlgorithm { name: String },
-    #[error("identity provider '{name}': JWKS is not a JSON object with a `keys` array: {reason}")]
-    Jwks { name: String, reason: String },
-    #[error("identity provider '{name}': empty issuer")]
-    NoIssuer { name: String },
-}
+#[error("JWKS is not a JSON object with a `keys` array: {0}")]
+pub struct JwksError(String);
 
 /// One verification key.
 pub(crate) struct Key {
@@ -68,55 +41,73 @@ impl Key {
     }
 }
 
-/// A provider ready to verify: the definition plus parsed keys.
+/// A provider ready to verify: what its tokens must say, and its parsed keys.
 pub struct Provider {
     pub name: Arc<str>,
-    pub def: ProviderDef,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// For `exp` and `nbf`, in whole seconds (rounded up from the configured ms).
+    pub leeway_secs: u64,
+    pub subject_claim: String,
+    pub groups_claim: String,
+    pub required_scopes: Vec<String>,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) keys: Vec<Key>,
+    /// As received, for the cache file.
+    pub(crate) source: pb::IdentityProviderState,
 }
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provider")
             .field("name", &self.name)
-            .field("issuer", &self.def.issuer)
+            .field("issuer", &self.issuer)
             .field("keys", &self.keys.len())
             .finish()
     }
 }
 
 impl Provider {
-    /// Parses the keys. Keys this build cannot use (encryption keys, symmetric keys,
-    /// unknown types) are skipped, not fatal: one odd key must not lock everybody out.
-    pub fn new(def: ProviderDef) -> Result<Self, ProviderError> {
-        if def.issuer.is_empty() {
-            return Err(ProviderError::NoIssuer { name: def.name });
-        }
+    /// Never fails: what cannot be used (an algorithm this build does not accept, a JWKS
+    /// that does not parse, an encryption or symmetric key) is logged and left out, so the
+    /// provider verifies fewer tokens or none (fail closed) and the sync stream goes on.
+    pub fn new(src: pb::IdentityProviderState) -> Self {
         let mut algorithms = Vec::new();
-        for a in &def.algorithms {
-            let alg = ASYMMETRIC
-                .iter()
-                .find(|x| alg_name(**x) == a.trim())
-                .copied()
-                .ok_or_else(|| ProviderError::Algorithm {
-                    name: def.name.clone(),
-                    alg: a.clone(),
-                })?;
-            if !algorithms.contains(&alg) {
-                algorithms.push(alg);
+        for a in &src.algorithms {
+            match ASYMMETRIC.iter().find(|x| alg_name(**x) == a.trim()) {
+                Some(alg) if !algorithms.contains(alg) => algorithms.push(*alg),
+                Some(_) => {}
+                None => {
+                    tracing::warn!(provider = %src.name, algorithm = %a, "ignoring an algorithm that is not allowed")
+                }
             }
         }
-        if algorithms.is_empty() {
-            return Err(ProviderError::NoAlgorithm { name: def.name });
-        }
-        let keys = parse_jwks(&def.name, &def.jwks_json)?;
-        Ok(Self {
-            name: Arc::from(def.name.as_str()),
-            def,
+        let keys = match parse_jwks(&src.name, &src.jwks_json) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(provider = %src.name, error = %e, "JWKS unreadable: no token of this provider verifies until it is fixed");
+                Vec::new()
+            }
+        };
+        let or = |s: &str, d: &str| {
+            if s.is_empty() {
+                d.to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        Self {
+            name: Arc::from(src.name.as_str()),
+            issuer: src.issuer.clone(),
+            audiences: src.audiences.clone(),
+            leeway_secs: src.leeway_ms.div_ceil(1000),
+            subject_claim: or(&src.subject_claim, "sub"),
+            groups_claim: or(&src.groups_claim, "groups"),
+            required_scopes: src.required_scopes.clone(),
             algorithms,
             keys,
-        })
+            source: src,
+        }
     }
 
     pub fn key_count(&self) -> usize {
@@ -129,15 +120,12 @@ pub fn alg_name(a: Algorithm) -> String {
     format!("{a:?}")
 }
 
-fn parse_jwks(name: &str, json: &str) -> Result<Vec<Key>, ProviderError> {
+fn parse_jwks(name: &str, json: &str) -> Result<Vec<Key>, JwksError> {
     #[derive(serde::Deserialize)]
     struct Set {
         keys: Vec<serde_json::Value>,
     }
-    let set: Set = serde_json::from_str(json).map_err(|e| ProviderError::Jwks {
-        name: name.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let set: Set = serde_json::from_str(json).map_err(|e| JwksError(e.to_string()))?;
     let mut keys = Vec::with_capacity(set.keys.len());
     for raw in set.keys {
         let jwk: Jwk = match serde_json::from_value(raw) {

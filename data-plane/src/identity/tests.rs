@@ -7,8 +7,10 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::Engine;
 use canopy_core::TokenHasher;
+use canopy_proto::v1 as pb;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pb::change::Kind;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
@@ -110,17 +112,43 @@ pub(crate) fn jwks(keys: &[&TestKey]) -> String {
     json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }).to_string()
 }
 
-pub(crate) fn provider_def(name: &str, issuer: &str, jwks: String) -> ProviderDef {
-    ProviderDef {
+pub(crate) fn provider_def(name: &str, issuer: &str, jwks: String) -> pb::IdentityProviderState {
+    pb::IdentityProviderState {
         name: name.into(),
         issuer: issuer.into(),
         audiences: vec!["api://canopy".into()],
         algorithms: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
-        leeway_secs: 30,
+        leeway_ms: 30_000,
         subject_claim: "sub".into(),
         groups_claim: "groups".into(),
         required_scopes: Vec::new(),
         jwks_json: jwks,
+        keys_revision: 1,
+    }
+}
+
+pub(crate) fn group_rule(name: &str, group: &str, allow: &[&str]) -> pb::AccessRuleState {
+    pb::AccessRuleState {
+        name: name.into(),
+        idp: "corp".into(),
+        matches: vec![pb::AccessMatch {
+            kind: Some(pb::access_match::Kind::Group(group.into())),
+        }],
+        allowed: allow.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+fn revocation(subject: &str) -> pb::RevokedSubject {
+    pb::RevokedSubject {
+        idp: "corp".into(),
+        subject: subject.into(),
+        revoked_at_ms: 1,
+    }
+}
+
+impl Identities {
+    fn upsert_provider(&self, p: pb::IdentityProviderState) {
+        assert!(self.apply(&Kind::IdentityProviderUpsert(p)));
     }
 }
 
@@ -152,18 +180,6 @@ pub(crate) fn sign(key: &TestKey, claims: &Value) -> String {
     jsonwebtoken::encode(&h, claims, &key.encoding).unwrap()
 }
 
-fn rule(name: &str, group: &str, allow: &[&str]) -> RuleDef {
-    RuleDef {
-        name: name.into(),
-        provider: "corp".into(),
-        subjects: vec![],
-        emails: vec![],
-        email_domains: vec![],
-        groups: vec![group.into()],
-        allow: allow.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
 struct Fixture {
     ids: Identities,
     resource: Resource,
@@ -174,12 +190,11 @@ impl Fixture {
     fn new() -> Self {
         let k = keys();
         let ids = Identities::default();
-        let errors = ids.replace_all(
-            vec![provider_def("corp", ISSUER, jwks(&[&k[0], &k[1], &k[2]]))],
-            vec![rule("eng", "eng", &["github"])],
-            [],
-        );
-        assert!(errors.is_empty(), "{errors:?}");
+        ids.replace_all(Sources {
+            providers: vec![provider_def("corp", ISSUER, jwks(&[&k[0], &k[1], &k[2]]))],
+            rules: vec![group_rule("eng", "eng", &["github"])],
+            revoked: vec![],
+        });
         Self {
             ids,
             resource: Resource::new(ORIGIN).unwrap(),
@@ -353,7 +368,7 @@ fn alg_none_and_hmac_with_the_public_key() {
     let ids = Identities::default();
     let mut def = provider_def("corp", ISSUER, jwks(&[&keys()[0]]));
     def.algorithms = vec!["ES256".into()];
-    ids.upsert_provider(def).unwrap();
+    ids.upsert_provider(def);
     let t = sign(&keys()[0], &claims("alice"));
     let hash = f.hasher.hash(&t);
     assert_eq!(
@@ -362,12 +377,17 @@ fn alg_none_and_hmac_with_the_public_key() {
         Denied::Unauthorized(Rejection::Algorithm("RS256".into()))
     );
     // HMAC can be neither allowed nor keyed from a JWKS.
-    let mut def = provider_def("corp", ISSUER, jwks(&[]));
-    def.algorithms = vec!["HS256".into()];
-    assert!(Provider::new(def).is_err());
+    let mut def = provider_def("corp", ISSUER, jwks(&[&keys()[0]]));
+    def.algorithms = vec!["HS256".into(), "none".into()];
+    assert!(Provider::new(def).algorithms.is_empty());
     let secret = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "s"}]}).to_string();
-    let p = Provider::new(provider_def("corp", ISSUER, secret)).unwrap();
-    assert_eq!(p.key_count(), 0);
+    assert_eq!(
+        Provider::new(provider_def("corp", ISSUER, secret)).key_count(),
+        0
+    );
+    // An unreadable JWKS leaves the provider without keys (fail closed).
+    let broken = Provider::new(provider_def("corp", ISSUER, "garbage".into()));
+    assert_eq!(broken.key_count(), 0);
 }
 
 #[test]
@@ -377,20 +397,20 @@ fn unknown_kid_is_reported_once_per_cooldown_and_accepted_after_refresh() {
     let t = sign(&fresh, &claims("alice"));
     let expected = Rejection::UnknownKid {
         provider: Arc::from("corp"),
+        issuer: ISSUER.into(),
         kid: "rsa-2".into(),
     };
     assert_eq!(f.refused(&t), expected);
     assert_eq!(f.refused(&t), expected);
     assert_eq!(
         f.ids.take_unknown_kids(),
-        vec![(Arc::from("corp"), "rsa-2".to_owned())]
+        vec![(ISSUER.to_owned(), "rsa-2".to_owned())]
     );
     assert!(f.ids.take_unknown_kids().is_empty());
     // The control plane fetched the new JWKS and streamed it.
     let k = keys();
     f.ids
-        .upsert_provider(provider_def("corp", ISSUER, jwks(&[&k[0], &fresh])))
-        .unwrap();
+        .upsert_provider(provider_def("corp", ISSUER, jwks(&[&k[0], &fresh])));
     f.check(&t).unwrap();
 }
 
@@ -430,13 +450,13 @@ fn revoked_subject_and_deleted_provider_beat_the_cache() {
     let t = sign(&keys()[1], &claims("alice"));
     f.check(&t).unwrap();
     assert_eq!(f.ids.cached_tokens(), 1);
-    f.ids.revoke("corp", "alice");
+    f.ids.apply(&Kind::SubjectRevoke(revocation("alice")));
     assert_eq!(f.refused(&t), Rejection::Revoked);
     // Others of the provider are unaffected.
     f.check(&sign(&keys()[1], &claims("bob"))).unwrap();
-    f.ids.unrevoke("corp", "alice");
+    f.ids.apply(&Kind::SubjectUnrevoke(revocation("alice")));
     f.check(&t).unwrap();
-    f.ids.remove_provider("corp");
+    f.ids.apply(&Kind::IdentityProviderDelete("corp".into()));
     assert!(!f.ids.is_enabled());
     assert_eq!(f.refused(&t), Rejection::UnknownIssuer);
 }
@@ -446,13 +466,16 @@ fn rule_changes_apply_to_cached_tokens() {
     let f = Fixture::new();
     let t = sign(&keys()[2], &claims("alice"));
     assert_eq!(f.check(&t).unwrap().allow().to_strings(), ["github"]);
-    f.ids
-        .upsert_rule(rule("eng", "eng", &["github", "jira__search"]));
+    f.ids.apply(&Kind::AccessRuleUpsert(group_rule(
+        "eng",
+        "eng",
+        &["github", "jira__search"],
+    )));
     assert_eq!(
         f.check(&t).unwrap().allow().to_strings(),
         ["github", "jira__search"]
     );
-    f.ids.remove_rule("eng");
+    f.ids.apply(&Kind::AccessRuleDelete("eng".into()));
     assert!(f.check(&t).unwrap().allow().is_empty());
 }
 
@@ -461,7 +484,7 @@ fn required_scope_missing_is_403() {
     let ids = Identities::default();
     let mut def = provider_def("corp", ISSUER, jwks(&[&keys()[0]]));
     def.required_scopes = vec!["mcp".into()];
-    ids.upsert_provider(def).unwrap();
+    ids.upsert_provider(def);
     let resource = Resource::new(ORIGIN).unwrap();
     let hasher = TokenHasher::new([1; 32]);
     let mut c = claims("alice");
@@ -483,8 +506,7 @@ fn required_scope_missing_is_403() {
 #[test]
 fn cache_is_bounded() {
     let ids = Identities::with_capacity(2);
-    ids.upsert_provider(provider_def("corp", ISSUER, jwks(&[&keys()[1]])))
-        .unwrap();
+    ids.upsert_provider(provider_def("corp", ISSUER, jwks(&[&keys()[1]])));
     let resource = Resource::new(ORIGIN).unwrap();
     let hasher = TokenHasher::new([1; 32]);
     for who in ["a", "b", "c", "d"] {
@@ -493,4 +515,57 @@ fn cache_is_bounded() {
             .unwrap();
     }
     assert_eq!(ids.cached_tokens(), 2);
+}
+
+#[test]
+fn synced_by_snapshot_and_changes_and_kept_in_the_cache_file() {
+    use crate::metrics::Metrics;
+    use crate::state::tests_support::{install, snapshot};
+    use crate::state::State;
+    let k = keys();
+    let state = State::new(Arc::new(Metrics::default()));
+    let mut snap = snapshot(5, vec![], vec![]);
+    snap.identity_providers = vec![provider_def("corp", ISSUER, jwks(&[&k[0]]))];
+    snap.access_rules = vec![group_rule("eng", "eng", &["gh"])];
+    snap.revoked_subjects = vec![revocation("mallory")];
+    install(&state, snap);
+    let ids = &state.identities;
+    let dir = ids.directory();
+    assert_eq!(dir.issuers(), [ISSUER]);
+    assert!(dir.is_revoked("corp", "mallory"));
+    let change = |revision, kind| pb::Change {
+        revision,
+        kind: Some(kind),
+    };
+    state
+        .apply_changes(vec![
+            change(6, Kind::SubjectRevoke(revocation("alice"))),
+            change(7, Kind::SubjectUnrevoke(revocation("mallory"))),
+            change(
+                8,
+                Kind::AccessRuleUpsert(group_rule("ops", "ops", &["jira"])),
+            ),
+        ])
+        .unwrap();
+    let dir = ids.directory();
+    assert!(dir.is_revoked("corp", "alice") && !dir.is_revoked("corp", "mallory"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("state.cache");
+    crate::cache::write(&state, &path).unwrap();
+    let restored = State::new(Arc::new(Metrics::default()));
+    crate::cache::load(&restored, &path).unwrap();
+    let mut a = ids.sources();
+    let mut b = restored.identities.sources();
+    for s in [&mut a, &mut b] {
+        s.rules.sort_by(|x, y| x.name.cmp(&y.name));
+    }
+    assert_eq!(a, b);
+    assert_eq!(b.rules.len(), 2);
+
+    // A deleted provider takes its rules and revocations along.
+    state
+        .apply_changes(vec![change(9, Kind::IdentityProviderDelete("corp".into()))])
+        .unwrap();
+    assert_eq!(ids.sources(), Sources::default());
 }

@@ -9,6 +9,7 @@
 //! claim. An ID token also names its client, not this resource, in `aud`, so it usually
 //! fails the audience check first.
 
+use canopy_core::access::ClaimView;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
@@ -28,7 +29,11 @@ pub enum Rejection {
     #[error("algorithm {0} is not allowed for this identity provider")]
     Algorithm(String),
     #[error("identity provider '{provider}' has no key '{kid}' (yet)")]
-    UnknownKid { provider: Arc<str>, kid: String },
+    UnknownKid {
+        provider: Arc<str>,
+        issuer: String,
+        kid: String,
+    },
     #[error("identity provider '{0}' has no key for this algorithm")]
     NoKey(Arc<str>),
     #[error("bad signature")]
@@ -58,9 +63,8 @@ pub enum Rejection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub provider: Arc<str>,
-    pub subject: String,
-    pub email: Option<String>,
-    pub groups: Vec<String>,
+    /// What access rules look at: subject, email, groups.
+    pub claims: ClaimView,
     /// Unix seconds.
     pub exp: u64,
     /// `None`: the token names this data plane as a whole (valid on every endpoint);
@@ -101,15 +105,16 @@ pub(crate) fn verify(
     if !access_token_type(header.typ.as_deref()) || looks_like_id_token(&claims) {
         return Err(Rejection::IdToken);
     }
-    let def = &provider.def;
-    let subject = text_claim(&claims, &def.subject_claim)
-        .ok_or_else(|| Rejection::Claim(def.subject_claim.clone()))?;
-    if dir.is_revoked(&provider.name, &subject) {
+    let view = ClaimView::from_claims(&claims, &provider.subject_claim, &provider.groups_claim);
+    let Some(subject) = view.subject.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(Rejection::Claim(provider.subject_claim.clone()));
+    };
+    if dir.is_revoked(&provider.name, subject) {
         return Err(Rejection::Revoked);
     }
-    if !def.required_scopes.is_empty() {
+    if !provider.required_scopes.is_empty() {
         let granted = token_scopes(&claims);
-        if !def
+        if !provider
             .required_scopes
             .iter()
             .all(|s| granted.contains(s.as_str()))
@@ -119,16 +124,14 @@ pub(crate) fn verify(
     }
     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
     let only_server = match &aud.server {
-        Some((name, _)) if !names_any(&claims, aud.gateway, &def.audiences) => {
+        Some((name, _)) if !names_any(&claims, aud.gateway, &provider.audiences) => {
             Some((*name).to_owned())
         }
         _ => None,
     };
     Ok(Principal {
         provider: provider.name.clone(),
-        subject,
-        email: text_claim(&claims, "email"),
-        groups: strings_claim(&claims, &def.groups_claim),
+        claims: view,
         exp,
         only_server,
     })
@@ -136,14 +139,14 @@ pub(crate) fn verify(
 
 fn validation(provider: &Provider, alg: Algorithm, aud: &Audiences<'_>) -> Validation {
     let mut v = Validation::new(alg);
-    v.leeway = provider.def.leeway_secs;
+    v.leeway = provider.leeway_secs;
     v.validate_nbf = true;
     v.validate_exp = true;
     v.validate_aud = true;
     v.set_required_spec_claims(&["exp", "iss", "aud"]);
-    v.set_issuer(&[&provider.def.issuer]);
+    v.set_issuer(&[&provider.issuer]);
     let mut audiences: Vec<&str> = aud.gateway.iter().map(String::as_str).collect();
-    audiences.extend(provider.def.audiences.iter().map(String::as_str));
+    audiences.extend(provider.audiences.iter().map(String::as_str));
     if let Some((_, url)) = &aud.server {
         audiences.push(url);
     }
@@ -165,6 +168,7 @@ fn check_signature(
             let Some(k) = provider.keys.iter().find(|k| k.kid.as_deref() == Some(kid)) else {
                 return Err(Rejection::UnknownKid {
                     provider: provider.name.clone(),
+                    issuer: provider.issuer.clone(),
                     kid: kid.to_owned(),
                 });
             };
@@ -228,27 +232,6 @@ fn looks_like_id_token(claims: &Map<String, Value>) -> bool {
         .iter()
         .any(|c| claims.contains_key(*c))
         || claims.get("typ").and_then(Value::as_str) == Some("ID")
-}
-
-fn text_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
-    claims
-        .get(name)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// A claim that is a list of strings, or one string (some providers flatten one group).
-fn strings_claim(claims: &Map<String, Value>, name: &str) -> Vec<String> {
-    match claims.get(name) {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// OAuth scopes granted: `scope` (space-separated, RFC 9068) or Entra's `scp`.

@@ -2,8 +2,10 @@
 //! protected-resource metadata, and the token never going upstream.
 
 use super::*;
-use crate::identity::tests::{claims, jwks, keys, now, provider_def, sign, ISSUER, ORIGIN};
-use crate::identity::{Resource, RuleDef};
+use crate::identity::tests::{
+    claims, group_rule, jwks, keys, now, provider_def, sign, ISSUER, ORIGIN,
+};
+use crate::identity::{Resource, Sources};
 
 async fn oauth_env(required_scopes: &[&str]) -> Env {
     let settings = HttpSettings {
@@ -14,17 +16,11 @@ async fn oauth_env(required_scopes: &[&str]) -> Env {
     let k = keys();
     let mut def = provider_def("corp", ISSUER, jwks(&[&k[0], &k[1], &k[2]]));
     def.required_scopes = required_scopes.iter().map(|s| (*s).to_owned()).collect();
-    let rule = RuleDef {
-        name: "eng".into(),
-        provider: "corp".into(),
-        subjects: vec![],
-        emails: vec![],
-        email_domains: vec![],
-        groups: vec!["eng".into()],
-        allow: vec!["gh__echo".into()],
-    };
-    let errors = e.dp.state.identities.replace_all(vec![def], vec![rule], []);
-    assert!(errors.is_empty(), "{errors:?}");
+    e.dp.state.identities.replace_all(Sources {
+        providers: vec![def],
+        rules: vec![group_rule("eng", "eng", &["gh__echo"])],
+        revoked: vec![],
+    });
     e
 }
 
@@ -71,7 +67,13 @@ async fn jwt_beside_static_tokens_and_never_upstream() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.tool_names().len() > 1);
     // Revocation beats the cache.
-    e.dp.state.identities.revoke("corp", "alice");
+    e.dp.state
+        .identities
+        .apply(&pb::change::Kind::SubjectRevoke(pb::RevokedSubject {
+            idp: "corp".into(),
+            subject: "alice".into(),
+            revoked_at_ms: 1,
+        }));
     let r = Req::rpc("tools/list", json!({}))
         .token(&jwt)
         .send(&e.dp)
