@@ -1,7 +1,7 @@
 //! The `Admin` gRPC service the `canopy` CLI speaks.
 //!
 //! One file per concern: `auth` (who may call what), `users`, `clients`, `servers`,
-//! `tools`, `upstreams` (live connections for `invoke`), `convert` (protobuf ↔ store
+//! `tools`, `identity` (providers, access rules, revocations), `upstreams` (live connections for `invoke`), `convert` (protobuf ↔ store
 //! types) and `error` (the one place errors become `tonic::Status`). The trait impl
 //! below only routes.
 //!
@@ -12,6 +12,7 @@ mod auth;
 mod clients;
 mod convert;
 mod error;
+mod identity;
 mod servers;
 mod tools;
 mod upstreams;
@@ -24,6 +25,7 @@ pub use error::AdminError;
 pub(crate) use servers::{Refreshed, Refresher};
 
 use crate::fleet::Fleet;
+use crate::identity::{Keys, DEFAULT_REFETCH_COOLDOWN};
 use crate::store::Store;
 use canopy_core::{TokenHash, TokenKind};
 use canopy_proto::v1 as pb;
@@ -38,6 +40,8 @@ pub struct AdminService {
     /// Hash of the init token the control plane was started with, if any.
     init_token: Option<TokenHash>,
     upstreams: Arc<Upstreams>,
+    /// Identity providers' keys: fetched at create/update, status for listings.
+    keys: Arc<Keys>,
 }
 
 impl AdminService {
@@ -45,11 +49,19 @@ impl AdminService {
     pub fn new(store: Store, fleet: Arc<Fleet>, init_token: Option<&str>) -> Self {
         let init_token = init_token.map(|t| store.hasher().hash(t));
         Self {
+            keys: Arc::new(Keys::new(store.clone(), DEFAULT_REFETCH_COOLDOWN)),
             store,
             fleet,
             init_token,
             upstreams: Arc::default(),
         }
+    }
+
+    /// Uses `keys` (shared with the Sync service and the periodic refresh) instead of the
+    /// service's own.
+    pub fn with_keys(mut self, keys: Arc<Keys>) -> Self {
+        self.keys = keys;
+        self
     }
 
     pub fn into_server(self) -> pb::admin_server::AdminServer<Self> {
@@ -188,74 +200,74 @@ impl Admin for AdminService {
     }
     async fn create_identity_provider(
         &self,
-        _: Request<pb::CreateIdentityProviderRequest>,
+        r: Request<pb::CreateIdentityProviderRequest>,
     ) -> Reply<pb::CreateIdentityProviderResponse> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.create_provider(r).await)
     }
     async fn list_identity_providers(
         &self,
-        _: Request<pb::ListIdentityProvidersRequest>,
+        r: Request<pb::ListIdentityProvidersRequest>,
     ) -> Reply<pb::ListIdentityProvidersResponse> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.list_providers(r))
     }
     async fn update_identity_provider(
         &self,
-        _: Request<pb::UpdateIdentityProviderRequest>,
+        r: Request<pb::UpdateIdentityProviderRequest>,
     ) -> Reply<pb::MutationResult> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.update_provider(r).await)
     }
     async fn delete_identity_provider(
         &self,
-        _: Request<pb::DeleteIdentityProviderRequest>,
+        r: Request<pb::DeleteIdentityProviderRequest>,
     ) -> Reply<pb::MutationResult> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.delete_provider(r).await)
     }
     async fn create_access_rule(
         &self,
-        _: Request<pb::CreateAccessRuleRequest>,
+        r: Request<pb::CreateAccessRuleRequest>,
     ) -> Reply<pb::MutationResult> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.create_rule(r).await)
     }
     async fn list_access_rules(
         &self,
-        _: Request<pb::ListAccessRulesRequest>,
+        r: Request<pb::ListAccessRulesRequest>,
     ) -> Reply<pb::ListAccessRulesResponse> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.list_rules(r))
     }
     async fn update_access_rule(
         &self,
-        _: Request<pb::UpdateAccessRuleRequest>,
+        r: Request<pb::UpdateAccessRuleRequest>,
     ) -> Reply<pb::MutationResult> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.update_rule(r).await)
     }
     async fn delete_access_rule(
         &self,
-        _: Request<pb::DeleteAccessRuleRequest>,
+        r: Request<pb::DeleteAccessRuleRequest>,
     ) -> Reply<pb::MutationResult> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.delete_rule(r).await)
     }
     async fn explain_access(
         &self,
-        _: Request<pb::ExplainAccessRequest>,
+        r: Request<pb::ExplainAccessRequest>,
     ) -> Reply<pb::ExplainAccessResponse> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.explain(r))
     }
     async fn revoke_subject(
         &self,
-        _: Request<pb::RevokeSubjectRequest>,
+        r: Request<pb::RevokeSubjectRequest>,
     ) -> Reply<pb::MutationResult> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.revoke(r).await)
     }
     async fn list_revocations(
         &self,
-        _: Request<pb::ListRevocationsRequest>,
+        r: Request<pb::ListRevocationsRequest>,
     ) -> Reply<pb::ListRevocationsResponse> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.revocation_list(r))
     }
     async fn unrevoke_subject(
         &self,
-        _: Request<pb::UnrevokeSubjectRequest>,
+        r: Request<pb::UnrevokeSubjectRequest>,
     ) -> Reply<pb::MutationResult> {
-        Err(Status::unimplemented("not yet"))
+        reply(self.unrevoke(r).await)
     }
 }

@@ -33,6 +33,10 @@ pub struct ControlPlaneConfig {
     pub changelog_max_age: Option<Duration>,
     /// Periodic re-discovery of every server's tools and prompts (`None` = off).
     pub refresh_interval: Option<Duration>,
+    /// Periodic fetch of every identity provider's discovery and keys (`None` = off).
+    pub idp_refresh_interval: Option<Duration>,
+    /// Minimum time between key fetches of one provider prompted by unknown-`kid` reports.
+    pub idp_refetch_cooldown: Duration,
     /// How long in-flight requests and streams may run after shutdown starts.
     pub shutdown_grace: Duration,
     /// Serve gRPC over TLS with this certificate and key (`None` = plaintext).
@@ -50,6 +54,8 @@ impl ControlPlaneConfig {
             changelog_retain: DEFAULT_CHANGELOG_RETAIN,
             changelog_max_age: Some(DEFAULT_CHANGELOG_MAX_AGE),
             refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
+            idp_refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
+            idp_refetch_cooldown: crate::identity::DEFAULT_REFETCH_COOLDOWN,
             shutdown_grace: Duration::from_secs(10),
             tls: None,
         }
@@ -68,6 +74,8 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("changelog_retain", &self.changelog_retain)
             .field("changelog_max_age", &self.changelog_max_age)
             .field("refresh_interval", &self.refresh_interval)
+            .field("idp_refresh_interval", &self.idp_refresh_interval)
+            .field("idp_refetch_cooldown", &self.idp_refetch_cooldown)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("tls", &self.tls)
             .finish()

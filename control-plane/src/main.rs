@@ -41,6 +41,15 @@ struct Args {
     /// (e.g. 10m, 30s; 0 = off). Failures are logged; the server stays registered.
     #[arg(long, env = "CANOPY_REFRESH_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     refresh_interval: Duration,
+    /// How often every identity provider's discovery document and keys are fetched again
+    /// (e.g. 10m; 0 = off). A failure keeps the last good keys and shows in
+    /// `canopy list identity-providers`.
+    #[arg(long, env = "CANOPY_IDP_REFRESH_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    idp_refresh_interval: Duration,
+    /// After a data plane reports a token key id it does not know, the provider's keys are
+    /// fetched at once, then not again for this long on such reports (e.g. 30s).
+    #[arg(long, env = "CANOPY_IDP_REFETCH_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    idp_refetch_cooldown: Duration,
     /// Serve gRPC over TLS with this PEM certificate chain (server certificate first).
     /// Needs --tls-key. Clients then use https:// URLs.
     #[arg(
@@ -109,6 +118,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.changelog_retain = args.changelog_retain;
     config.changelog_max_age = nonzero(args.changelog_max_age);
     config.refresh_interval = nonzero(args.refresh_interval);
+    config.idp_refresh_interval = nonzero(args.idp_refresh_interval);
+    config.idp_refetch_cooldown = args.idp_refetch_cooldown;
     config.init_token = secret(args.init_token_file.as_deref(), "CANOPY_INIT_TOKEN")?;
     config.data_plane_token = secret(
         args.data_plane_token_file.as_deref(),

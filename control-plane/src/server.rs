@@ -4,9 +4,11 @@
 use crate::admin::AdminService;
 use crate::config::ControlPlaneConfig;
 use crate::fleet::Fleet;
+use crate::identity::Keys;
 use crate::store::{Mode, Store, StoreError, StoreOptions};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -65,7 +67,16 @@ pub async fn serve(
     drop(data_plane_token);
     let fleet = Fleet::new();
 
-    let admin = AdminService::new(store.clone(), fleet.clone(), config.init_token.as_deref());
+    let keys = Arc::new(Keys::new(store.clone(), config.idp_refetch_cooldown));
+    let admin = AdminService::new(store.clone(), fleet.clone(), config.init_token.as_deref())
+        .with_keys(Arc::clone(&keys));
+    let idp_refresh_task = config.idp_refresh_interval.map(|interval| {
+        tracing::info!(
+            ?interval,
+            "fetching every identity provider's keys periodically"
+        );
+        tokio::spawn(Arc::clone(&keys).run(interval))
+    });
     let refresh_task = config.refresh_interval.map(|interval| {
         tracing::info!(
             ?interval,
@@ -119,7 +130,8 @@ pub async fn serve(
                 std::sync::Arc::new(store.clone()),
                 fleet.clone(),
                 data_plane_token_hash,
-            ),
+            )
+            .with_keys(keys),
         ));
     // tonic ignores its own `tcp_nodelay` default for a caller's listener; without it a live
     // change to a data plane (a small HTTP/2 frame) can wait for the previous one's ACK.
@@ -134,7 +146,7 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         } => Ok(false),
     };
-    if let Some(task) = refresh_task {
+    for task in [refresh_task, idp_refresh_task].into_iter().flatten() {
         task.abort();
     }
     if let Ok(false) = drained {

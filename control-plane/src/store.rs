@@ -15,11 +15,13 @@
 //! records carry full post-change values, so replaying a change over a state that already
 //! contains it converges.
 //!
-//! Not here: token plaintexts (only hashes are stored), access rules (the admin service).
+//! Not here: token plaintexts (only hashes are stored), fetching identity providers' keys
+//! (`crate::identity`).
 
 mod changelog;
 mod client_codec;
 mod error;
+mod identity;
 mod mutation;
 mod open;
 mod records;
@@ -31,6 +33,10 @@ mod tests;
 /// The sync wire form of a client, as live changes and snapshots carry it.
 pub use client_codec::wire_state as client_wire_state;
 pub use error::StoreError;
+pub use identity::{
+    Endpoints, IdentityMutation, ProviderRecord, ProviderSpec, Revocation, RuleCondition,
+    RuleRecord,
+};
 pub use mutation::Mutation;
 pub use records::{
     Change, ChangeRecord, ClientRecord, Mode, Principal, Role, ServerRecord, ServerSpec,

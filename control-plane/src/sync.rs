@@ -13,12 +13,13 @@
 //! Only token hashes travel (and the token-hash key, which data planes need to hash the
 //! bearer tokens they receive), plus what data planes need to call upstreams.
 
-mod convert;
+pub(crate) mod convert;
 mod snapshot_cache;
 #[cfg(test)]
 mod tests;
 
 use crate::fleet::{Connection, Fleet};
+use crate::identity::Keys;
 use crate::store::{ChangeRecord, Store, StoreError};
 use canopy_core::{TokenHash, TokenHasher};
 use canopy_proto::v1::{
@@ -48,6 +49,8 @@ pub struct SyncService {
     fleet: Arc<Fleet>,
     data_plane_token: TokenHash,
     snapshots: Arc<SnapshotCache>,
+    /// Where unknown-`kid` reports go (`None`: they are ignored).
+    keys: Option<Arc<Keys>>,
 }
 
 impl SyncService {
@@ -64,7 +67,14 @@ impl SyncService {
             fleet,
             data_plane_token,
             snapshots,
+            keys: None,
         }
+    }
+
+    /// Sends data planes' unknown-`kid` reports to `keys`, which re-fetches the provider's keys.
+    pub fn with_keys(mut self, keys: Arc<Keys>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     fn authenticate<T>(&self, req: &Request<T>) -> Result<(), Status> {
@@ -126,6 +136,7 @@ impl Sync for SyncService {
             sent: 0,
             encoded_clients: hello.accepts_encoded_clients,
             snapshots: Arc::clone(&self.snapshots),
+            keys: self.keys.clone(),
         };
         tokio::spawn(session.run(hello, live, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -142,6 +153,7 @@ struct Session {
     /// The data plane reads `SnapshotChunk.encoded_clients` (see the proto).
     encoded_clients: bool,
     snapshots: Arc<SnapshotCache>,
+    keys: Option<Arc<Keys>>,
 }
 
 /// Why a session ended.
@@ -177,7 +189,11 @@ impl Session {
         inbound: Streaming<SyncRequest>,
     ) {
         let node_id = self.connection.node_id().to_owned();
-        let acks = tokio::spawn(read_acks(inbound, Arc::clone(&self.connection)));
+        let acks = tokio::spawn(read_acks(
+            inbound,
+            Arc::clone(&self.connection),
+            self.keys.clone(),
+        ));
         let outcome = self.serve(&hello, &mut live).await;
         acks.abort();
         match outcome {
@@ -307,9 +323,24 @@ impl Session {
             servers: self.store.servers()?.iter().map(convert::server).collect(),
             total_clients,
             encoded_clients: Vec::new(),
-            identity_providers: Vec::new(),
-            access_rules: Vec::new(),
-            revoked_subjects: Vec::new(),
+            identity_providers: self
+                .store
+                .identity_providers()?
+                .iter()
+                .map(convert::identity::provider)
+                .collect(),
+            access_rules: self
+                .store
+                .access_rules()?
+                .iter()
+                .map(convert::identity::rule)
+                .collect(),
+            revoked_subjects: self
+                .store
+                .revocations()?
+                .iter()
+                .map(convert::identity::revocation)
+                .collect(),
         })
     }
 
@@ -418,13 +449,26 @@ fn in_chunks<T>(
     Ok(())
 }
 
-/// Records acks from the data plane's half of the stream.
-async fn read_acks(mut inbound: Streaming<SyncRequest>, connection: Arc<Connection>) {
+/// Records acks from the data plane's half of the stream, and passes on its reports of
+/// token key ids it holds no key for.
+async fn read_acks(
+    mut inbound: Streaming<SyncRequest>,
+    connection: Arc<Connection>,
+    keys: Option<Arc<Keys>>,
+) {
     loop {
         match inbound.message().await {
             Ok(Some(SyncRequest {
                 msg: Some(sync_request::Msg::Ack(ack)),
             })) => connection.ack(ack.revision),
+            Ok(Some(SyncRequest {
+                msg: Some(sync_request::Msg::UnknownKey(report)),
+            })) => {
+                connection.touch();
+                if let Some(keys) = &keys {
+                    keys.unknown_key(&report.issuer, &report.kid);
+                }
+            }
             Ok(Some(_)) => connection.touch(),
             Ok(None) | Err(_) => break,
         }

@@ -11,7 +11,7 @@ use tonic::Request;
 
 /// Parses allow-list entries into their canonical form. Entries that still hold commas
 /// (a CLI that did not split) are split here, so both shapes mean the same.
-fn allow_list(entries: &[String]) -> Result<Vec<String>, AdminError> {
+pub(super) fn allow_list(entries: &[String]) -> Result<Vec<String>, AdminError> {
     let flat = entries
         .iter()
         .flat_map(|e| e.split(','))

@@ -36,6 +36,11 @@ pub enum AdminError {
         server: String,
         source: UpstreamError,
     },
+    #[error("identity provider '{name}': {source}")]
+    IdentityProvider {
+        name: String,
+        source: crate::identity::FetchError,
+    },
     #[error("server '{server}' answered the tool call with error {code}: {message}")]
     ToolCall {
         server: String,
@@ -72,6 +77,7 @@ impl AdminError {
                 Code::InvalidArgument
             }
             AdminError::ToolCall { .. } => Code::FailedPrecondition,
+            AdminError::IdentityProvider { source, .. } => super::identity::fetch_code(source),
         }
     }
 }
@@ -83,6 +89,7 @@ fn store_code(e: &StoreError) -> Code {
         | StoreError::TokenInUse => Code::AlreadyExists,
         StoreError::NotFound { .. } => Code::NotFound,
         StoreError::LastAdmin(_) => Code::FailedPrecondition,
+        StoreError::Superseded { .. } => Code::Aborted,
         StoreError::Closed => Code::Unavailable,
         _ => Code::Internal,
     }

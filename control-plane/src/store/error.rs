@@ -52,6 +52,8 @@ pub enum StoreError {
     AlreadyInitialized,
     #[error("this access token is already in use; choose another one")]
     TokenInUse,
+    #[error("{kind} '{name}' changed meanwhile; try again")]
+    Superseded { kind: &'static str, name: String },
 }
 
 fn mode_hint(stored: Mode) -> &'static str {

@@ -5,6 +5,7 @@
 //! closure may run several times on conflicts, so it only reads and writes sled: the
 //! current time is fixed by the caller, nothing is logged or sent from inside.
 
+use super::identity::IdentityMutation;
 use super::open::{Trees, META_ADMINS, META_INITIALIZED, META_REVISION};
 use super::records::{
     Change, ChangeRecord, ClientRecord, Principal, Role, ServerRecord, StoredToken, UserRecord,
@@ -68,32 +69,35 @@ pub enum Mutation {
     DeleteServer {
         name: String,
     },
+    /// Identity providers, access rules, revoked subjects (see `store/identity.rs`).
+    Identity(IdentityMutation),
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-fn abort<T>(e: StoreError) -> TxResult<T> {
+pub(super) fn abort<T>(e: StoreError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> TxResult<Vec<u8>> {
+pub(super) fn encode<T: serde::Serialize>(v: &T) -> TxResult<Vec<u8>> {
     serde_json::to_vec(v)
         .map_err(|e| ConflictableTransactionError::Abort(StoreError::Decode(e.to_string())))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> TxResult<T> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> TxResult<T> {
     serde_json::from_slice(raw)
         .map_err(|e| ConflictableTransactionError::Abort(StoreError::Decode(e.to_string())))
 }
 
 /// The transactional views of every tree, in the order of [`Trees::apply`]'s tuple.
-struct Tx<'a> {
+pub(super) struct Tx<'a> {
     users: &'a TransactionalTree,
     clients: &'a TransactionalTree,
     servers: &'a TransactionalTree,
     tokens: &'a TransactionalTree,
     meta: &'a TransactionalTree,
-    now_ms: u64,
+    pub(super) identity: &'a TransactionalTree,
+    pub(super) now_ms: u64,
 }
 
 impl Trees {
@@ -107,22 +111,24 @@ impl Trees {
             &self.meta,
             &self.changelog,
             &self.changelog_at,
+            &self.identity,
         );
         let result = trees.transaction(
-            |(users, clients, servers, tokens, meta, changelog, changelog_at)| {
+            |(users, clients, servers, tokens, meta, changelog, changelog_at, identity)| {
                 let tx = Tx {
                     users,
                     clients,
                     servers,
                     tokens,
                     meta,
+                    identity,
                     now_ms,
                 };
-                let change = tx.apply(m)?;
                 let revision = match meta.get(META_REVISION)? {
                     Some(raw) => read_u64(&raw)? + 1,
                     None => 1,
                 };
+                let change = tx.apply(m, revision)?;
                 meta.insert(META_REVISION, &revision.to_be_bytes())?;
                 changelog.insert(&revision.to_be_bytes(), encode(&change)?)?;
                 changelog_at.insert(&revision.to_be_bytes(), &now_ms.to_be_bytes())?;
@@ -143,8 +149,9 @@ pub(super) fn read_u64(raw: &[u8]) -> TxResult<u64> {
 }
 
 impl Tx<'_> {
-    fn apply(&self, m: &Mutation) -> TxResult<Change> {
+    fn apply(&self, m: &Mutation, revision: u64) -> TxResult<Change> {
         match m {
+            Mutation::Identity(m) => self.apply_identity(m, revision),
             Mutation::InitAdmin { name, token } => {
                 if self.meta.get(META_INITIALIZED)?.is_some() {
                     return abort(StoreError::AlreadyInitialized);

@@ -37,6 +37,8 @@ pub(super) struct Trees {
     /// Big-endian revision → Unix ms it was written (big-endian u64), for compaction by
     /// age. Written in the same transaction as the change record.
     pub changelog_at: sled::Tree,
+    /// Identity providers, access rules, revoked subjects (see `store/identity.rs`).
+    pub identity: sled::Tree,
 }
 
 pub(super) struct Opened {
@@ -60,6 +62,7 @@ pub(super) fn open(data_dir: &Path, mode: Mode) -> Result<Opened, StoreError> {
         meta: tree("meta")?,
         changelog: tree("changelog")?,
         changelog_at: tree("changelog_at")?,
+        identity: tree("identity")?,
         db: db.clone(),
     };
 

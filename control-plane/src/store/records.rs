@@ -3,6 +3,7 @@
 //! Records are serialized with serde_json, except MCP clients, which are stored in their sync
 //! wire form (see `client_codec`). Tokens appear only as keyed hashes.
 
+use super::identity::{ProviderRecord, Revocation, RuleRecord};
 use canopy_core::TokenHash;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -182,6 +183,12 @@ pub enum Change {
     ServerDeleted { name: String },
     UserUpserted { name: String, role: Role },
     UserDeleted { name: String },
+    ProviderUpserted(ProviderRecord),
+    ProviderDeleted { name: String },
+    RuleUpserted(RuleRecord),
+    RuleDeleted { name: String },
+    SubjectRevoked(Revocation),
+    SubjectUnrevoked(Revocation),
 }
 
 /// A change and the global revision it got.

@@ -1,5 +1,7 @@
 //! Store records → `Sync` wire messages. The only place the stream's prost types are built.
 
+pub mod identity;
+
 use crate::store::{Change, ChangeRecord, ClientRecord, Mode, ServerRecord, ServerSpec, Transport};
 use canopy_proto::v1 as pb;
 
@@ -60,6 +62,12 @@ pub fn change(r: &ChangeRecord) -> pb::Change {
         Change::UserDeleted { name } => Kind::Other(pb::Other {
             what: format!("user {name} deleted"),
         }),
+        Change::ProviderUpserted(p) => Kind::IdentityProviderUpsert(identity::provider(p)),
+        Change::ProviderDeleted { name } => Kind::IdentityProviderDelete(name.clone()),
+        Change::RuleUpserted(r) => Kind::AccessRuleUpsert(identity::rule(r)),
+        Change::RuleDeleted { name } => Kind::AccessRuleDelete(name.clone()),
+        Change::SubjectRevoked(r) => Kind::SubjectRevoke(identity::revocation(r)),
+        Change::SubjectUnrevoked(r) => Kind::SubjectUnrevoke(identity::revocation(r)),
     };
     pb::Change {
         revision: r.revision,
