@@ -37,7 +37,7 @@ pub use idp::IdentityProvider;
 pub use net::{free_port, http_get, http_post, wait_for_port};
 pub use paths::{bin_path, node, node_tools, target_dir, venv_python, workspace_root};
 pub use process::ChildProcess;
-pub use python::{python_client, PyTransport, PythonServer};
+pub use python::{python_client, python_oauth_client, PyTransport, PythonServer};
 
 use std::path::Path;
 use std::time::Duration;

@@ -21,6 +21,7 @@ mod faults_upstream;
 mod fixtures;
 mod interop_upstreams;
 mod modes;
+mod oauth;
 mod quick_start;
 mod tls;
 mod token_leak;
