@@ -1,6 +1,10 @@
 //! The command line, as clap types. Nothing here talks to the network; `commands` runs
 //! what is parsed.
 
+mod identity;
+
+pub use identity::*;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -174,6 +178,18 @@ With -o json the tool's CallToolResult is printed exactly as received.
 Exits 4 when the tool answers with isError: true.")]
     Invoke(InvokeArgs),
 
+    /// Explain an authorization decision.
+    #[command(subcommand)]
+    Explain(ExplainCommand),
+
+    /// Revoke a person signed in with an identity provider.
+    #[command(subcommand)]
+    Revoke(RevokeCommand),
+
+    /// Lift a subject's revocation: their unexpired tokens work again.
+    #[command(after_help = "Example:\n  canopy unrevoke --idp corp 00u1abcd")]
+    Unrevoke(UnrevokeArgs),
+
     /// Show the CLI's version and, if reachable, the control plane's version and mode.
     Version,
 
@@ -245,6 +261,42 @@ User file (JSON; unknown fields are rejected; exactly one token source):
 
 A generated token is printed once, with the `canopy login` line to give the user.")]
     User(CreateUserArgs),
+
+    /// Trust an identity provider's access tokens on every data plane (enterprise mode).
+    #[command(after_help = "\
+Examples:
+  canopy create identity-provider corp --issuer https://corp.okta.com/oauth2/default
+  canopy create identity-provider entra --issuer https://login.microsoftonline.com/TENANT/v2.0 \\
+      --audience api://canopy --groups-claim groups --algorithms RS256
+  canopy create identity-provider kc --issuer https://kc.internal/realms/acme \\
+      --issuer-ca-file kc-ca.pem --groups-claim realm_access.roles
+  canopy create identity-provider -c ./corp-idp.json
+
+The control plane reads the issuer's discovery document and keys now; an issuer that
+cannot be reached or answers garbage is an error and nothing is stored. Keys are
+fetched again every --idp-refresh-interval (control plane flag) and soon after a data
+plane sees an unknown key id.
+
+Provider file (JSON; unknown fields are rejected):
+  {\"name\": \"corp\", \"issuer\": \"https://corp.okta.com/oauth2/default\",
+   \"audiences\": [\"api://canopy\"], \"jwks_uri\": \"...\", \"subject_claim\": \"sub\",
+   \"groups_claim\": \"groups\", \"algorithms\": [\"RS256\"], \"leeway\": \"60s\",
+   \"required_scopes\": [\"mcp\"], \"ca_file\": \"corp-ca.pem\"}
+  ca_file is relative to the file's directory.")]
+    IdentityProvider(CreateIdpArgs),
+
+    /// Let the people an identity provider vouches for use servers and tools, by claims.
+    #[command(after_help = "\
+Examples:
+  canopy create access-rule eng-github --idp corp --group eng --allow github
+  canopy create access-rule contractors --idp corp --email-domain partner.example \\
+      --group contractors --allow \"jira__search\"
+  canopy create access-rule ann --idp corp --subject 00u1abcd --allow \"*\"
+
+Conditions of one kind are alternatives (--group a --group b: either group); different
+kinds must all hold. A person's scope is the union of the rules that match them; a
+person no rule matches sees nothing.")]
+    AccessRule(CreateRuleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -320,6 +372,12 @@ pub enum ListCommand {
     Prompts(ServerFilter),
     /// Data planes the control plane knows: id, address, applied revision, lag, last seen.
     DataPlanes,
+    /// Identity providers with their keys and the last key refresh (and its error).
+    IdentityProviders,
+    /// Access rules: provider, conditions, allow list.
+    AccessRules(IdpFilter),
+    /// Revoked subjects.
+    Revocations(IdpFilter),
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +412,25 @@ A token or allow-list change returns once every connected data plane applied it
     /// Rotate a user's token.
     #[command(after_help = "Example:\n  canopy update user alice --access-token \"$NEW_TOKEN\"")]
     User(UpdateUserArgs),
+
+    /// Change an identity provider; flags given replace the current values.
+    #[command(after_help = "\
+Examples:
+  canopy update identity-provider corp --algorithms RS256 --leeway 30s
+  canopy update identity-provider corp --audience api://canopy --audience canopy
+
+Discovery and keys are fetched again first (nothing changes if that fails); returns
+once every connected data plane applied it (or --wait ran out: exit code 3).")]
+    IdentityProvider(UpdateIdpArgs),
+
+    /// Change an access rule's conditions or allow list.
+    #[command(after_help = "\
+Examples:
+  canopy update access-rule eng-github --allow \"github, jira\"
+  canopy update access-rule eng-github --group eng --group sre
+
+Returns once every connected data plane applied it (or --wait ran out: exit code 3).")]
+    AccessRule(UpdateRuleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -407,6 +484,13 @@ pub enum DeleteCommand {
     /// Delete a user; their token is revoked. The last admin cannot be deleted.
     #[command(after_help = "Example:\n  canopy delete user alice")]
     User(DeleteArgs),
+    /// Delete an identity provider with its access rules and revocations; its tokens stop
+    /// working on every data plane.
+    #[command(after_help = "Example:\n  canopy delete identity-provider corp --wait 10s")]
+    IdentityProvider(DeleteArgs),
+    /// Delete an access rule; the people it matched lose what it allowed.
+    #[command(after_help = "Example:\n  canopy delete access-rule eng-github")]
+    AccessRule(DeleteArgs),
 }
 
 #[derive(Debug, Args)]

@@ -6,8 +6,11 @@
 //! `pub mod start;` below, and one arm in [`run`] before the context is built (it needs
 //! neither a registry nor a token).
 
+pub mod access_rules;
 pub mod clients;
 pub mod data_planes;
+pub mod identity_providers;
+pub mod revocations;
 pub mod servers;
 pub mod session;
 pub mod start;
@@ -21,7 +24,8 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{
-    Cli, Command, CreateCommand, DeleteCommand, Format, ListCommand, RefreshCommand, UpdateCommand,
+    Cli, Command, CreateCommand, DeleteCommand, ExplainCommand, Format, ListCommand,
+    RefreshCommand, RevokeCommand, UpdateCommand,
 };
 use crate::client::{self, Admin, Target};
 use crate::config::{self, Config, ConfigError};
@@ -60,6 +64,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Refresh(RefreshCommand::Server(a)) => servers::refresh(&ctx, a).await,
         Command::Usage(a) => tools::usage(&ctx, a).await,
         Command::Invoke(a) => tools::invoke(&ctx, a).await,
+        Command::Create(CreateCommand::IdentityProvider(a)) => {
+            identity_providers::create(&ctx, a).await
+        }
+        Command::List(ListCommand::IdentityProviders) => identity_providers::list(&ctx).await,
+        Command::Update(UpdateCommand::IdentityProvider(a)) => {
+            identity_providers::update(&ctx, a).await
+        }
+        Command::Delete(DeleteCommand::IdentityProvider(a)) => {
+            identity_providers::delete(&ctx, a).await
+        }
+        Command::Create(CreateCommand::AccessRule(a)) => access_rules::create(&ctx, a).await,
+        Command::List(ListCommand::AccessRules(f)) => access_rules::list(&ctx, f).await,
+        Command::Update(UpdateCommand::AccessRule(a)) => access_rules::update(&ctx, a).await,
+        Command::Delete(DeleteCommand::AccessRule(a)) => access_rules::delete(&ctx, a).await,
+        Command::Explain(ExplainCommand::Access(a)) => access_rules::explain(&ctx, a).await,
+        Command::Revoke(RevokeCommand::Subject(a)) => revocations::revoke(&ctx, a).await,
+        Command::List(ListCommand::Revocations(f)) => revocations::list(&ctx, f).await,
+        Command::Unrevoke(a) => revocations::unrevoke(&ctx, a).await,
         Command::Start(a) => start::run(a).await,
     }
 }

@@ -194,7 +194,7 @@ pub fn check_server_spec(spec: &pb::ServerSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfFileError> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfFileError::Read {
         path: path.to_owned(),
         source,

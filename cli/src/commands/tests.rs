@@ -204,6 +204,75 @@ impl AdminService for Mock {
     ) -> R<pb::ListDataPlanesResponse> {
         nope()
     }
+    async fn create_identity_provider(
+        &self,
+        _: Request<pb::CreateIdentityProviderRequest>,
+    ) -> R<pb::CreateIdentityProviderResponse> {
+        nope()
+    }
+    async fn list_identity_providers(
+        &self,
+        _: Request<pb::ListIdentityProvidersRequest>,
+    ) -> R<pb::ListIdentityProvidersResponse> {
+        nope()
+    }
+    async fn update_identity_provider(
+        &self,
+        _: Request<pb::UpdateIdentityProviderRequest>,
+    ) -> R<pb::MutationResult> {
+        nope()
+    }
+    async fn delete_identity_provider(
+        &self,
+        _: Request<pb::DeleteIdentityProviderRequest>,
+    ) -> R<pb::MutationResult> {
+        nope()
+    }
+    async fn create_access_rule(
+        &self,
+        _: Request<pb::CreateAccessRuleRequest>,
+    ) -> R<pb::MutationResult> {
+        nope()
+    }
+    async fn list_access_rules(
+        &self,
+        _: Request<pb::ListAccessRulesRequest>,
+    ) -> R<pb::ListAccessRulesResponse> {
+        nope()
+    }
+    async fn update_access_rule(
+        &self,
+        _: Request<pb::UpdateAccessRuleRequest>,
+    ) -> R<pb::MutationResult> {
+        nope()
+    }
+    async fn delete_access_rule(
+        &self,
+        _: Request<pb::DeleteAccessRuleRequest>,
+    ) -> R<pb::MutationResult> {
+        nope()
+    }
+    async fn explain_access(
+        &self,
+        _: Request<pb::ExplainAccessRequest>,
+    ) -> R<pb::ExplainAccessResponse> {
+        nope()
+    }
+    async fn revoke_subject(&self, _: Request<pb::RevokeSubjectRequest>) -> R<pb::MutationResult> {
+        nope()
+    }
+    async fn list_revocations(
+        &self,
+        _: Request<pb::ListRevocationsRequest>,
+    ) -> R<pb::ListRevocationsResponse> {
+        nope()
+    }
+    async fn unrevoke_subject(
+        &self,
+        _: Request<pb::UnrevokeSubjectRequest>,
+    ) -> R<pb::MutationResult> {
+        nope()
+    }
 }
 
 /// Serves `mock` on a free loopback port; returns its URL.

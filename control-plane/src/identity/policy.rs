@@ -14,8 +14,10 @@ const SUPPORTED: [&str; 9] = [
 
 /// Canonical algorithm names (sorted, de-duplicated), or why one is refused.
 pub fn check_algorithms(names: &[String]) -> Result<Vec<String>, String> {
-    if names.is_empty() {
-        return Ok(DEFAULT_ALGORITHMS.iter().map(|a| (*a).to_owned()).collect());
+    if names.iter().all(|n| n.trim().is_empty()) {
+        let mut all: Vec<String> = DEFAULT_ALGORITHMS.iter().map(|a| (*a).to_owned()).collect();
+        all.sort();
+        return Ok(all);
     }
     let mut out = Vec::with_capacity(names.len());
     for raw in names.iter().flat_map(|n| n.split(',')) {
@@ -40,9 +42,6 @@ pub fn check_algorithms(names: &[String]) -> Result<Vec<String>, String> {
     }
     out.sort();
     out.dedup();
-    if out.is_empty() {
-        return Err("the algorithm list is empty".into());
-    }
     Ok(out)
 }
 
@@ -88,7 +87,7 @@ mod tests {
     fn algorithms() {
         assert_eq!(
             check_algorithms(&[]).unwrap(),
-            vec!["RS256", "ES256", "EdDSA"]
+            vec!["ES256", "EdDSA", "RS256"]
         );
         assert_eq!(
             check_algorithms(&["es256,rs256".into(), "RS256".into()]).unwrap(),
