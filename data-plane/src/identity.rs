@@ -234,6 +234,9 @@ impl Identities {
         if let Some(scope) = self.cache.get(hash, dir.generation, target, now_ms) {
             return Ok(scope);
         }
+        if !looks_like_jwt(token) {
+            return Err(Denied::Unauthorized(Rejection::Malformed));
+        }
         let audiences = Audiences {
             gateway: resource.gateway_audiences(),
             server: target.map(|t| (t, resource.server_url(t))),
@@ -392,6 +395,23 @@ impl Identities {
     pub async fn unknown_kid_reported(&self) {
         self.kids.wake.notified().await
     }
+}
+
+/// Three non-empty base64url parts separated by dots (a JWS in compact form): anything else
+/// (an opaque token that is no static token) is refused without parsing.
+fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = 0;
+    for part in token.split('.') {
+        parts += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    parts == 3
 }
 
 /// How often one (issuer, kid) is reported: a client spraying tokens must not turn into

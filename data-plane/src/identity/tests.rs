@@ -312,6 +312,17 @@ fn refusals() {
         Rejection::Claim("sub".into())
     );
     assert_eq!(f.refused("not.a.jwt"), Rejection::Malformed);
+    for t in [
+        "canopy_mcp_abc",
+        "a.b",
+        "a.b.c.d",
+        "a..c",
+        "a.b+c.d",
+        "a.b.c=",
+    ] {
+        assert!(!looks_like_jwt(t), "{t}");
+        assert_eq!(f.refused(t), Rejection::Malformed);
+    }
 }
 
 #[test]
