@@ -101,6 +101,18 @@ impl IdentityProvider {
     }
 }
 
+/// Run `testing/node/oauth_client.mjs <url> --login <account> <extra>`: the TypeScript SDK's
+/// auth flow signs in at an [`IdentityProvider`] given only the URL. Returns its JSON document
+/// `{"ok", "tools", "call", "error", "token_claims"}` (see the script).
+pub fn node_oauth_client(url: &str, login: &str, extra: &[&str]) -> Value {
+    let mut cmd = Command::new(node());
+    cmd.arg(workspace_root().join("testing/node/oauth_client.mjs"))
+        .args([url, "--login", login])
+        .args(extra)
+        .env("CANOPY_NODE_TOOLS", node_tools());
+    crate::python::run_json_program("node oauth_client.mjs", cmd)
+}
+
 fn keys_file(dir: &TempDir) -> PathBuf {
     dir.path().join("jwks.json")
 }

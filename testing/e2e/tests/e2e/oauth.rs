@@ -1,10 +1,13 @@
 //! Data planes as OAuth 2.1 resource servers, against a real identity provider (oidc-provider,
-//! testing/node/idp.mjs): the official Python SDK client signs in given only the URL; every
+//! testing/node/idp.mjs): the official Python and TypeScript SDK clients sign in given only the URL; every
 //! refusal of issue 11 is a 401 with the challenge; a revoked subject and a deleted provider are
 //! refused on every data plane as soon as the command returns; static tokens keep working; no
 //! token reaches the logs or the upstream. One stack for all of it.
 
-use canopy_e2e::{python_oauth_client, DataPlane, FixtureOptions, FixtureServer, IdentityProvider};
+use canopy_e2e::{
+    node_oauth_client, python_oauth_client, DataPlane, FixtureOptions, FixtureServer,
+    IdentityProvider,
+};
 use serde_json::{json, Value};
 
 use crate::common::{access_token, enterprise, first_text};
@@ -152,6 +155,21 @@ fn oauth_resource_server_end_to_end() {
     );
     assert_eq!(out["token_claims"]["aud"], a.mcp_url(), "{out}");
     assert_eq!(out["token_claims"]["sub"], "alice", "{out}");
+    // The same with the official TypeScript SDK client.
+    let out = node_oauth_client(
+        &a.mcp_url(),
+        "carol",
+        &["--call", "rmcp__echo", "--args", r#"{"message":"ts"}"#],
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(
+        sorted(&out["tools"]),
+        ["rmcp__auth_header", "rmcp__echo"],
+        "{out}"
+    );
+    assert_eq!(first_text(&out["call"]), "ts", "{out}");
+    assert_eq!(out["token_claims"]["sub"], "carol", "{out}");
+    assert_eq!(out["token_claims"]["aud"], a.mcp_url(), "{out}");
     // Someone no rule matches signs in fine and sees nothing.
     let out = python_oauth_client(&a.mcp_url(), "bob", &[]);
     assert_eq!(out["ok"], true, "{out}");
