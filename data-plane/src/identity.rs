@@ -188,6 +188,9 @@ pub struct Identities {
     generation: AtomicU64,
     cache: VerifiedCache,
     kids: KidReports,
+    /// JWTs verified (cache misses that passed) and refused, for `/metrics`.
+    verified: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Default for Identities {
@@ -203,6 +206,8 @@ impl Identities {
             generation: AtomicU64::new(0),
             cache: VerifiedCache::new(cache_capacity),
             kids: KidReports::default(),
+            verified: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -243,14 +248,19 @@ impl Identities {
         };
         let who = match verify::verify(&dir, token, &audiences) {
             Ok(w) => w,
-            Err(Rejection::InsufficientScope) => return Err(Denied::InsufficientScope),
+            Err(Rejection::InsufficientScope) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Denied::InsufficientScope);
+            }
             Err(r) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 if let Rejection::UnknownKid { issuer, kid, .. } = &r {
                     self.kids.report(issuer, kid, now_ms);
                 }
                 return Err(Denied::Unauthorized(r));
             }
         };
+        self.verified.fetch_add(1, Ordering::Relaxed);
         let scope = dir.scope_for(&who);
         let leeway_ms = dir
             .providers
@@ -267,6 +277,35 @@ impl Identities {
             now_ms,
         );
         Ok(scope)
+    }
+
+    /// Appends the identity metrics to a Prometheus text page.
+    pub fn render_metrics(&self, o: &mut String) {
+        use crate::metrics::{counter, gauge};
+        counter(
+            o,
+            "canopy_jwt_verified_total",
+            "JWT access tokens verified from memory (cache misses that passed).",
+            &self.verified,
+        );
+        counter(
+            o,
+            "canopy_jwt_refused_total",
+            "Bearer tokens that are no static token refused by the JWT verifier (the reason is logged at debug level).",
+            &self.refused,
+        );
+        gauge(
+            o,
+            "canopy_jwt_cached",
+            "Verified JWT access tokens held in the cache.",
+            self.cache.len() as f64,
+        );
+        gauge(
+            o,
+            "canopy_identity_providers",
+            "Identity providers this data plane holds.",
+            self.dir.load().providers.len() as f64,
+        );
     }
 
     // ---- the sync writer's side: each change is a new generation, so every cached

@@ -97,9 +97,10 @@ fn oauth_resource_server_end_to_end() {
         "rmcp__echo,rmcp__auth_header",
     ]);
     let a = DataPlane::start_with(&cp, &["--node-id", "dp-a"]);
-    let b = DataPlane::start_with(&cp, &["--node-id", "dp-b"]);
+    let mut b = DataPlane::start_with(&cp, &["--node-id", "dp-b"]);
     for dp in [&a, &b] {
         assert!(dp.wait_ready(SYNC_DEADLINE), "{}", dp.logs());
+
         eventually(
             "the identity provider on the data plane",
             SYNC_DEADLINE,
@@ -155,6 +156,12 @@ fn oauth_resource_server_end_to_end() {
     );
     assert_eq!(out["token_claims"]["aud"], a.mcp_url(), "{out}");
     assert_eq!(out["token_claims"]["sub"], "alice", "{out}");
+    // On one server's endpoint the resource (and the token's audience) is that endpoint.
+    let server_url = format!("{}/servers/rmcp/mcp", a.url());
+    let out = python_oauth_client(&server_url, "alice", &[]);
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["token_claims"]["aud"], server_url, "{out}");
+    assert_eq!(sorted(&out["tools"]), ["auth_header", "echo"], "{out}");
     // The same with the official TypeScript SDK client.
     let out = node_oauth_client(
         &a.mcp_url(),
@@ -255,6 +262,12 @@ fn oauth_resource_server_end_to_end() {
             .is_some_and(|c| c.contains("error=\"insufficient_scope\"")),
         "{r}"
     );
+
+    // A restarted data plane gets the providers back (and verifies again).
+    b.kill9();
+    b.restart();
+    assert!(b.wait_ready(SYNC_DEADLINE), "{}", b.logs());
+    assert_eq!(list(&b, &tok_b).status, 200);
 
     // Static MCP-client tokens keep working beside JWTs.
     let created = admin.json(&["create", "mcp-client", "static", "--allow", "rmcp__echo"]);
