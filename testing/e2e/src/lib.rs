@@ -28,6 +28,7 @@ mod net;
 mod paths;
 mod process;
 mod python;
+mod static_http;
 
 pub use cli::{Cli, CliOutput};
 pub use control_plane::{ControlPlane, ControlPlaneOptions, StartOutcome};
@@ -38,6 +39,7 @@ pub use net::{free_port, http_get, http_post, wait_for_port};
 pub use paths::{bin_path, node, node_tools, target_dir, venv_python, workspace_root};
 pub use process::ChildProcess;
 pub use python::{python_client, python_oauth_client, PyTransport, PythonServer};
+pub use static_http::StaticHttpServer;
 
 use std::path::Path;
 use std::time::Duration;

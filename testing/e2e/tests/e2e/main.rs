@@ -19,6 +19,7 @@ mod faults_fleet;
 mod faults_outage;
 mod faults_upstream;
 mod fixtures;
+mod identity_providers;
 mod interop_upstreams;
 mod modes;
 mod oauth;
