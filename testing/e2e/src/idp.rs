@@ -80,6 +80,26 @@ impl IdentityProvider {
         json_field(&body, "token")
     }
 
+    /// Plays the user of the device flow (RFC 8628): opens the verification URL with
+    /// `user_code`, submits the code and the confirmation, and signs in `login`. True when the
+    /// provider accepted it (the client's polling then gets its tokens).
+    pub fn approve_device(&self, user_code: &str, login: &str) -> bool {
+        let req = serde_json::json!({"user_code": user_code, "login": login});
+        let (status, body) = http_post(
+            self.addr(),
+            "/test/approve-device",
+            "application/json",
+            &[],
+            &req.to_string(),
+        )
+        .unwrap_or_else(|| panic!("idp /test/approve-device did not answer"));
+        assert_eq!(status, 200, "idp /test/approve-device: {body}");
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["approved"].as_bool())
+            .unwrap_or(false)
+    }
+
     /// An access token for `resource` from the client-credentials grant of [`TEST_CLIENT`]
     /// (its `sub` is the client id).
     pub fn client_credentials(&self, resource: &str) -> String {
