@@ -9,6 +9,8 @@
 //! reported to the control plane (rate-limited), which fetches the JWKS and streams it.
 
 mod cache;
+mod directory;
+mod kid_reports;
 mod provider;
 mod resource;
 #[cfg(test)]
@@ -16,156 +18,21 @@ pub(crate) mod tests;
 mod verify;
 
 use arc_swap::ArcSwap;
-use canopy_core::access::{self, AccessRule, Condition};
-use canopy_core::{AllowEntry, AllowList, TokenHash};
+use canopy_core::TokenHash;
 use canopy_proto::v1 as pb;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::sync::Arc;
 
 pub use cache::DEFAULT_CAPACITY;
+pub use directory::Directory;
 pub use provider::{Provider, ASYMMETRIC};
 pub use resource::{Resource, ResourceError, WELL_KNOWN};
 pub use verify::{Audiences, Principal, Rejection};
 
 use crate::state::Scope;
 use cache::{Grant, VerifiedCache};
-
-/// provider → subject → the revocation as received
-type Revoked = HashMap<String, HashMap<String, pb::RevokedSubject>>;
-
-/// An access rule: the shared matching form, and the message it came in (cache file).
-struct Rule {
-    idp: String,
-    rule: AccessRule,
-    source: pb::AccessRuleState,
-}
-
-impl Rule {
-    fn new(source: pb::AccessRuleState) -> Self {
-        let conditions = source
-            .matches
-            .iter()
-            .filter_map(|m| match m.kind.as_ref()? {
-                pb::access_match::Kind::Subject(v) => Some(Condition::Subject(v.clone())),
-                pb::access_match::Kind::Email(v) => Some(Condition::Email(v.clone())),
-                pb::access_match::Kind::EmailDomain(v) => Some(Condition::EmailDomain(v.clone())),
-                pb::access_match::Kind::Group(v) => Some(Condition::Group(v.clone())),
-            })
-            .collect();
-        let entries = source.allowed.iter().filter(|e| match AllowEntry::parse(e) {
-            Ok(_) => true,
-            Err(err) => {
-                tracing::warn!(rule = %source.name, entry = %e, error = %err, "ignoring unreadable access-rule entry");
-                false
-            }
-        });
-        let allow = AllowList::from_entries(entries).unwrap_or_default();
-        Self {
-            idp: source.idp.clone(),
-            rule: AccessRule {
-                name: source.name.clone(),
-                conditions,
-                allow,
-            },
-            source,
-        }
-    }
-}
-
-/// Everything a JWT is checked against, as of one generation.
-#[derive(Default)]
-pub struct Directory {
-    generation: u64,
-    providers: BTreeMap<Arc<str>, Arc<Provider>>,
-    by_issuer: HashMap<String, Arc<Provider>>,
-    /// By rule name.
-    rules: Arc<BTreeMap<String, Arc<Rule>>>,
-    revoked: Arc<Revoked>,
-    /// Scopes by their allow-list entries: people with the same grants share one (and its
-    /// cached filtered lists).
-    scopes: Mutex<HashMap<Vec<String>, Arc<Scope>, foldhash::fast::RandomState>>,
-}
-
-impl Directory {
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
-    }
-
-    pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.providers.values()
-    }
-
-    pub(crate) fn provider_by_issuer(&self, iss: &str) -> Option<&Arc<Provider>> {
-        self.by_issuer.get(iss)
-    }
-
-    pub(crate) fn is_revoked(&self, provider: &str, subject: &str) -> bool {
-        self.revoked
-            .get(provider)
-            .is_some_and(|s| s.contains_key(subject))
-    }
-
-    /// OAuth scopes the providers require: the challenge's `scope` and the metadata's
-    /// `scopes_supported`.
-    pub fn required_scopes(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .providers
-            .values()
-            .flat_map(|p| p.required_scopes.iter().cloned())
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    /// The issuers, for the metadata's `authorization_servers`.
-    pub fn issuers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.providers.values().map(|p| p.issuer.clone()).collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    fn scope_for(&self, who: &Principal) -> Arc<Scope> {
-        let rules = self
-            .rules
-            .values()
-            .filter(|r| *r.idp == *who.provider)
-            .map(|r| &r.rule);
-        let granted = access::evaluate(rules, &who.claims).allow;
-        let key = granted.to_strings();
-        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-        scopes
-            .entry(key)
-            .or_insert_with(|| Arc::new(Scope::new(granted)))
-            .clone()
-    }
-
-    fn next(&self, generation: u64) -> Directory {
-        Directory {
-            generation,
-            providers: self.providers.clone(),
-            by_issuer: self.by_issuer.clone(),
-            rules: self.rules.clone(),
-            revoked: self.revoked.clone(),
-            scopes: Mutex::default(),
-        }
-    }
-
-    fn index_issuers(&mut self) {
-        self.by_issuer = self
-            .providers
-            .values()
-            .map(|p| (p.issuer.clone(), p.clone()))
-            .collect();
-    }
-}
+use directory::{Revoked, Rule};
+use kid_reports::KidReports;
 
 /// The identity part of a snapshot, as the control plane sent it (the cache file keeps it).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -451,55 +318,4 @@ fn looks_like_jwt(token: &str) -> bool {
         }
     }
     parts == 3
-}
-
-/// How often one (issuer, kid) is reported: a client spraying tokens must not turn into
-/// a stream of reports (the control plane has its own fetch cooldown too).
-const KID_REPORT_COOLDOWN_MS: u64 = 30_000;
-/// Pending reports kept between sends; more are dropped (a later one still comes).
-const KID_REPORT_MAX_PENDING: usize = 16;
-/// Remembered (issuer, kid) pairs; past this, forgotten ones may be reported again.
-const KID_REPORT_MEMORY: usize = 1024;
-
-#[derive(Default)]
-struct KidReports {
-    inner: Mutex<KidReportsInner>,
-    wake: Notify,
-}
-
-#[derive(Default)]
-struct KidReportsInner {
-    last_ms: HashMap<(String, String), u64>,
-    pending: Vec<(String, String)>,
-}
-
-impl KidReports {
-    fn report(&self, issuer: &str, kid: &str, now_ms: u64) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.pending.len() >= KID_REPORT_MAX_PENDING {
-            return;
-        }
-        // The kid is attacker-chosen text: bounded before it is kept or sent.
-        let kid: String = kid.chars().take(128).collect();
-        let key = (issuer.to_owned(), kid);
-        if g.last_ms
-            .get(&key)
-            .is_some_and(|t| now_ms.saturating_sub(*t) < KID_REPORT_COOLDOWN_MS)
-        {
-            return;
-        }
-        if g.last_ms.len() >= KID_REPORT_MEMORY {
-            g.last_ms
-                .retain(|_, t| now_ms.saturating_sub(*t) < KID_REPORT_COOLDOWN_MS);
-        }
-        g.last_ms.insert(key.clone(), now_ms);
-        g.pending.push(key);
-        drop(g);
-        self.wake.notify_one();
-    }
-
-    fn take(&self) -> Vec<(String, String)> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut g.pending)
-    }
 }
