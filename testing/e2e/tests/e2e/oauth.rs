@@ -178,9 +178,14 @@ fn oauth_resource_server_end_to_end() {
     assert_eq!(out["token_claims"]["sub"], "carol", "{out}");
     assert_eq!(out["token_claims"]["aud"], a.mcp_url(), "{out}");
     // Someone no rule matches signs in fine and sees nothing.
-    let out = python_oauth_client(&a.mcp_url(), "bob", &[]);
-    assert_eq!(out["ok"], true, "{out}");
+    let out = python_oauth_client(
+        &a.mcp_url(),
+        "bob",
+        &["--call", "rmcp__echo", "--args", r#"{"message":"x"}"#],
+    );
     assert_eq!(out["tools"], json!([]), "{out}");
+    let why = out["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("no access rule matches"), "{out}");
 
     // Tokens of alice for both data planes; each works (and is cached) before the refusals.
     let tok_a = mint(&idp, &a, json!({}));
