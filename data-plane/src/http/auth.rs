@@ -40,7 +40,8 @@ pub(crate) fn authorize(
         Ok(scope) => Ok(scope),
         Err(Denied::InsufficientScope) => Err(deny(dp, target, Challenge::InsufficientScope)),
         Err(Denied::Unauthorized(why)) => {
-            tracing::debug!(reason = %why, "refused an access token");
+            // Debug-formatted: the reason may quote token text (a `kid`).
+            tracing::debug!(reason = ?why.to_string(), "refused an access token");
             Err(deny(dp, target, Challenge::Invalid))
         }
     }
