@@ -1,5 +1,6 @@
 //! Data planes as OAuth 2.1 resource servers, against a real identity provider (oidc-provider,
-//! testing/node/idp.mjs): the official Python and TypeScript SDK clients sign in given only the URL; every
+//! testing/node/idp.mjs): the official Python (both protocol eras) and TypeScript SDK clients sign
+//! in given only the URL; every
 //! refusal of issue 11 is a 401 with the challenge; a revoked subject and a deleted provider are
 //! refused on every data plane as soon as the command returns; static tokens keep working; no
 //! token reaches the logs or the upstream. One stack for all of it.
@@ -156,6 +157,14 @@ fn oauth_resource_server_end_to_end() {
     );
     assert_eq!(out["token_claims"]["aud"], a.mcp_url(), "{out}");
     assert_eq!(out["token_claims"]["sub"], "alice", "{out}");
+    // The 2026-07-28 era signs in the same way.
+    let out = python_oauth_client(&a.mcp_url(), "alice", &["--mode", "2026-07-28"]);
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(
+        sorted(&out["tools"]),
+        ["rmcp__auth_header", "rmcp__echo"],
+        "{out}"
+    );
     // On one server's endpoint the resource (and the token's audience) is that endpoint.
     let server_url = format!("{}/servers/rmcp/mcp", a.url());
     let out = python_oauth_client(&server_url, "alice", &[]);
