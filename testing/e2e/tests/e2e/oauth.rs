@@ -1,9 +1,8 @@
 //! Data planes as OAuth 2.1 resource servers, against a real identity provider (oidc-provider,
 //! testing/node/idp.mjs): the official Python (both protocol eras) and TypeScript SDK clients sign
-//! in given only the URL; every
-//! refusal of issue 11 is a 401 with the challenge; a revoked subject and a deleted provider are
-//! refused on every data plane as soon as the command returns; static tokens keep working; no
-//! token reaches the logs or the upstream. One stack for all of it.
+//! in given only the URL; every refusal of issue 11 is a 401 with the challenge; a revoked subject
+//! and a deleted provider are refused on every data plane as soon as the command returns; static
+//! tokens keep working; no token reaches the logs or the upstream. One stack for all of it.
 
 use canopy_e2e::{
     node_oauth_client, python_oauth_client, DataPlane, FixtureOptions, FixtureServer,
