@@ -51,7 +51,8 @@ pub struct Config {
     /// Only the scale figures (cold sync, RSS, auth lookup): no HTTP, revocation or
     /// write figures (`--only scale`).
     pub only_scale: bool,
-    /// Only one HTTP figure: `tools-list`, `tools-list-jwt`, `tools-call` or `open-loop` (`--only …`); no
+    /// Only one HTTP figure: `tools-list`, `tools-list-jwt`, `tools-call`, `open-loop` or
+    /// `revocation` (client deletes and subject revocations, 1/4/8 data planes) (`--only …`); no
     /// scale, wrk, revocation or write figures.
     pub only_http: Option<String>,
 }
@@ -485,11 +486,11 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
             });
         }
     }
-    if only.is_some() {
+    if only.is_some() && !wanted("revocation") {
         return Ok(());
     }
 
-    if let Some(wrk) = run.cfg.wrk.clone() {
+    if let Some(wrk) = run.cfg.wrk.clone().filter(|_| only.is_none()) {
         let dur = Duration::from_secs_f64(run.cfg.round_secs);
         for (name, a, b) in [
             ("tools/list (vs bare)", &dp_list, &bare_list),
@@ -584,6 +585,9 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
         }
     }
     dps.truncate(1);
+    if only.is_some() {
+        return Ok(());
+    }
 
     // Durable writes.
     let mut per_sec = Vec::new();
