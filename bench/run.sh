@@ -71,7 +71,7 @@ if [ -z "${CANOPY_BENCH_NO_CRITERION:-}" ]; then
     PIN=()
     command -v taskset >/dev/null 2>&1 && PIN=(taskset -c 0)
     rm -rf "$TARGET/criterion"
-    "${PIN[@]+"${PIN[@]}"}" cargo bench -p canopy-bench --bench auth_lookup --bench apply_change --bench route \
+    "${PIN[@]+"${PIN[@]}"}" cargo bench -p canopy-bench --bench auth_lookup --bench apply_change --bench route --bench jwt_verify \
         -- --warm-up-time 1 --measurement-time 3
     CRIT=(--criterion-dir "$TARGET/criterion")
 fi

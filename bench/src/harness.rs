@@ -8,6 +8,7 @@ pub mod report;
 pub mod stack;
 
 use anyhow::{bail, ensure, Context};
+use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub struct Config {
     /// Scale sizes: small (the baseline), mid, large (the target size).
     pub sizes: [u64; 3],
     pub revocation_trials: usize,
+    /// Distinct JWTs presented for the verified-token cache's memory figure.
+    pub distinct_jwts: usize,
     pub dp_counts: Vec<usize>,
     pub write_concurrency: usize,
     pub lookup_samples: usize,
@@ -48,7 +51,8 @@ pub struct Config {
     /// Only the scale figures (cold sync, RSS, auth lookup): no HTTP, revocation or
     /// write figures (`--only scale`).
     pub only_scale: bool,
-    /// Only one HTTP figure: `tools-list`, `tools-call` or `open-loop` (`--only …`); no
+    /// Only one HTTP figure: `tools-list`, `tools-list-jwt`, `tools-call`, `open-loop` or
+    /// `revocation` (client deletes and subject revocations, 1/4/8 data planes) (`--only …`); no
     /// scale, wrk, revocation or write figures.
     pub only_http: Option<String>,
 }
@@ -76,6 +80,7 @@ impl Config {
             },
             // p99 of 50 trials is in effect their maximum; 200 leave two samples above it.
             revocation_trials: if smoke { 5 } else { 200 },
+            distinct_jwts: if smoke { 200 } else { 100_000 },
             dp_counts: vec![1, 4, 8],
             write_concurrency: if smoke { 8 } else { 64 },
             lookup_samples: if smoke { 20_000 } else { 500_000 },
@@ -434,6 +439,10 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
         );
     }
 
+    if wanted("tools-list-jwt") {
+        jwt_figures(run, &dps[0], &cp, &dp_list, &bare_list).await?;
+    }
+
     if wanted("tools-call") {
         let pids = [dps[0].proc.pid(), upstream.pid(), fwd.pid()];
         tools_call_figure(run, &dp_call, &up_call, &fwd_call, pids)?;
@@ -477,11 +486,11 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
             });
         }
     }
-    if only.is_some() {
+    if only.is_some() && !wanted("revocation") {
         return Ok(());
     }
 
-    if let Some(wrk) = run.cfg.wrk.clone() {
+    if let Some(wrk) = run.cfg.wrk.clone().filter(|_| only.is_none()) {
         let dur = Duration::from_secs_f64(run.cfg.round_secs);
         for (name, a, b) in [
             ("tools/list (vs bare)", &dp_list, &bare_list),
@@ -507,38 +516,48 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
             let name = format!("dp-{}", dps.len() + 1);
             dps.push(run.env.data_plane(&name, &cp).await?);
         }
-        let mut cmd = run
-            .env
-            .pin
-            .command(1, &run.env.bin("canopy-bench-revocation")?);
-        cmd.args(["--control-plane", &cp.url])
-            .args(["--trials", &run.cfg.revocation_trials.to_string()]);
-        for dp in &dps[..count] {
-            cmd.args(["--data-plane", &dp.base]);
-        }
-        let before = CpuTimes::read();
-        let out = cmd.output()?;
-        let after = CpuTimes::read();
-        ensure!(
-            out.status.success(),
-            "canopy-bench-revocation failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let (p50, p99) = (
-            r["p50_ms"].as_f64().unwrap_or(f64::NAN),
-            r["p99_ms"].as_f64().unwrap_or(f64::NAN),
-        );
-        let timeouts = r["timeouts"].as_u64().unwrap_or(0);
-        let samples: Vec<f64> = r["samples_ms"]
-            .as_array()
-            .map(|v| v.iter().filter_map(serde_json::Value::as_f64).collect())
-            .unwrap_or_default();
-        let p95 = crate::stats::percentile(&samples, 95.0);
-        let max = r["max_ms"].as_f64().unwrap_or(f64::NAN);
-        run.rows.push(Row {
+        for subjects in [false, true] {
+            let mut cmd = run
+                .env
+                .pin
+                .command(1, &run.env.bin("canopy-bench-revocation")?);
+            cmd.args(["--control-plane", &cp.url])
+                .args(["--trials", &run.cfg.revocation_trials.to_string()]);
+            if subjects {
+                cmd.arg("--subjects");
+            }
+            let what = if subjects {
+                "revoke subject"
+            } else {
+                "revocation"
+            };
+            let rpc = if subjects { "revoke" } else { "delete" };
+            for dp in &dps[..count] {
+                cmd.args(["--data-plane", &dp.base]);
+            }
+            let before = CpuTimes::read();
+            let out = cmd.output()?;
+            let after = CpuTimes::read();
+            ensure!(
+                out.status.success(),
+                "canopy-bench-revocation failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let (p50, p99) = (
+                r["p50_ms"].as_f64().unwrap_or(f64::NAN),
+                r["p99_ms"].as_f64().unwrap_or(f64::NAN),
+            );
+            let timeouts = r["timeouts"].as_u64().unwrap_or(0);
+            let samples: Vec<f64> = r["samples_ms"]
+                .as_array()
+                .map(|v| v.iter().filter_map(serde_json::Value::as_f64).collect())
+                .unwrap_or_default();
+            let p95 = crate::stats::percentile(&samples, 95.0);
+            let max = r["max_ms"].as_f64().unwrap_or(f64::NAN);
+            run.rows.push(Row {
             figure: format!(
-                "revocation, {count} data plane{} (delete RPC start → all reject)",
+                "{what}, {count} data plane{} ({rpc} RPC start → all reject)",
                 if count == 1 { "" } else { "s" }
             ),
             ours: format!(
@@ -558,13 +577,17 @@ async fn http_figures(run: &mut Run, main_dir: &std::path::Path) -> anyhow::Resu
             ),
             ..Row::default()
         });
-        run.notes.push(format!(
-            "revocation with {count} data plane(s): delete RPC (waits for every ack) p50 {} ms, p99 {} ms; {timeouts} trial(s) timed out",
+            run.notes.push(format!(
+            "{what} with {count} data plane(s): {rpc} RPC (waits for every ack) p50 {} ms, p99 {} ms; {timeouts} trial(s) timed out",
             fmt_num(r["rpc_p50_ms"].as_f64().unwrap_or(f64::NAN)),
             fmt_num(r["rpc_p99_ms"].as_f64().unwrap_or(f64::NAN)),
         ));
+        }
     }
     dps.truncate(1);
+    if only.is_some() {
+        return Ok(());
+    }
 
     // Durable writes.
     let mut per_sec = Vec::new();
@@ -865,6 +888,123 @@ fn sched_batch_experiment(
 
 /// Populates `dir` with `n` clients, or with `--keep-data` reuses it when a previous run
 /// finished populating it (a marker written last records how long that took).
+/// `tools/list` with a cached JWT access token of a loopback identity provider, side by side
+/// with the static token and the bare floor (A B C rounds), and the data plane's CPU per
+/// request of both token kinds.
+async fn jwt_figures(
+    run: &mut Run,
+    dp: &stack::DataPlane,
+    cp: &stack::ControlPlane,
+    static_list: &Target,
+    bare_list: &Target,
+) -> anyhow::Result<()> {
+    let idp = crate::idp::LoopbackIdp::start().await?;
+    idp.register(&cp.admin, "bench-idp").await?;
+    let jwt = idp.mint("bench-person", std::slice::from_ref(&dp.base))?;
+    let jwt_list = Target {
+        headers: headers(&jwt),
+        ..static_list.clone()
+    };
+    // The provider reaches the data plane as a streamed change: wait for it (a deadline only).
+    let start = std::time::Instant::now();
+    loop {
+        let (st, b) = post(
+            &run.env.http,
+            &jwt_list.url,
+            &jwt_list.headers,
+            &jwt_list.body,
+        )
+        .await?;
+        if st == 200 && fixture::result_of(&b).is_ok() {
+            break;
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "tools/list with a JWT: HTTP {st} after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = dp.proc.pid();
+    let side = |label, target| Side {
+        label,
+        target,
+        watch: vec![pid],
+    };
+    let [j, s, b] = run.interleaved_n(
+        [
+            side("jwt", &jwt_list),
+            side("static", static_list),
+            side("baseline", bare_list),
+        ],
+        None,
+    )?;
+    let c = run.cfg.concurrency;
+    run.throughput_row(
+        &format!("tools/list via data plane, cached JWT (ES256), c={c} (vs bare axum, same run)"),
+        Some(("≥ 0.8×", 0.8)),
+        &j,
+        &b,
+    );
+    run.throughput_row(
+        &format!("tools/list via data plane, static token, c={c} (vs bare axum, same run)"),
+        None,
+        &s,
+        &b,
+    );
+    let (cj, cs) = (
+        med(&j, |m| proc_us_per_req(m, 0)),
+        med(&s, |m| proc_us_per_req(m, 0)),
+    );
+    run.rows.push(Row {
+        figure: "data plane CPU per tools/list: cached JWT vs static token (same run)".into(),
+        ours: format!("{} µs", fmt_num(cj)),
+        baseline: format!("{} µs", fmt_num(cs)),
+        ratio: format!("{} µs", signed(cj - cs)),
+        loadgen: run.cfg.generator.settings(c, run.cfg.round_secs, None),
+        ..Row::default()
+    });
+
+    // Memory of the verified-token cache: RSS before and after `n` distinct live JWTs.
+    let n = run.cfg.distinct_jwts;
+    let origins = [dp.base.clone()];
+    let tokens = (0..n)
+        .map(|i| idp.mint(&format!("person-{i:06}"), &origins))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ping = fixture::request_body("ping", None);
+    let before = dp.proc.rss_bytes()?;
+    let http = &run.env.http;
+    let failed = futures::stream::iter(&tokens)
+        .map(|t| {
+            let h = headers(t);
+            let ping = &ping;
+            async move { post(http, &dp.mcp(), &h, ping).await.map(|(st, _)| st) }
+        })
+        .buffer_unordered(c)
+        .filter(|r| futures::future::ready(!matches!(r, Ok(200))))
+        .count()
+        .await;
+    ensure!(failed == 0, "{failed} of {n} distinct JWTs were refused");
+    let after = dp.proc.rss_bytes()?;
+    let grown = after.saturating_sub(before) as f64 / 1e6;
+    run.rows.push(Row {
+        figure: format!(
+            "data plane RSS growth with {} distinct live JWTs cached",
+            thousands(n as u64)
+        ),
+        ours: format!("+{} MB", fmt_num(grown)),
+        baseline: format!(
+            "{} MB → {} MB",
+            fmt_num(before as f64 / 1e6),
+            fmt_num(after as f64 / 1e6)
+        ),
+        target: "≤ 50 MB more (at 100,000)".into(),
+        pass: Some(grown <= 50.0),
+        loadgen: format!("one authenticated ping per token, {c} in flight"),
+        ..Row::default()
+    });
+    Ok(())
+}
+
 async fn populate_once(cfg: &Config, dir: &Path, n: u64) -> anyhow::Result<Duration> {
     let marker = dir.with_extension("populated");
     if cfg.keep_data {

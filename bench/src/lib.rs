@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod fixture;
 pub mod harness;
+pub mod idp;
 pub mod load;
 pub mod procs;
 pub mod stats;

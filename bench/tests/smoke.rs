@@ -31,6 +31,10 @@ fn target_dir() -> PathBuf {
 /// Row prefixes the table must hold (one per figure of the performance contract).
 const ROWS: &[&str] = &[
     "tools/list via data plane",
+    "tools/list via data plane, cached JWT (ES256)",
+    "tools/list via data plane, static token",
+    "data plane CPU per tools/list: cached JWT vs static token",
+    "data plane RSS growth with 200 distinct live JWTs cached",
     "tools/call echo via data plane",
     "tools/call extra CPU per call",
     "tools/call echo via a bare forwarding proxy (floor of one HTTP hop)",
@@ -47,6 +51,9 @@ const ROWS: &[&str] = &[
     "revocation, 1 data plane ",
     "revocation, 4 data planes",
     "revocation, 8 data planes",
+    "revoke subject, 1 data plane ",
+    "revoke subject, 4 data planes",
+    "revoke subject, 8 data planes",
     "scale: data plane cold sync",
     "scale: data plane RSS",
     "scale: data plane cold sync, 1,000 clients, first data plane after a control-plane start",

@@ -1,10 +1,12 @@
-//! `canopy-bench-revocation`: time from the start of a `DeleteMcpClient` RPC until every
-//! data plane rejects the deleted client's token.
+//! `canopy-bench-revocation`: time from the start of a `DeleteMcpClient` RPC (or, with
+//! `--subjects`, a `RevokeSubject` RPC) until every data plane rejects the token.
 //!
-//! Per trial: create a client with a fresh token, wait until every data plane accepts it
-//! (authenticated `ping` → 200), then start the delete RPC and, concurrently, poll the data
-//! planes with the token until each answered 401. The trial's figure is the slowest data
-//! plane's first 401. Prints one JSON document on stdout.
+//! Per trial: create a client with a fresh token (or mint a JWT for a fresh subject of a
+//! loopback identity provider registered at start), wait until every data plane accepts it
+//! (authenticated `ping` → 200, so a JWT is verified and cached), then start the delete
+//! (revoke) RPC and, concurrently, poll the data planes with the token until each answered
+//! 401. The trial's figure is the slowest data plane's first 401. Prints one JSON document
+//! on stdout.
 //!
 //! Polling is paced: one round pings every data plane that has not rejected yet, all at
 //! once, then pauses `--pause-us`. A 401 counts at the end of its round (never early).
@@ -13,6 +15,7 @@
 
 use canopy_bench::admin::Admin;
 use canopy_bench::fixture;
+use canopy_bench::idp::LoopbackIdp;
 use canopy_bench::stats::percentile;
 use canopy_proto::v1 as pb;
 use clap::Parser;
@@ -40,6 +43,9 @@ struct Args {
     /// Pause between polling rounds (µs); also the figure's resolution.
     #[arg(long, default_value_t = 100)]
     pause_us: u64,
+    /// Revoke subjects of a loopback identity provider (JWTs) instead of deleting clients.
+    #[arg(long)]
+    subjects: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -141,21 +147,34 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
     let run = std::process::id();
+    let idp = if a.subjects {
+        let idp = LoopbackIdp::start().await?;
+        idp.register(&admin, &format!("revoke-idp-{run}")).await?;
+        Some(idp)
+    } else {
+        None
+    };
     let mut samples = Vec::new();
     let mut rpc = Vec::new();
     let mut timeouts = 0;
     for trial in 0..a.trials {
         let name = format!("revoke-{run}-{trial}");
-        let token = format!("canopy_mcp_revoke_{run}_{trial:06}_tok");
-        admin
-            .client()
-            .create_mcp_client(admin.req(pb::CreateMcpClientRequest {
-                name: name.clone(),
-                description: String::new(),
-                allowed_servers: vec![fixture::SERVER.into()],
-                access_token: token.clone(),
-            }))
-            .await?;
+        let token = match &idp {
+            Some(idp) => idp.mint(&name, &a.data_planes)?,
+            None => {
+                let token = format!("canopy_mcp_revoke_{run}_{trial:06}_tok");
+                admin
+                    .client()
+                    .create_mcp_client(admin.req(pb::CreateMcpClientRequest {
+                        name: name.clone(),
+                        description: String::new(),
+                        allowed_servers: vec![fixture::SERVER.into()],
+                        access_token: token.clone(),
+                    }))
+                    .await?;
+                token
+            }
+        };
         let t = Instant::now();
         for (http, base) in clients.iter().zip(&a.data_planes) {
             if until(http, base, &token, 200, t, timeout).await.is_none() {
@@ -164,13 +183,21 @@ async fn main() -> anyhow::Result<()> {
         }
         let t0 = Instant::now();
         let mut del = admin.client();
-        let req = admin.req(pb::DeleteMcpClientRequest {
-            name,
-            wait: Some(pb::WaitOptions { wait_ms: 5000 }),
+        let wait = || Some(pb::WaitOptions { wait_ms: 5000 });
+        let revoke = idp.as_ref().map(|_| {
+            admin.req(pb::RevokeSubjectRequest {
+                idp: format!("revoke-idp-{run}"),
+                subject: name.clone(),
+                wait: wait(),
+            })
         });
+        let delete = admin.req(pb::DeleteMcpClientRequest { name, wait: wait() });
         let rpc_task = tokio::spawn(async move {
-            let r = del.delete_mcp_client(req).await;
-            (t0.elapsed(), r.map(|_| ()))
+            let r = match revoke {
+                Some(req) => del.revoke_subject(req).await.map(|_| ()),
+                None => del.delete_mcp_client(delete).await.map(|_| ()),
+            };
+            (t0.elapsed(), r)
         });
         let rejected = until_all(&clients, &a.data_planes, &token, 401, t0, timeout, pause).await;
         let (rpc_time, rpc_result) = rpc_task.await?;

@@ -41,8 +41,10 @@ struct Args {
     #[arg(long)]
     large: Option<u64>,
     /// Run only one group of figures; `scale` = cold sync, RSS and auth lookup;
-    /// `tools-list`, `tools-call` (throughput + extra CPU) or `open-loop` = that HTTP figure.
-    #[arg(long, value_parser = ["scale", "tools-list", "tools-call", "open-loop"])]
+    /// `tools-list`, `tools-list-jwt` (cached JWT vs static token vs bare, and CPU per
+    /// request), `tools-call` (throughput + extra CPU), `open-loop` = that HTTP figure;
+    /// `revocation` = `delete mcp-client` and `revoke subject` with 1, 4 and 8 data planes.
+    #[arg(long, value_parser = ["scale", "tools-list", "tools-list-jwt", "tools-call", "open-loop", "revocation"])]
     only: Option<String>,
     /// Free text recorded as the run's conditions.
     #[arg(long)]
