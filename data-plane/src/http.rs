@@ -1,8 +1,11 @@
-//! The HTTP surface: `/mcp`, `/servers/<name>/mcp`, `/healthz`, `/readyz`, `/metrics`.
+//! The HTTP surface: `/mcp`, `/servers/<name>/mcp`, the OAuth protected-resource
+//! metadata, `/healthz`, `/readyz`, `/metrics`.
 
+mod auth;
 mod checks;
 mod envelope;
 mod mcp;
+mod metadata;
 mod modern;
 mod ops;
 mod reply;
@@ -19,6 +22,7 @@ use http::{HeaderValue, StatusCode};
 use std::sync::Arc;
 
 use crate::app::DataPlane;
+use crate::identity::WELL_KNOWN;
 
 /// The data plane's routes. No middleware sits in front of `/mcp`: every check it needs
 /// (origin, media types, body limit, auth) runs inside the handler in a fixed order,
@@ -29,6 +33,12 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
         .route(
             "/servers/{name}/mcp",
             post(post_server).get(not_allowed).delete(not_allowed),
+        )
+        .route(WELL_KNOWN, get(metadata_root))
+        .route(&format!("{WELL_KNOWN}/mcp"), get(metadata_mcp))
+        .route(
+            &format!("{WELL_KNOWN}/servers/{{name}}/mcp"),
+            get(metadata_server),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -48,6 +58,18 @@ async fn post_server(
 ) -> Response {
     let (parts, body) = req.into_parts();
     mcp::serve(&dp, Some(&name), &parts.headers, body).await
+}
+
+async fn metadata_root(State(dp): State<Arc<DataPlane>>) -> Response {
+    metadata::serve(&dp, "")
+}
+
+async fn metadata_mcp(State(dp): State<Arc<DataPlane>>) -> Response {
+    metadata::serve(&dp, "/mcp")
+}
+
+async fn metadata_server(State(dp): State<Arc<DataPlane>>, Path(name): Path<String>) -> Response {
+    metadata::serve(&dp, &format!("/servers/{name}/mcp"))
 }
 
 /// Stateless: no GET stream, no session to DELETE.

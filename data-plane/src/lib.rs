@@ -12,6 +12,7 @@
 pub mod app;
 pub mod cache;
 pub mod http;
+pub mod identity;
 mod json;
 pub mod metrics;
 mod serve;

@@ -43,6 +43,12 @@ struct Args {
     /// Comma-separated Origin values allowed besides loopback origins.
     #[arg(long, env = "CANOPY_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
+    /// The origin AI clients reach this data plane at, e.g. https://mcp.example.com when it
+    /// runs behind a load balancer (every data plane of a fleet gets the same one). OAuth
+    /// resource identifiers and the protected-resource metadata are built from it, never
+    /// from the Host header. Default: http://<listen address>, for development.
+    #[arg(long, env = "CANOPY_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
 }
 
 fn token(args: &Args) -> anyhow::Result<String> {
@@ -149,6 +155,7 @@ async fn run() -> anyhow::Result<()> {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect();
+    config.public_url = args.public_url.clone();
     serve(config, listener, shutdown_signal()).await?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::app::{DataPlane, HttpSettings, DEFAULT_MAX_BODY_BYTES};
 use crate::cache;
+use crate::identity::Resource;
 use crate::sync::{self, SyncConfig};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -29,6 +30,9 @@ pub struct DataPlaneConfig {
     pub max_body_bytes: usize,
     /// Exact Origin values allowed in addition to absent and loopback origins.
     pub allowed_origins: Vec<String>,
+    /// The origin clients reach this data plane at (`https://mcp.example.com`), behind a
+    /// load balancer; `None` = `http://` + the listen address (development).
+    pub public_url: Option<String>,
 }
 
 impl DataPlaneConfig {
@@ -47,6 +51,7 @@ impl DataPlaneConfig {
             max_staleness: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -63,6 +68,7 @@ impl std::fmt::Debug for DataPlaneConfig {
             .field("max_staleness", &self.max_staleness)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("allowed_origins", &self.allowed_origins)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -78,6 +84,8 @@ pub enum DataPlaneError {
     TlsWithoutHttps(String),
     #[error(transparent)]
     CaFile(#[from] crate::tls::CaFileError),
+    #[error("--public-url: {0}")]
+    PublicUrl(#[from] crate::identity::ResourceError),
     #[error("cannot read the listener address: {0}")]
     Listener(std::io::Error),
     #[error("HTTP server failed: {0}")]
@@ -107,10 +115,15 @@ pub async fn serve(
         }
     };
     let local = listener.local_addr().map_err(DataPlaneError::Listener)?;
+    let resource = match &config.public_url {
+        Some(url) => Resource::new(url)?,
+        None => Resource::from_listen(config.listen.unwrap_or(local)),
+    };
     let dp = DataPlane::new(HttpSettings {
         max_body_bytes: config.max_body_bytes,
         allowed_origins: config.allowed_origins.clone(),
         max_staleness: config.max_staleness,
+        resource,
     });
 
     if let Some(path) = &config.cache_file {

@@ -31,6 +31,7 @@ pub use convert::Mode;
 pub use scope::Scope;
 pub use tokens::{ClientEntry, PrehashedHasher, TokenIndex};
 
+use crate::identity::Identities;
 use crate::metrics::Metrics;
 use crate::status::SyncStatus;
 use scope::ScopeInterner;
@@ -137,6 +138,8 @@ pub struct State {
     pub(crate) metrics: Arc<Metrics>,
     /// Signalled after every applied change, for the debounced cache writer.
     pub(crate) changed: Notify,
+    /// Identity providers, access rules and revocations (OAuth access tokens).
+    pub identities: Identities,
 }
 
 impl State {
@@ -148,6 +151,7 @@ impl State {
             status: SyncStatus::default(),
             metrics,
             changed: Notify::new(),
+            identities: Identities::default(),
         }
     }
 

@@ -177,6 +177,9 @@ async fn session(
         "sync stream open"
     );
 
+    // Unknown signing keys seen by requests go to the control plane on this stream.
+    let reporter = AbortOnDrop(tokio::spawn(report_unknown_keys(dp.clone(), tx.clone())));
+
     let mut builder: Option<SnapshotBuilder> = None;
     let mut first = true;
     while let Some(msg) = stream.message().await? {
@@ -234,7 +237,36 @@ async fn session(
             tx.send(ack).await.map_err(|_| SyncError::Closed)?;
         }
     }
+    drop(reporter);
     Ok(())
+}
+
+/// Sends each (issuer, kid) the request path could not verify (rate-limited there).
+async fn report_unknown_keys(dp: Arc<DataPlane>, tx: mpsc::Sender<pb::SyncRequest>) {
+    let ids = &dp.state.identities;
+    loop {
+        ids.unknown_kid_reported().await;
+        for (issuer, kid) in ids.take_unknown_kids() {
+            tracing::info!(%issuer, %kid, "token signed with an unknown key; asking the control plane to refresh the JWKS");
+            let msg = pb::SyncRequest {
+                msg: Some(pb::sync_request::Msg::UnknownKey(pb::UnknownKey {
+                    issuer,
+                    kid,
+                })),
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

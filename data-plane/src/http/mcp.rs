@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::auth;
 use super::checks;
 use super::envelope::{Envelope, Message, Params};
 use super::modern;
@@ -21,7 +22,6 @@ use crate::app::DataPlane;
 use crate::json;
 use crate::metrics::MethodLabel;
 use crate::state::{Kind, Mode, Scope, Server, View};
-use crate::status::now_ms;
 
 enum Era<'h> {
     Handshake,
@@ -112,21 +112,7 @@ fn precheck<'h>(
     }
     let scope = match view.mode {
         Mode::Development => None,
-        Mode::Enterprise => {
-            // Memory only: a keyed hash and one map lookup. The token is never logged.
-            let found = checks::bearer(headers)
-                .and_then(|t| view.tokens.lookup(&view.hasher.hash(t), now_ms()));
-            match found {
-                Some(c) => Some(c),
-                None => {
-                    dp.state
-                        .metrics
-                        .auth_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Err(Failure::Unauthorized);
-                }
-            }
-        }
+        Mode::Enterprise => Some(auth::authorize(dp, &view, headers, target)?),
     };
     let server = match target {
         None => None,

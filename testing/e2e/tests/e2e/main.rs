@@ -22,6 +22,7 @@ mod fixtures;
 mod identity_providers;
 mod interop_upstreams;
 mod modes;
+mod oauth;
 mod quick_start;
 mod tls;
 mod token_leak;
