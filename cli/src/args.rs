@@ -42,8 +42,8 @@ Examples:
 ///
 /// Every command speaks gRPC to the control plane. In enterprise mode every command
 /// except `init-server` needs a user token (saved by `init-server` or `login`);
-/// servers, tools and prompts can be read and invoked by any user, everything else
-/// needs an admin.
+/// servers, tools and prompts can be read and invoked by any user (within the user's
+/// allow list), everything else needs an admin.
 #[derive(Debug, Parser)]
 #[command(name = "canopy", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -175,7 +175,8 @@ Examples:
   echo '{}' | canopy invoke time__now --input -
 
 With -o json the tool's CallToolResult is printed exactly as received.
-Exits 4 when the tool answers with isError: true.")]
+Exits 4 when the tool answers with isError: true. A user may invoke only the tools their allow
+list allows (see `canopy create user --help`); others answer like unknown tools.")]
     Invoke(InvokeArgs),
 
     /// Explain an authorization decision.
@@ -249,15 +250,19 @@ Client file (JSON; unknown fields are rejected; exactly one token source):
 A generated token is printed once and never shown again.")]
     McpClient(CreateClientArgs),
 
-    /// Create a user who can use the CLI (role user: read and invoke; admin: everything).
+    /// Create a user who can use the CLI (role user: read and invoke within an allow list;
+    /// admin: everything).
     #[command(after_help = "\
 Examples:
-  canopy create user alice
+  canopy create user alice                                 # may list and invoke every tool
+  canopy create user carol --allow \"github, jira__search\"  # only these
   canopy create user bob --role admin
   canopy create user --conf ./alice.json
 
 User file (JSON; unknown fields are rejected; exactly one token source):
-  {\"name\": \"alice\", \"role\": \"user\", \"access_token_ref\": {\"env\": \"ALICE_ACCESS_TOKEN\"}}
+  {\"name\": \"alice\", \"role\": \"user\", \"allowed_servers\": [\"github\"],
+   \"access_token_ref\": {\"env\": \"ALICE_ACCESS_TOKEN\"}}
+  Without allowed_servers (or --allow) the user may use every server, as before.
 
 A generated token is printed once, with the `canopy login` line to give the user.")]
     User(CreateUserArgs),
@@ -333,7 +338,14 @@ pub struct CreateUserArgs {
     #[arg(long, value_name = "TOKEN", conflicts_with = "conf")]
     pub access_token: Option<String>,
 
-    /// `user` may list and invoke; `admin` may do everything.
+    /// What the user may list, see with `usage` and `invoke`: comma-separated servers
+    /// (`github`), single tools (`github__search`) or `*` for every server. Default `*`;
+    /// "" = nothing. Tools outside the list answer like unknown ones. Admins are not
+    /// restricted (only `*` is accepted for them).
+    #[arg(long, value_name = "LIST", conflicts_with = "conf")]
+    pub allow: Option<String>,
+
+    /// `user` may list and invoke (within --allow); `admin` may do everything.
     #[arg(long, value_enum, default_value_t = Role::User, conflicts_with = "conf")]
     pub role: Role,
 
@@ -362,13 +374,15 @@ impl Role {
 pub enum ListCommand {
     /// MCP clients with their allow lists (never their tokens).
     McpClients,
-    /// Users; admins are marked [ADMIN].
+    /// Users with their allow lists; admins are marked [ADMIN].
     Users,
-    /// Registered upstream servers (credentials are never shown).
+    /// Registered upstream servers (credentials are never shown); a user sees those their
+    /// allow list reaches.
     Servers,
-    /// Tools, named `<server>__<tool>`.
+    /// Tools, named `<server>__<tool>`; a user sees those their allow list allows.
     Tools(ServerFilter),
-    /// Prompts, named `<server>__<prompt>`.
+    /// Prompts, named `<server>__<prompt>`; a user sees those of servers their allow list
+    /// names whole.
     Prompts(ServerFilter),
     /// Data planes the control plane knows: id, address, applied revision, lag, last seen.
     DataPlanes,
@@ -409,8 +423,14 @@ A token or allow-list change returns once every connected data plane applied it
 (or --wait ran out: exit code 3).")]
     McpClient(UpdateClientArgs),
 
-    /// Rotate a user's token.
-    #[command(after_help = "Example:\n  canopy update user alice --access-token \"$NEW_TOKEN\"")]
+    /// Rotate a user's token or replace their allow list.
+    #[command(after_help = "\
+Examples:
+  canopy update user alice --access-token \"$NEW_TOKEN\"
+  canopy update user alice --allow \"github, jira__search\"
+  canopy update user alice --allow \"*\"     # every server again
+
+The new allow list applies to the user's next command. Admins are not restricted.")]
     User(UpdateUserArgs),
 
     /// Change an identity provider; flags given replace the current values.
@@ -460,16 +480,21 @@ pub struct UpdateClientArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "allow"])))]
 pub struct UpdateUserArgs {
     /// The user's name.
     pub name: String,
 
     /// New token (at least 16 characters, no whitespace); the old one stops working.
-    #[arg(long, value_name = "TOKEN", required = true)]
-    pub access_token: String,
+    #[arg(long, value_name = "TOKEN")]
+    pub access_token: Option<String>,
+
+    /// New allow list, replacing the old one (same syntax as `create user`; "" = nothing).
+    #[arg(long, value_name = "LIST")]
+    pub allow: Option<String>,
 
     /// Keep the old token valid this long (e.g. 10m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "access_token")]
     pub grace: Option<Duration>,
 
     #[command(flatten)]
@@ -685,9 +710,25 @@ mod tests {
     }
 
     #[test]
-    fn update_user_needs_token() {
+    fn update_user_needs_a_change() {
         assert!(parse(&["update", "user", "alice"]).is_err());
         assert!(parse(&["update", "user", "alice", "--access-token", "x"]).is_ok());
+        let cli = parse(&["update", "user", "alice", "--allow", ""]).unwrap();
+        let Command::Update(UpdateCommand::User(u)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!((u.allow.as_deref(), u.access_token), (Some(""), None));
+        assert!(parse(&["update", "user", "alice", "--allow", "x", "--grace", "1m"]).is_err());
+    }
+
+    #[test]
+    fn create_user_allow() {
+        let cli = parse(&["create", "user", "carol", "--allow", "gh__search"]).unwrap();
+        let Command::Create(CreateCommand::User(u)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(u.allow.as_deref(), Some("gh__search"));
+        assert!(parse(&["create", "user", "--conf", "f.json", "--allow", "x"]).is_err());
     }
 
     #[test]

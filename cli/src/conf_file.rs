@@ -43,6 +43,8 @@ pub struct ClientDef {
 pub struct UserDef {
     pub name: String,
     pub role: Role,
+    /// `None`: the control plane's default (`*`).
+    pub allowed: Option<AllowList>,
     pub access_token: String,
 }
 
@@ -65,6 +67,8 @@ struct UserFile {
     // Not on the reference page, but an admin defining users in files needs it too.
     #[serde(default)]
     role: Option<Role>,
+    #[serde(default)]
+    allowed_servers: Option<Vec<String>>,
     access_token: Option<String>,
     access_token_ref: Option<TokenRef>,
 }
@@ -115,14 +119,21 @@ pub fn load_client(path: &Path) -> Result<ClientDef, ConfFileError> {
 
 pub fn load_user(path: &Path) -> Result<UserDef, ConfFileError> {
     let f: UserFile = read_json(path)?;
-    name::validate_principal_name("user", &f.name).map_err(|e| ConfFileError::Invalid {
+    let invalid = |message: String| ConfFileError::Invalid {
         path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    name::validate_principal_name("user", &f.name).map_err(|e| invalid(e.to_string()))?;
+    let allowed = f
+        .allowed_servers
+        .map(|entries| AllowList::from_entries(&entries))
+        .transpose()
+        .map_err(|e| invalid(format!("allowed_servers: {e}")))?;
     let access_token = resolve_token(path, f.access_token, f.access_token_ref)?;
     Ok(UserDef {
         name: f.name,
         role: f.role.unwrap_or(Role::User),
+        allowed,
         access_token,
     })
 }
@@ -337,6 +348,31 @@ mod tests {
     }
 
     #[test]
+    fn user_allow_list() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "u.json",
+            r#"{"name":"carol","allowed_servers":["gh__search","gh__search"],"access_token":"abcdefghijklmnop"}"#,
+        );
+        let u = load_user(&p).unwrap();
+        assert_eq!(u.allowed.unwrap().to_strings(), vec!["gh__search"]);
+        let none = write(
+            d.path(),
+            "n.json",
+            r#"{"name":"carol","allowed_servers":[],"access_token":"abcdefghijklmnop"}"#,
+        );
+        assert!(load_user(&none).unwrap().allowed.unwrap().is_empty());
+        let bad = write(
+            d.path(),
+            "b.json",
+            r#"{"name":"carol","allowed_servers":["a b"],"access_token":"abcdefghijklmnop"}"#,
+        );
+        let e = load_user(&bad).unwrap_err().to_string();
+        assert!(e.contains("b.json") && e.contains("allowed_servers"), "{e}");
+    }
+
+    #[test]
     fn token_from_env() {
         let d = tempfile::tempdir().unwrap();
         let var = "CANOPY_CLI_TEST_TOKEN_FROM_ENV";
@@ -374,6 +410,7 @@ mod tests {
         let u = load_user(&p).unwrap();
         assert_eq!(u.access_token, "file-token-0123456789");
         assert_eq!(u.role, Role::User);
+        assert_eq!(u.allowed, None, "no list: the control plane's default");
 
         let missing = write(
             d.path(),

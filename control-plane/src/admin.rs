@@ -1,7 +1,8 @@
 //! The `Admin` gRPC service the `canopy` CLI speaks.
 //!
-//! One file per concern: `auth` (who may call what), `users`, `clients`, `servers`,
-//! `tools`, `identity` (providers, access rules, revocations), `upstreams` (live connections for `invoke`), `convert` (protobuf ↔ store
+//! One file per concern: `auth` (who may call what), `scope` (which servers and tools a
+//! person reaches), `users`, `clients`, `servers`, `tools`, `identity` (providers, access rules,
+//! revocations), `upstreams` (live connections for `invoke`), `convert` (protobuf ↔ store
 //! types) and `error` (the one place errors become `tonic::Status`). The trait impl
 //! below only routes.
 //!
@@ -13,6 +14,7 @@ mod clients;
 mod convert;
 mod error;
 mod identity;
+mod scope;
 mod servers;
 mod tools;
 mod upstreams;
@@ -145,7 +147,7 @@ impl Admin for AdminService {
         reply(self.user_list(r))
     }
     async fn update_user(&self, r: Request<pb::UpdateUserRequest>) -> Reply<pb::MutationResult> {
-        reply(self.rotate_user_token(r).await)
+        reply(self.update_user_record(r).await)
     }
     async fn delete_user(&self, r: Request<pb::DeleteUserRequest>) -> Reply<pb::MutationResult> {
         reply(self.remove_user(r).await)

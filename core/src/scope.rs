@@ -1,4 +1,4 @@
-//! Allow lists: which servers and tools an MCP client may use.
+//! Allow lists: which servers and tools an MCP client (or a user of the CLI) may use.
 //!
 //! An entry is `*` (everything, including servers registered later), a server name, or a
 //! single tool `server__tool`.
@@ -88,6 +88,13 @@ impl AllowList {
         Ok(Self { entries: parsed })
     }
 
+    /// `*`: every server, including ones registered later.
+    pub fn everything() -> Self {
+        Self {
+            entries: vec![AllowEntry::All],
+        }
+    }
+
     pub fn entries(&self) -> &[AllowEntry] {
         &self.entries
     }
@@ -108,6 +115,19 @@ impl AllowList {
             AllowEntry::Server(s) => s == server,
             AllowEntry::Tool { server: s, tool: t } => s == server && t == tool,
         })
+    }
+
+    /// May the client call a listed tool of `server`, given its upstream name `tool` and the
+    /// name clients see (`qualified`)? An entry may name the upstream name or, for a
+    /// shortened long name, the part of `qualified` after `__`.
+    pub fn allows_listed_tool(&self, server: &str, tool: &str, qualified: &str) -> bool {
+        if self.allows_tool(server, tool) {
+            return true;
+        }
+        match split_qualified(qualified) {
+            Some((_, tail)) if tail != tool => self.allows_tool(server, tail),
+            _ => false,
+        }
     }
 
     /// May the client use every tool and prompt of `server`?
@@ -172,6 +192,16 @@ mod tests {
         assert!(all.allows_all() && all.allows_tool("x", "y") && all.allows_server("later"));
         let none = AllowList::default();
         assert!(!none.allows_tool("github", "x"));
+    }
+
+    #[test]
+    fn listed_tools_match_upstream_or_shortened_names() {
+        let l = AllowList::parse_csv("gh__search, gh__long-ab12cd34").unwrap();
+        assert!(l.allows_listed_tool("gh", "search", "gh__search"));
+        assert!(l.allows_listed_tool("gh", "long_original_name", "gh__long-ab12cd34"));
+        assert!(!l.allows_listed_tool("gh", "delete", "gh__delete"));
+        assert!(AllowList::everything().allows_listed_tool("x", "y", "x__y"));
+        assert_eq!(AllowList::everything().to_strings(), vec!["*"]);
     }
 
     #[test]

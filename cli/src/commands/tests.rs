@@ -114,6 +114,7 @@ impl AdminService for Mock {
             Some(h) if h == format!("Bearer {GOOD_TOKEN}") => Ok(Response::new(pb::UserInfo {
                 name: "alice".into(),
                 role: pb::Role::User as i32,
+                ..Default::default()
             })),
             _ => Err(Status::unauthenticated("unknown token")),
         }

@@ -1,6 +1,7 @@
-//! `create|list|update|delete user`: people who use the CLI, as `user` or `admin`.
+//! `create|list|update|delete user`: people who use the CLI, as `user` (within an allow
+//! list) or `admin`.
 
-use canopy_core::{name, token};
+use canopy_core::{name, token, AllowList};
 use canopy_proto::v1 as pb;
 use serde::Serialize;
 
@@ -8,13 +9,15 @@ use crate::args::{CreateUserArgs, DeleteArgs, UpdateUserArgs, DEFAULT_REGISTRY};
 use crate::commands::{grace_ms, send_mutation, wait_options, Ctx};
 use crate::conf_file;
 use crate::error::CliError;
-use crate::output::role_name;
+use crate::output::{role_name, table};
 
 /// `create user` JSON (SPEC §2); `list users` uses the same without the token.
 #[derive(Debug, Serialize)]
 pub struct UserJson {
     pub name: String,
     pub role: &'static str,
+    /// What the user may list and invoke (admins: always `*`).
+    pub allowed_servers: Vec<String>,
     /// Only when the control plane generated the token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
@@ -28,10 +31,16 @@ pub async fn create(ctx: &Ctx, args: CreateUserArgs) -> Result<(), CliError> {
                 name: d.name,
                 role: d.role.to_proto() as i32,
                 access_token: d.access_token,
+                allowed_servers: d.allowed.map(wire_list),
             }
         }
         (None, Some(name)) => {
             name::validate_principal_name("user", &name)?;
+            let allowed = args
+                .allow
+                .as_deref()
+                .map(AllowList::parse_csv)
+                .transpose()?;
             if let Some(t) = &args.access_token {
                 token::validate_custom(t)?;
             }
@@ -39,6 +48,7 @@ pub async fn create(ctx: &Ctx, args: CreateUserArgs) -> Result<(), CliError> {
                 name,
                 role: args.role.to_proto() as i32,
                 access_token: args.access_token.unwrap_or_default(),
+                allowed_servers: allowed.map(wire_list),
             }
         }
         (None, None) => return Err(CliError::usage("give the user's name or --conf FILE")),
@@ -48,18 +58,50 @@ pub async fn create(ctx: &Ctx, args: CreateUserArgs) -> Result<(), CliError> {
     let user = resp.user.unwrap_or(pb::UserInfo {
         name: req.name,
         role: req.role,
+        allowed_servers: req
+            .allowed_servers
+            .map_or_else(|| AllowList::everything().to_strings(), |l| l.entries),
     });
     let json = UserJson {
-        name: user.name,
-        role: role_name(user.role),
         access_token: (!resp.access_token.is_empty()).then_some(resp.access_token),
+        ..UserJson::from(user)
     };
     let registry = a.at.registry.clone();
     ctx.emit(&json, || created_text(&json, &registry))
 }
 
+fn wire_list(list: AllowList) -> pb::AllowList {
+    pb::AllowList {
+        entries: list.to_strings(),
+    }
+}
+
+impl From<pb::UserInfo> for UserJson {
+    fn from(u: pb::UserInfo) -> Self {
+        Self {
+            name: u.name,
+            role: role_name(u.role),
+            allowed_servers: u.allowed_servers,
+            access_token: None,
+        }
+    }
+}
+
+fn allowed_text(allowed: &[String]) -> String {
+    if allowed.is_empty() {
+        "(none)".to_owned()
+    } else {
+        allowed.join(", ")
+    }
+}
+
 fn created_text(u: &UserJson, registry: &str) -> String {
-    let mut t = format!("User '{}' created (role: {}).\n", u.name, u.role);
+    let mut t = format!(
+        "User '{}' created (role: {}; allowed: {}).\n",
+        u.name,
+        u.role,
+        allowed_text(&u.allowed_servers)
+    );
     match &u.access_token {
         Some(tok) => t.push_str(&format!(
             "The access token is shown only this once. The user should now run the following command \
@@ -81,52 +123,76 @@ fn created_text(u: &UserJson, registry: &str) -> String {
 pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
     let mut a = ctx.admin()?;
     let resp = a.at.call(a.rpc.list_users(pb::ListUsersRequest {})).await?;
-    let users: Vec<UserJson> = resp
-        .users
-        .into_iter()
-        .map(|u| UserJson {
-            name: u.name,
-            role: role_name(u.role),
-            access_token: None,
+    let users: Vec<UserJson> = resp.users.into_iter().map(UserJson::from).collect();
+    ctx.emit(&users, || list_text(&users))
+}
+
+fn list_text(users: &[UserJson]) -> String {
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            let name = if u.role == "admin" {
+                format!("{} [ADMIN]", u.name)
+            } else {
+                u.name.clone()
+            };
+            vec![name, allowed_text(&u.allowed_servers)]
         })
         .collect();
-    ctx.emit(&users, || {
-        if users.is_empty() {
-            return "No users.".to_owned();
-        }
-        users
-            .iter()
-            .map(|u| {
-                if u.role == "admin" {
-                    format!("{} [ADMIN]", u.name)
-                } else {
-                    u.name.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+    table(&["NAME", "ALLOWED"], &rows, "No users.")
 }
 
 pub async fn update(ctx: &Ctx, args: UpdateUserArgs) -> Result<(), CliError> {
-    token::validate_custom(&args.access_token)?;
+    if let Some(t) = &args.access_token {
+        token::validate_custom(t)?;
+    }
+    let allowed = args
+        .allow
+        .as_deref()
+        .map(AllowList::parse_csv)
+        .transpose()?;
+    if args.access_token.is_none() && allowed.is_none() {
+        // clap's argument group already demands one; kept for callers that bypass clap.
+        return Err(CliError::usage("give --access-token, --allow or both"));
+    }
+    let headline = update_headline(
+        &args.name,
+        args.access_token.is_some(),
+        args.grace,
+        allowed.as_ref(),
+    );
     let req = pb::UpdateUserRequest {
         name: args.name.clone(),
-        access_token: args.access_token,
+        access_token: args.access_token.unwrap_or_default(),
         grace_ms: grace_ms(args.grace),
         wait: wait_options(args.wait.wait),
+        allowed_servers: allowed.map(wire_list),
     };
     let mut a = ctx.admin()?;
     let call = a.rpc.update_user(req);
-    let grace = match args.grace {
-        Some(g) if !g.is_zero() => format!(
-            "; the old one keeps working for {}",
-            humantime::format_duration(g)
-        ),
-        _ => "; the old one no longer works".to_owned(),
-    };
-    let headline = format!("User '{}' has a new access token{grace}.", args.name);
     send_mutation(ctx, &a.at, args.wait.wait, call, &headline).await
+}
+
+fn update_headline(
+    name: &str,
+    new_token: bool,
+    grace: Option<std::time::Duration>,
+    allowed: Option<&AllowList>,
+) -> String {
+    let mut parts = Vec::new();
+    if new_token {
+        parts.push(match grace {
+            Some(g) if !g.is_zero() => format!(
+                "has a new access token; the old one keeps working for {}",
+                humantime::format_duration(g)
+            ),
+            _ => "has a new access token; the old one no longer works".to_owned(),
+        });
+    }
+    if let Some(list) = allowed {
+        parts.push(format!("may now use: {}", allowed_text(&list.to_strings())));
+    }
+    format!("User '{name}' {}.", parts.join("; and "))
 }
 
 pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
@@ -159,6 +225,7 @@ mod tests {
         let u = UserJson {
             name: "alice".into(),
             role: "user",
+            allowed_servers: vec!["*".into()],
             access_token: Some("canopy_usr_abc".into()),
         };
         let t = created_text(&u, DEFAULT_REGISTRY);
@@ -168,7 +235,8 @@ mod tests {
         assert!(t.contains("--registry http://cp:9090"));
         assert_eq!(
             serde_json::to_value(&u).unwrap(),
-            serde_json::json!({"name": "alice", "role": "user", "access_token": "canopy_usr_abc"})
+            serde_json::json!({"name": "alice", "role": "user", "allowed_servers": ["*"],
+                "access_token": "canopy_usr_abc"})
         );
     }
 
@@ -177,13 +245,44 @@ mod tests {
         let u = UserJson {
             name: "bob".into(),
             role: "admin",
+            allowed_servers: vec!["*".into()],
             access_token: None,
         };
         let t = created_text(&u, DEFAULT_REGISTRY);
         assert!(t.contains("canopy login <access-token>"));
         assert_eq!(
             serde_json::to_value(&u).unwrap(),
-            serde_json::json!({"name": "bob", "role": "admin"})
+            serde_json::json!({"name": "bob", "role": "admin", "allowed_servers": ["*"]})
+        );
+    }
+
+    #[test]
+    fn list_and_update_show_allow_lists() {
+        let users = [
+            UserJson {
+                name: "admin".into(),
+                role: "admin",
+                allowed_servers: vec!["*".into()],
+                access_token: None,
+            },
+            UserJson {
+                name: "carol".into(),
+                role: "user",
+                allowed_servers: vec![],
+                access_token: None,
+            },
+        ];
+        let t = list_text(&users);
+        assert!(t.contains("admin [ADMIN]  *"), "{t}");
+        assert!(t.contains("carol          (none)"), "{t}");
+        let list = AllowList::parse_csv("gh, jira__search").unwrap();
+        assert_eq!(
+            update_headline("carol", false, None, Some(&list)),
+            "User 'carol' may now use: gh, jira__search."
+        );
+        assert_eq!(
+            update_headline("carol", true, None, Some(&AllowList::default())),
+            "User 'carol' has a new access token; the old one no longer works; and may now use: (none)."
         );
     }
 }

@@ -1,11 +1,12 @@
 //! Who is calling, and may they do this?
 //!
-//! Rights (enterprise mode): `user` may read servers/tools/prompts, invoke tools and ask
-//! who they are; `admin` may do everything. Development mode needs no token for
+//! Rights (enterprise mode): `user` may read servers/tools/prompts, invoke tools (within
+//! their allow list, see `scope`) and ask who they are; `admin` may do everything. Development mode needs no token for
 //! server and tool calls and refuses user/client calls.
 
 use super::{AdminError, AdminService};
-use crate::store::{Mode, Principal, Role};
+use crate::store::{Mode, Principal, Role, StoreError};
+use canopy_core::AllowList;
 use tonic::metadata::MetadataMap;
 
 /// What a call needs.
@@ -26,6 +27,9 @@ pub(super) enum Need {
 pub(super) struct Caller {
     pub name: Option<String>,
     pub role: Role,
+    /// The principal's own allow list; what it may reach is decided by
+    /// [`super::scope::caller_scope`].
+    pub allowed: AllowList,
 }
 
 /// The bearer token of `authorization` metadata, if any.
@@ -47,6 +51,7 @@ impl AdminService {
                 Need::Read | Need::Admin => Ok(Caller {
                     name: None,
                     role: Role::Admin,
+                    allowed: AllowList::everything(),
                 }),
                 Need::Identity | Need::IdentityAdmin => Err(AdminError::NeedsEnterprise),
             };
@@ -86,9 +91,16 @@ impl AdminService {
             .tokens
             .iter()
             .any(|t| t.is_live(now) && t.hash.ct_eq(&hash));
-        Ok(valid.then_some(Caller {
+        if !valid {
+            return Ok(None);
+        }
+        // Stored lists are canonical; one that does not parse is a damaged record.
+        let allowed = AllowList::from_entries(&user.allowed)
+            .map_err(|e| StoreError::Decode(format!("allow list of user '{name}': {e}")))?;
+        Ok(Some(Caller {
             name: Some(user.name),
             role: user.role,
+            allowed,
         }))
     }
 }

@@ -1,25 +1,13 @@
 //! MCP client management (enterprise mode only, admins only).
 
 use super::auth::Need;
-use super::convert::{mutation_result, wait_duration};
+use super::convert::{allow_list, mutation_result, wait_duration};
 use super::{new_token, AdminError, AdminService};
 use crate::store::{ClientRecord, Mutation};
 use canopy_core::name::validate_principal_name;
-use canopy_core::{AllowList, TokenKind};
+use canopy_core::TokenKind;
 use canopy_proto::v1 as pb;
 use tonic::Request;
-
-/// Parses allow-list entries into their canonical form. Entries that still hold commas
-/// (a CLI that did not split) are split here, so both shapes mean the same.
-pub(super) fn allow_list(entries: &[String]) -> Result<Vec<String>, AdminError> {
-    let flat = entries
-        .iter()
-        .flat_map(|e| e.split(','))
-        .filter(|e| !e.trim().is_empty());
-    let list =
-        AllowList::from_entries(flat).map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
-    Ok(list.to_strings())
-}
 
 fn to_pb(c: ClientRecord) -> pb::McpClient {
     pb::McpClient {

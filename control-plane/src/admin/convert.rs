@@ -5,6 +5,7 @@ use super::AdminError;
 use crate::fleet::WaitReport;
 use crate::store::{Role, ServerRecord, ServerSpec, Transport};
 use canopy_core::name::validate_server_name;
+use canopy_core::AllowList;
 use canopy_mcp::upstream::{TransportKind, UpstreamConfig, DEFAULT_TIMEOUT};
 use canopy_proto::v1 as pb;
 use std::time::Duration;
@@ -28,6 +29,19 @@ pub(super) fn role_from_pb(raw: i32) -> Result<Role, AdminError> {
             "unknown role {raw}; use user or admin"
         ))),
     }
+}
+
+/// Parses allow-list entries (of an MCP client or a user) into their canonical form.
+/// Entries that still hold commas (a CLI that did not split) are split here, so both
+/// shapes mean the same.
+pub(super) fn allow_list(entries: &[String]) -> Result<Vec<String>, AdminError> {
+    let flat = entries
+        .iter()
+        .flat_map(|e| e.split(','))
+        .filter(|e| !e.trim().is_empty());
+    let list =
+        AllowList::from_entries(flat).map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
+    Ok(list.to_strings())
 }
 
 pub(super) fn wait_duration(wait: Option<&pb::WaitOptions>) -> Duration {
@@ -130,7 +144,7 @@ pub(super) fn upstream_config(spec: &ServerSpec) -> UpstreamConfig {
     }
 }
 
-fn count(n: usize) -> u32 {
+pub(super) fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 

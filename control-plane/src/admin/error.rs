@@ -88,7 +88,7 @@ fn store_code(e: &StoreError) -> Code {
         | StoreError::AlreadyInitialized
         | StoreError::TokenInUse => Code::AlreadyExists,
         StoreError::NotFound { .. } => Code::NotFound,
-        StoreError::LastAdmin(_) => Code::FailedPrecondition,
+        StoreError::LastAdmin(_) | StoreError::AdminScope(_) => Code::FailedPrecondition,
         StoreError::Superseded { .. } => Code::Aborted,
         StoreError::Closed => Code::Unavailable,
         _ => Code::Internal,

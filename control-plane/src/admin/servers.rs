@@ -4,7 +4,11 @@
 //! that succeeds.
 
 use super::auth::Need;
-use super::convert::{mutation_result, spec_from_pb, summary, upstream_config, wait_duration};
+use super::convert::{
+    count, mutation_result, spec_from_pb, summary, upstream_config, wait_duration,
+};
+use super::scope::caller_scope;
+use super::tools::visible_counts;
 use super::{AdminError, AdminService};
 use crate::store::{Mutation, ServerRecord, ServerSpec, StoreError};
 use canopy_mcp::upstream::{Discovery, Upstream, UpstreamError};
@@ -237,8 +241,22 @@ impl AdminService {
         &self,
         req: Request<pb::ListServersRequest>,
     ) -> Result<pb::ListServersResponse, AdminError> {
-        self.authorize(req.metadata(), Need::Read)?;
-        let servers = self.store.servers()?.iter().map(summary).collect();
+        let scope = caller_scope(&self.authorize(req.metadata(), Need::Read)?);
+        let servers = self
+            .servers_for("", &scope)?
+            .iter()
+            .map(|record| {
+                if scope.allows_all() {
+                    return summary(record);
+                }
+                let (tools, prompts) = visible_counts(record, &scope);
+                pb::ServerSummary {
+                    tools: count(tools),
+                    prompts: count(prompts),
+                    ..summary(record)
+                }
+            })
+            .collect();
         Ok(pb::ListServersResponse { servers })
     }
 

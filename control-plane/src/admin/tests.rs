@@ -60,7 +60,7 @@ async fn create_user(svc: &AdminService, admin: &str, name: &str, role: pb::Role
     let r = pb::CreateUserRequest {
         name: name.into(),
         role: role.into(),
-        access_token: String::new(),
+        ..Default::default()
     };
     svc.create_user(req(r, Some(admin)))
         .await
@@ -363,7 +363,7 @@ async fn rotated_user_token_and_grace() {
         name: "alice".into(),
         access_token: token.into(),
         grace_ms,
-        wait: None,
+        ..Default::default()
     };
     s.update_user(req(update("alice-second-token-1", 60_000), Some(&admin)))
         .await
@@ -482,4 +482,251 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Registers a server straight into the store (no upstream needed): tools `echo` and `add`,
+/// prompt `greet`, at an address nothing listens on.
+async fn put_fixture_server(svc: &AdminService) {
+    let spec = serde_json::from_value(serde_json::json!({
+        "name": "fx",
+        "transport": "streamable_http",
+        "url": "http://127.0.0.1:9/mcp",
+        "timeout_ms": 2000,
+    }))
+    .unwrap();
+    let raw = |name: &str| {
+        serde_json::value::RawValue::from_string(format!(r#"{{"name":"{name}"}}"#)).unwrap()
+    };
+    let record = crate::store::ServerRecord {
+        spec,
+        tools: vec![raw("echo"), raw("add")],
+        prompts: vec![raw("greet")],
+        protocol_version: "2025-06-18".into(),
+    };
+    svc.store
+        .apply(crate::store::Mutation::PutServer {
+            record,
+            replace: false,
+        })
+        .await
+        .unwrap();
+}
+
+async fn create_scoped_user(
+    svc: &AdminService,
+    admin: &str,
+    name: &str,
+    role: pb::Role,
+    allowed: Option<&[&str]>,
+) -> Result<String, Status> {
+    let r = pb::CreateUserRequest {
+        name: name.into(),
+        role: role.into(),
+        allowed_servers: allowed.map(|a| pb::AllowList {
+            entries: a.iter().map(|s| (*s).to_owned()).collect(),
+        }),
+        ..Default::default()
+    };
+    Ok(svc
+        .create_user(req(r, Some(admin)))
+        .await?
+        .into_inner()
+        .access_token)
+}
+
+async fn tool_names(svc: &AdminService, who: &str, server: &str) -> Result<Vec<String>, Status> {
+    let r = pb::ListToolsRequest {
+        server: server.into(),
+    };
+    let tools = svc.list_tools(req(r, Some(who))).await?.into_inner().tools;
+    Ok(tools.into_iter().map(|t| t.name).collect())
+}
+
+async fn invoke_status(svc: &AdminService, who: &str, tool: &str) -> Status {
+    let r = pb::InvokeToolRequest {
+        name: tool.into(),
+        arguments_json: String::new(),
+    };
+    svc.invoke_tool(req(r, Some(who))).await.unwrap_err()
+}
+
+async fn usage_status(svc: &AdminService, who: &str, tool: &str) -> Code {
+    let r = pb::GetToolRequest { name: tool.into() };
+    code(svc.get_tool(req(r, Some(who))).await)
+}
+
+fn update_scope(name: &str, allowed: &[&str]) -> pb::UpdateUserRequest {
+    pb::UpdateUserRequest {
+        name: name.into(),
+        allowed_servers: Some(pb::AllowList {
+            entries: allowed.iter().map(|s| (*s).to_owned()).collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn user_allow_list_limits_reads_and_invoke() {
+    let (e, admin) = enterprise().await;
+    let s = &e.svc;
+    put_fixture_server(s).await;
+    let alice = create_scoped_user(s, &admin, "alice", pb::Role::User, Some(&["fx__echo"]))
+        .await
+        .unwrap();
+    let bob = create_scoped_user(s, &admin, "bob", pb::Role::User, None)
+        .await
+        .unwrap();
+    let carol = create_scoped_user(s, &admin, "carol", pb::Role::User, Some(&[]))
+        .await
+        .unwrap();
+
+    // Outside the scope reads exactly like unknown: same code, same message.
+    assert_eq!(tool_names(s, &alice, "").await.unwrap(), vec!["fx__echo"]);
+    assert_eq!(tool_names(s, &alice, "fx").await.unwrap(), vec!["fx__echo"]);
+    assert_eq!(usage_status(s, &alice, "fx__echo").await, Code::Ok);
+    assert_eq!(usage_status(s, &alice, "fx__add").await, Code::NotFound);
+    let hidden = invoke_status(s, &alice, "fx__add").await;
+    let unknown = invoke_status(s, &alice, "fx__nope").await;
+    assert_eq!(
+        (hidden.code(), hidden.message()),
+        (Code::NotFound, "tool 'fx__add' not found")
+    );
+    assert_eq!(
+        (unknown.code(), unknown.message()),
+        (Code::NotFound, "tool 'fx__nope' not found")
+    );
+    // In scope, the call goes to the upstream (which is down here).
+    assert_eq!(
+        invoke_status(s, &alice, "fx__echo").await.code(),
+        Code::Unavailable
+    );
+    let prompts = s
+        .list_prompts(req(pb::ListPromptsRequest::default(), Some(&alice)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(prompts.prompts.is_empty(), "prompts need the whole server");
+    let servers = s
+        .list_servers(req(pb::ListServersRequest {}, Some(&alice)))
+        .await
+        .unwrap()
+        .into_inner()
+        .servers;
+    assert_eq!(servers.len(), 1);
+    assert_eq!((servers[0].tools, servers[0].prompts), (1, 0));
+
+    // An empty list reaches nothing; the server itself is not found, like an unknown one.
+    let carol_servers = s
+        .list_servers(req(pb::ListServersRequest {}, Some(&carol)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(carol_servers.servers.is_empty());
+    let err = tool_names(s, &carol, "fx").await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "server 'fx' not found")
+    );
+    assert!(tool_names(s, &carol, "").await.unwrap().is_empty());
+    assert_eq!(
+        invoke_status(s, &carol, "fx__echo").await.code(),
+        Code::NotFound
+    );
+
+    // No --allow: everything, as before; admins are not restricted.
+    for who in [&bob, &admin] {
+        assert_eq!(
+            tool_names(s, who, "").await.unwrap(),
+            vec!["fx__echo", "fx__add"]
+        );
+        assert_eq!(
+            invoke_status(s, who, "fx__add").await.code(),
+            Code::Unavailable
+        );
+    }
+
+    let users = s
+        .list_users(req(pb::ListUsersRequest {}, Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    let shown: Vec<(&str, Vec<&str>)> = users
+        .iter()
+        .map(|u| {
+            let allowed = u.allowed_servers.iter().map(String::as_str).collect();
+            (u.name.as_str(), allowed)
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("admin", vec!["*"]),
+            ("alice", vec!["fx__echo"]),
+            ("bob", vec!["*"]),
+            ("carol", vec![]),
+        ]
+    );
+    let me = s
+        .who_am_i(req(pb::WhoAmIRequest {}, Some(&alice)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.allowed_servers, vec!["fx__echo"]);
+
+    // Updating the list takes effect on the next call; the token is kept.
+    s.update_user(req(update_scope("alice", &["fx"]), Some(&admin)))
+        .await
+        .unwrap();
+    assert_eq!(
+        tool_names(s, &alice, "").await.unwrap(),
+        vec!["fx__echo", "fx__add"]
+    );
+    let prompts = s
+        .list_prompts(req(pb::ListPromptsRequest::default(), Some(&alice)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(prompts.prompts.len(), 1);
+    s.update_user(req(update_scope("bob", &["other"]), Some(&admin)))
+        .await
+        .unwrap();
+    assert!(tool_names(s, &bob, "").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn user_allow_list_bad_input() {
+    let (e, admin) = enterprise().await;
+    let s = &e.svc;
+    let bad = create_scoped_user(s, &admin, "dave", pb::Role::User, Some(&["a b"])).await;
+    assert_eq!(bad.unwrap_err().code(), Code::InvalidArgument);
+    let admin_scoped = create_scoped_user(s, &admin, "root", pb::Role::Admin, Some(&["fx"])).await;
+    let err = admin_scoped.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("admins are not restricted"),
+        "{}",
+        err.message()
+    );
+    create_scoped_user(s, &admin, "root", pb::Role::Admin, Some(&["*"]))
+        .await
+        .unwrap();
+    let err = s
+        .update_user(req(update_scope("admin", &["fx"]), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let nothing = pb::UpdateUserRequest {
+        name: "root".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(s.update_user(req(nothing, Some(&admin))).await),
+        Code::InvalidArgument
+    );
+    let ghost = s
+        .update_user(req(update_scope("ghost", &["fx"]), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(ghost.code(), Code::NotFound);
 }

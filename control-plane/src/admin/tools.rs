@@ -1,10 +1,12 @@
 //! Listing tools and prompts of registered servers and invoking tools through the
-//! control plane (with the server's registered credentials).
+//! control plane (with the server's registered credentials), each within the caller's
+//! scope: what lies outside it is answered like something that does not exist.
 
 use super::auth::Need;
+use super::scope::caller_scope;
 use super::{AdminError, AdminService};
 use crate::store::ServerRecord;
-use canopy_core::{qualify, split_qualified};
+use canopy_core::{qualify, split_qualified, AllowList};
 use canopy_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -46,16 +48,47 @@ struct CallParams<'a> {
     arguments: &'a RawValue,
 }
 
+impl Entry<'_> {
+    fn in_scope(&self, server: &str, scope: &AllowList) -> bool {
+        scope.allows_listed_tool(server, &self.upstream_name, &self.qualified)
+    }
+}
+
+/// How many tools and prompts of `record` a caller with `scope` sees, for `list servers`.
+pub(super) fn visible_counts(record: &ServerRecord, scope: &AllowList) -> (usize, usize) {
+    let server = record.spec.name.as_str();
+    let tools = entries(server, &record.tools)
+        .filter(|e| e.in_scope(server, scope))
+        .count();
+    let prompts = if scope.allows_server(server) {
+        entries(server, &record.prompts).count()
+    } else {
+        0
+    };
+    (tools, prompts)
+}
+
 impl AdminService {
-    /// The servers a listing covers: all, or the one named (NotFound if unknown).
-    fn servers_for(&self, filter: &str) -> Result<Vec<ServerRecord>, AdminError> {
+    /// The servers `scope` reaches: all of them, or the one named (NotFound if unknown or
+    /// outside the scope, alike).
+    pub(super) fn servers_for(
+        &self,
+        filter: &str,
+        scope: &AllowList,
+    ) -> Result<Vec<ServerRecord>, AdminError> {
         if filter.is_empty() {
-            return Ok(self.store.servers()?);
+            let mut all = self.store.servers()?;
+            all.retain(|s| scope.touches_server(&s.spec.name));
+            return Ok(all);
         }
-        let one = self.store.server(filter)?.ok_or(AdminError::NotFound {
-            kind: "server",
-            name: filter.into(),
-        })?;
+        let one = self
+            .store
+            .server(filter)?
+            .filter(|_| scope.touches_server(filter))
+            .ok_or(AdminError::NotFound {
+                kind: "server",
+                name: filter.into(),
+            })?;
         Ok(vec![one])
     }
 
@@ -63,10 +96,12 @@ impl AdminService {
         &self,
         req: Request<pb::ListToolsRequest>,
     ) -> Result<pb::ListToolsResponse, AdminError> {
-        self.authorize(req.metadata(), Need::Read)?;
+        let scope = caller_scope(&self.authorize(req.metadata(), Need::Read)?);
         let mut tools = Vec::new();
-        for s in self.servers_for(&req.get_ref().server)? {
-            tools.extend(entries(&s.spec.name, &s.tools).map(|e| pb::ToolInfo {
+        for s in self.servers_for(&req.get_ref().server, &scope)? {
+            let server = s.spec.name.as_str();
+            let visible = entries(server, &s.tools).filter(|e| e.in_scope(server, &scope));
+            tools.extend(visible.map(|e| pb::ToolInfo {
                 name: e.qualified,
                 server: s.spec.name.clone(),
                 description: e.description,
@@ -80,9 +115,14 @@ impl AdminService {
         &self,
         req: Request<pb::ListPromptsRequest>,
     ) -> Result<pb::ListPromptsResponse, AdminError> {
-        self.authorize(req.metadata(), Need::Read)?;
+        let scope = caller_scope(&self.authorize(req.metadata(), Need::Read)?);
         let mut prompts = Vec::new();
-        for s in self.servers_for(&req.get_ref().server)? {
+        for s in self.servers_for(&req.get_ref().server, &scope)? {
+            // Prompts are not named one by one in allow lists: they come with a whole server,
+            // as on the data plane.
+            if !scope.allows_server(&s.spec.name) {
+                continue;
+            }
             prompts.extend(entries(&s.spec.name, &s.prompts).map(|e| pb::PromptInfo {
                 name: e.qualified,
                 server: s.spec.name.clone(),
@@ -93,10 +133,12 @@ impl AdminService {
         Ok(pb::ListPromptsResponse { prompts })
     }
 
-    /// The server record and upstream tool name behind a qualified tool name.
+    /// The server record and upstream tool name behind a qualified tool name; a tool
+    /// outside `scope` is not found, exactly like one that does not exist.
     fn find_tool(
         &self,
         qualified: &str,
+        scope: &AllowList,
     ) -> Result<(ServerRecord, String, pb::ToolInfo), AdminError> {
         let not_found = || AdminError::NotFound {
             kind: "tool",
@@ -107,6 +149,7 @@ impl AdminService {
         // Compare qualified names rather than splitting, so shortened long names resolve too.
         let entry = entries(server, &record.tools)
             .find(|e| e.qualified == qualified)
+            .filter(|e| e.in_scope(server, scope))
             .ok_or_else(not_found)?;
         let info = pb::ToolInfo {
             name: entry.qualified,
@@ -122,17 +165,17 @@ impl AdminService {
         &self,
         req: Request<pb::GetToolRequest>,
     ) -> Result<pb::ToolInfo, AdminError> {
-        self.authorize(req.metadata(), Need::Read)?;
-        Ok(self.find_tool(&req.get_ref().name)?.2)
+        let scope = caller_scope(&self.authorize(req.metadata(), Need::Read)?);
+        Ok(self.find_tool(&req.get_ref().name, &scope)?.2)
     }
 
     pub(super) async fn invoke(
         &self,
         req: Request<pb::InvokeToolRequest>,
     ) -> Result<pb::InvokeToolResponse, AdminError> {
-        self.authorize(req.metadata(), Need::Read)?;
+        let scope = caller_scope(&self.authorize(req.metadata(), Need::Read)?);
         let req = req.into_inner();
-        let (record, tool, _) = self.find_tool(&req.name)?;
+        let (record, tool, _) = self.find_tool(&req.name, &scope)?;
         let args = if req.arguments_json.trim().is_empty() {
             "{}"
         } else {

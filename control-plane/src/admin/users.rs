@@ -1,11 +1,12 @@
 //! init-server, whoami and user management.
 
 use super::auth::Need;
-use super::convert::{mutation_result, role_from_pb, role_to_pb, wait_duration};
+use super::convert::{allow_list, mutation_result, role_from_pb, role_to_pb, wait_duration};
+use super::scope::{caller_scope, shown_allow_list};
 use super::{new_token, AdminError, AdminService};
 use crate::store::{Mode, Mutation};
 use canopy_core::name::validate_principal_name;
-use canopy_core::TokenKind;
+use canopy_core::{AllowList, TokenKind};
 use canopy_proto::v1 as pb;
 use tonic::Request;
 
@@ -54,6 +55,7 @@ impl AdminService {
     ) -> Result<pb::UserInfo, AdminError> {
         let caller = self.authorize(req.metadata(), Need::Identity)?;
         Ok(pb::UserInfo {
+            allowed_servers: caller_scope(&caller).to_strings(),
             name: caller.name.unwrap_or_default(),
             role: role_to_pb(caller.role).into(),
         })
@@ -68,6 +70,11 @@ impl AdminService {
         validate_principal_name("user", &req.name)
             .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
         let role = role_from_pb(req.role)?;
+        // No list given: everything, as before users had allow lists.
+        let allowed = match &req.allowed_servers {
+            Some(list) => allow_list(&list.entries)?,
+            None => AllowList::everything().to_strings(),
+        };
         let (token, generated) = new_token(TokenKind::User, req.access_token)?;
         let hash = self.store.hasher().hash(&token);
         let revision = self
@@ -76,13 +83,15 @@ impl AdminService {
                 name: req.name.clone(),
                 role,
                 token: hash,
+                allowed: allowed.clone(),
             })
             .await?;
-        tracing::info!(revision, user = %req.name, role = role.as_str(), "user created");
+        tracing::info!(revision, user = %req.name, role = role.as_str(), allowed = ?allowed, "user created");
         Ok(pb::CreateUserResponse {
             user: Some(pb::UserInfo {
                 name: req.name,
                 role: role_to_pb(role).into(),
+                allowed_servers: allowed,
             }),
             access_token: if generated { token } else { String::new() },
             revision,
@@ -99,6 +108,7 @@ impl AdminService {
             .users()?
             .into_iter()
             .map(|u| pb::UserInfo {
+                allowed_servers: shown_allow_list(u.role, &u.allowed),
                 name: u.name,
                 role: role_to_pb(u.role).into(),
             })
@@ -106,27 +116,44 @@ impl AdminService {
         Ok(pb::ListUsersResponse { users })
     }
 
-    pub(super) async fn rotate_user_token(
+    pub(super) async fn update_user_record(
         &self,
         req: Request<pb::UpdateUserRequest>,
     ) -> Result<pb::MutationResult, AdminError> {
         self.authorize(req.metadata(), Need::IdentityAdmin)?;
         let req = req.into_inner();
-        if req.access_token.is_empty() {
+        if req.access_token.is_empty() && req.allowed_servers.is_none() {
             return Err(AdminError::InvalidArgument(
-                "update user needs a new access token".into(),
+                "nothing to update: give a new access token or allow list".into(),
             ));
         }
-        canopy_core::token::validate_custom(&req.access_token)
-            .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
-        let token = self.store.hasher().hash(&req.access_token);
-        let mutation = Mutation::UpdateUserToken {
+        let token = if req.access_token.is_empty() {
+            None
+        } else {
+            canopy_core::token::validate_custom(&req.access_token)
+                .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
+            Some(self.store.hasher().hash(&req.access_token))
+        };
+        let allowed = req
+            .allowed_servers
+            .as_ref()
+            .map(|a| allow_list(&a.entries))
+            .transpose()?;
+        let mutation = Mutation::UpdateUser {
             name: req.name.clone(),
             token,
             grace_ms: req.grace_ms,
+            allowed,
         };
         let revision = self.store.apply(mutation).await?;
-        tracing::info!(revision, user = %req.name, grace_ms = req.grace_ms, "user token rotated");
+        tracing::info!(
+            revision,
+            user = %req.name,
+            token_changed = token.is_some(),
+            grace_ms = req.grace_ms,
+            scope_changed = req.allowed_servers.is_some(),
+            "user updated"
+        );
         let report = self
             .fleet
             .wait_for(revision, wait_duration(req.wait.as_ref()))

@@ -54,6 +54,8 @@ pub enum StoreError {
     TokenInUse,
     #[error("{kind} '{name}' changed meanwhile; try again")]
     Superseded { kind: &'static str, name: String },
+    #[error("'{0}' is an admin; admins are not restricted by an allow list (only \"*\" applies)")]
+    AdminScope(String),
 }
 
 fn mode_hint(stored: Mode) -> &'static str {

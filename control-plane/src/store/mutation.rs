@@ -28,12 +28,16 @@ pub enum Mutation {
         name: String,
         role: Role,
         token: TokenHash,
+        /// Canonical allow-list entries.
+        allowed: Vec<String>,
     },
-    /// Replace the user's token; the old one stays valid for `grace_ms` (0 = revoke now).
-    UpdateUserToken {
+    /// Replace the user's token (the old one stays valid for `grace_ms`, 0 = revoke now)
+    /// and/or allow list. An admin's allow list can only be `*`.
+    UpdateUser {
         name: String,
-        token: TokenHash,
+        token: Option<TokenHash>,
         grace_ms: u64,
+        allowed: Option<Vec<String>>,
     },
     DeleteUser {
         name: String,
@@ -142,6 +146,15 @@ impl Trees {
     }
 }
 
+/// Admins are not restricted (they could widen their own list anyway), so an admin's
+/// stored allow list always holds `*`: a listing never shows a list that is not enforced.
+fn check_user_scope(name: &str, role: Role, allowed: &[String]) -> TxResult<()> {
+    if role == Role::Admin && !allowed.iter().any(|e| e == "*") {
+        return abort(StoreError::AdminScope(name.to_owned()));
+    }
+    Ok(())
+}
+
 pub(super) fn read_u64(raw: &[u8]) -> TxResult<u64> {
     <[u8; 8]>::try_from(raw)
         .map(u64::from_be_bytes)
@@ -157,17 +170,30 @@ impl Tx<'_> {
                     return abort(StoreError::AlreadyInitialized);
                 }
                 self.meta.insert(META_INITIALIZED, b"1".as_slice())?;
-                self.create_user(name, Role::Admin, *token)
+                self.create_user(name, Role::Admin, *token, &["*".to_owned()])
             }
-            Mutation::CreateUser { name, role, token } => self.create_user(name, *role, *token),
-            Mutation::UpdateUserToken {
+            Mutation::CreateUser {
+                name,
+                role,
+                token,
+                allowed,
+            } => self.create_user(name, *role, *token, allowed),
+            Mutation::UpdateUser {
                 name,
                 token,
                 grace_ms,
+                allowed,
             } => {
                 let mut user: UserRecord = self.get(self.users, "user", name)?;
                 let principal = Principal::User(name.clone());
-                user.tokens = self.rotate(&principal, &user.tokens, *token, *grace_ms)?;
+                user.tokens = match token {
+                    Some(token) => self.rotate(&principal, &user.tokens, *token, *grace_ms)?,
+                    None => self.prune(&user.tokens)?,
+                };
+                if let Some(allowed) = allowed {
+                    check_user_scope(name, user.role, allowed)?;
+                    user.allowed = allowed.clone();
+                }
                 self.put(self.users, name, &user)?;
                 Ok(Change::UserUpserted {
                     name: user.name,
@@ -311,13 +337,20 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn create_user(&self, name: &str, role: Role, token: TokenHash) -> TxResult<Change> {
+    fn create_user(
+        &self,
+        name: &str,
+        role: Role,
+        token: TokenHash,
+        allowed: &[String],
+    ) -> TxResult<Change> {
         if self.users.get(name.as_bytes())?.is_some() {
             return abort(StoreError::AlreadyExists {
                 kind: "user",
                 name: name.to_owned(),
             });
         }
+        check_user_scope(name, role, allowed)?;
         self.claim_token(token, &Principal::User(name.to_owned()))?;
         if role == Role::Admin {
             let mut admins = self.admins()?;
@@ -328,6 +361,7 @@ impl Tx<'_> {
             name: name.to_owned(),
             role,
             tokens: vec![StoredToken::permanent(token)],
+            allowed: allowed.to_vec(),
         };
         self.put(self.users, name, &user)?;
         Ok(Change::UserUpserted {

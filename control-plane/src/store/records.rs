@@ -82,6 +82,14 @@ pub struct UserRecord {
     pub name: String,
     pub role: Role,
     pub tokens: Vec<StoredToken>,
+    /// Canonical allow-list entries for what the user may list and invoke. Records written
+    /// before users had allow lists lack the field and keep their full access (`*`).
+    #[serde(default = "allow_everything")]
+    pub allowed: Vec<String>,
+}
+
+fn allow_everything() -> Vec<String> {
+    vec!["*".to_owned()]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -284,6 +284,7 @@ async fn last_admin_and_init_once() {
             name: "root".into(),
             role: Role::Admin,
             token: TokenHash([3; 32]),
+            allowed: vec!["*".into()],
         })
         .await
         .unwrap();
@@ -299,6 +300,71 @@ async fn last_admin_and_init_once() {
         })
         .await;
     assert!(matches!(del, Err(StoreError::LastAdmin(_))));
+}
+
+#[tokio::test]
+async fn user_allow_lists_and_records_from_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    let user = |name: &str, role, token: u8, allowed: &[&str]| Mutation::CreateUser {
+        name: name.into(),
+        role,
+        token: TokenHash([token; 32]),
+        allowed: allowed.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    store
+        .apply(user("alice", Role::User, 1, &["gh__search"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.apply(user("root", Role::Admin, 2, &["gh"])).await,
+        Err(StoreError::AdminScope(_))
+    ));
+    store
+        .apply(user("root", Role::Admin, 2, &["*"]))
+        .await
+        .unwrap();
+    let scope = |allowed: Vec<&str>, token| Mutation::UpdateUser {
+        name: "root".into(),
+        token,
+        grace_ms: 0,
+        allowed: Some(allowed.into_iter().map(str::to_owned).collect()),
+    };
+    let refused = store.apply(scope(vec![], Some(TokenHash([9; 32])))).await;
+    assert!(matches!(refused, Err(StoreError::AdminScope(_))));
+    assert_eq!(
+        store.principal(&TokenHash([9; 32])).unwrap(),
+        None,
+        "a refused update changes nothing, not even the token"
+    );
+    let rescoped = Mutation::UpdateUser {
+        name: "alice".into(),
+        token: None,
+        grace_ms: 0,
+        allowed: Some(vec!["gh".into(), "jira".into()]),
+    };
+    store.apply(rescoped).await.unwrap();
+    let alice = store.user("alice").unwrap().unwrap();
+    assert_eq!(alice.allowed, vec!["gh", "jira"]);
+    assert_eq!(alice.tokens.len(), 1, "the token is kept");
+
+    // A record as the previous version wrote it: no `allowed` field. It keeps full access.
+    let mut old = serde_json::to_value(&alice).unwrap();
+    old.as_object_mut().unwrap().remove("allowed");
+    old["name"] = "old".into();
+    store
+        .inner
+        .trees
+        .users
+        .insert("old", serde_json::to_vec(&old).unwrap())
+        .unwrap();
+    store.flush().await.unwrap();
+    store.close().await;
+    drop(store);
+    let store = open_in(dir.path(), Mode::Enterprise).await;
+    let old = store.user("old").unwrap().unwrap();
+    assert_eq!((old.role, old.allowed), (Role::User, vec!["*".to_owned()]));
+    assert_eq!(store.users().unwrap().len(), 3);
 }
 
 /// Durable-write throughput with concurrent callers (group commit). Not a pass/fail

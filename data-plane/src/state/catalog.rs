@@ -32,14 +32,9 @@ impl Def {
     /// Does `scope` allow this definition of `server`? An allow entry may name the
     /// upstream name or, for shortened names, the part of the qualified name after `__`.
     pub fn allowed(&self, server: &str, scope: &Scope) -> bool {
-        let allow = scope.allow();
-        if allow.allows_tool(server, &self.name) {
-            return true;
-        }
-        match canopy_core::split_qualified(&self.qualified) {
-            Some((_, tail)) if tail != &*self.name => allow.allows_tool(server, tail),
-            _ => false,
-        }
+        scope
+            .allow()
+            .allows_listed_tool(server, &self.name, &self.qualified)
     }
 }
 

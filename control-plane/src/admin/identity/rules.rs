@@ -1,7 +1,7 @@
 //! `create/list/update/delete access-rule` and `explain access`.
 
 use super::super::auth::Need;
-use super::super::clients::allow_list;
+use super::super::convert::allow_list;
 use super::super::convert::{mutation_result, wait_duration};
 use super::super::{AdminError, AdminService};
 use super::required;

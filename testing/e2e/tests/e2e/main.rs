@@ -26,3 +26,4 @@ mod oauth;
 mod quick_start;
 mod tls;
 mod token_leak;
+mod user_scope;
