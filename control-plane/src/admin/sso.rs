@@ -143,6 +143,7 @@ impl AdminService {
             ));
         };
         if self.store.is_revoked(&spec.name, &subject)? {
+            tracing::info!(idp = %spec.name, subject = %subject, "Admin API refused a revoked subject");
             return Err(AdminError::Unauthenticated(
                 "access revoked for this person (`canopy revoke subject`)",
             ));

@@ -24,6 +24,7 @@ mod interop_upstreams;
 mod modes;
 mod oauth;
 mod quick_start;
+mod sso_login;
 mod tls;
 mod token_leak;
 mod user_scope;
