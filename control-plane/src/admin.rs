@@ -1,8 +1,9 @@
 //! The `Admin` gRPC service the `canopy` CLI speaks.
 //!
 //! One file per concern: `auth` (who may call what), `scope` (which servers and tools a
-//! person reaches), `users`, `clients`, `servers`, `tools`, `identity` (providers, access rules,
-//! revocations), `sso` (people signed in with an identity provider), `upstreams` (live connections for `invoke`), `convert` (protobuf ↔ store
+//! person reaches), `users`, `clients`, `servers`, `tools`, `identity` (providers, access
+//! rules, revocations), `sso` (people signed in with an identity provider), `upstreams` (live
+//! connections for `invoke`), `convert` (protobuf ↔ store
 //! types) and `error` (the one place errors become `tonic::Status`). The trait impl
 //! below only routes.
 //!

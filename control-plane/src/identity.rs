@@ -10,6 +10,8 @@
 mod fetch;
 mod keys;
 mod policy;
+#[cfg(test)]
+mod test_server;
 
 pub use fetch::{fetch, FetchError, Fetched};
 pub use keys::{KeyStatus, Keys, DEFAULT_REFETCH_COOLDOWN};

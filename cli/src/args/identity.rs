@@ -16,11 +16,12 @@ pub struct IdpSettings {
     pub issuer: Option<String>,
 
     /// An extra accepted `aud` besides each data plane's own resource URL (repeatable;
-    /// e.g. Entra ID's `api://...`). On `update`, replaces the list.
+    /// e.g. Entra ID's `api://...`). On `update`, replaces the list (`--audience ""` clears it).
     #[arg(long = "audience", value_name = "AUD")]
     pub audiences: Vec<String>,
 
-    /// The JWKS URL, when discovery does not name one (or names the wrong one).
+    /// The JWKS URL, when discovery does not name one (or names the wrong one); on `update`,
+    /// `""` goes back to the discovered one.
     #[arg(long, value_name = "URL")]
     pub jwks_uri: Option<String>,
 
@@ -43,7 +44,7 @@ pub struct IdpSettings {
     pub leeway: Option<Duration>,
 
     /// A scope every token must carry (repeatable); a token without it gets 403
-    /// insufficient_scope. On `update`, replaces the list.
+    /// insufficient_scope. On `update`, replaces the list (`--required-scope ""` clears it).
     #[arg(long = "required-scope", value_name = "SCOPE")]
     pub required_scopes: Vec<String>,
 

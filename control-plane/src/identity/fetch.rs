@@ -277,3 +277,68 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod fetch_tests {
+    use super::*;
+    use crate::identity::test_server::TestServer;
+
+    fn spec(issuer: &str) -> ProviderSpec {
+        ProviderSpec {
+            name: "corp".into(),
+            issuer: issuer.into(),
+            audiences: vec![],
+            jwks_uri: None,
+            subject_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            algorithms: vec!["RS256".into()],
+            leeway_ms: 60_000,
+            ca_pem: None,
+            required_scopes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn rfc8414_path_inserted_and_issuer_checked() {
+        let server = TestServer::start().await;
+        let issuer = format!("{}/tenant", server.url);
+        server.set(
+            "/.well-known/oauth-authorization-server/tenant",
+            200,
+            &format!(
+                r#"{{"issuer":"{issuer}","jwks_uri":"{}/keys"}}"#,
+                server.url
+            ),
+        );
+        server.set("/keys", 200, r#"{"keys":[{"kty":"EC","kid":"e"}]}"#);
+        let found = fetch(&spec(&issuer)).await.unwrap();
+        assert_eq!(found.endpoints.jwks_uri, format!("{}/keys", server.url));
+        // The same document under another issuer name is refused.
+        let other = format!("{}/tenant/", server.url);
+        assert!(matches!(
+            fetch(&spec(&other)).await,
+            Err(FetchError::IssuerMismatch { .. }) | Err(FetchError::NoDiscovery { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_key_sets_are_refused() {
+        let server = TestServer::start().await;
+        for (jwks, says) in [
+            (r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#, "symmetric"),
+            (r#"{"nokeys":1}"#, "keys"),
+            (r#"{"keys":[{"kid":"x"}]}"#, "kty"),
+            ("[1,2", "invalid JSON"),
+        ] {
+            server.provider(jwks);
+            let err = fetch(&spec(&server.url)).await.unwrap_err().to_string();
+            assert!(err.contains(says), "{jwks}: {err}");
+        }
+        // A JWKS URI over plain http to a non-loopback host is never fetched.
+        let mut s = spec(&server.url);
+        s.jwks_uri = Some("http://keys.example/jwks".into());
+        server.provider(r#"{"keys":[{"kty":"RSA"}]}"#);
+        assert!(matches!(fetch(&s).await, Err(FetchError::Config(_))));
+    }
+}

@@ -255,3 +255,129 @@ fn holds_kid(jwks_json: &str, kid: &str) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::identity::test_server::TestServer;
+    use crate::store::{Endpoints, Mode, ProviderSpec, StoreOptions};
+
+    const K1: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"x","e":"AQAB"}]}"#;
+    const K2: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"x","e":"AQAB"},{"kty":"OKP","kid":"k2","crv":"Ed25519","x":"y"}]}"#;
+
+    async fn setup(cooldown: Duration) -> (Arc<Keys>, Store, TestServer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions::new(dir.path(), Mode::Enterprise))
+            .await
+            .unwrap();
+        let server = TestServer::start().await;
+        server.provider(K1);
+        let spec = ProviderSpec {
+            name: "corp".into(),
+            issuer: server.url.clone(),
+            audiences: vec![],
+            jwks_uri: None,
+            subject_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            algorithms: vec!["RS256".into()],
+            leeway_ms: 60_000,
+            ca_pem: None,
+            required_scopes: vec![],
+        };
+        let found = fetch(&spec).await.unwrap();
+        store
+            .apply(Mutation::Identity(IdentityMutation::PutProvider {
+                record: ProviderRecord {
+                    spec,
+                    endpoints: found.endpoints,
+                    jwks_json: found.jwks_json,
+                    keys_revision: 0,
+                },
+                create: true,
+            }))
+            .await
+            .unwrap();
+        (
+            Arc::new(Keys::new(store.clone(), cooldown)),
+            store,
+            server,
+            dir,
+        )
+    }
+
+    /// Waits (bounded) until `check` holds; a failure deadline, not a timing assertion.
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..600 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not reached: {what}");
+    }
+
+    #[tokio::test]
+    async fn unknown_kid_fetches_once_per_cooldown() {
+        let (keys, store, server, _dir) = setup(Duration::from_secs(3600)).await;
+        let before = server.hits("/jwks");
+        server.set("/jwks", 200, K2);
+        // A kid the stored keys hold: nothing to fetch.
+        keys.unknown_key(&server.url, "k1");
+        // Another issuer: ignored.
+        keys.unknown_key("https://elsewhere.example", "k2");
+        keys.unknown_key(&server.url, "k2");
+        eventually("rotated keys stored", || {
+            store
+                .identity_provider("corp")
+                .unwrap()
+                .is_some_and(|p| p.jwks_json == K2)
+        })
+        .await;
+        assert_eq!(server.hits("/jwks"), before + 1);
+        assert!(
+            store
+                .identity_provider("corp")
+                .unwrap()
+                .unwrap()
+                .keys_revision
+                > 1
+        );
+        // Within the cooldown further reports of unknown kids fetch nothing.
+        for _ in 0..5 {
+            keys.unknown_key(&server.url, "k3");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(server.hits("/jwks"), before + 1);
+        assert!(keys.status("corp").error.is_none());
+    }
+
+    #[tokio::test]
+    async fn failed_refresh_keeps_the_last_good_keys() {
+        let (keys, store, server, _dir) = setup(DEFAULT_REFETCH_COOLDOWN).await;
+        let revision = store.revision();
+        server.set("/jwks", 500, "{}");
+        assert!(keys.refresh("corp").await.unwrap_err().contains("500"));
+        let status = keys.status("corp");
+        assert_eq!(status.failures, 1);
+        assert!(status.error.is_some());
+        assert_eq!(
+            store.identity_provider("corp").unwrap().unwrap().jwks_json,
+            K1
+        );
+        // Unchanged keys store nothing.
+        server.set("/jwks", 200, K1);
+        assert_eq!(keys.refresh("corp").await.unwrap(), Refreshed::Unchanged);
+        assert_eq!(store.revision(), revision);
+        assert_eq!(keys.status("corp").failures, 0);
+        // The endpoints are re-read too.
+        assert_eq!(
+            store.identity_provider("corp").unwrap().unwrap().endpoints,
+            Endpoints {
+                jwks_uri: format!("{}/jwks", server.url),
+                token_endpoint: format!("{}/token", server.url),
+                ..Default::default()
+            }
+        );
+    }
+}

@@ -15,6 +15,9 @@ use super::{Store, StoreError};
 use canopy_core::access::Condition;
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+mod tests;
+
 /// An identity provider as the admin described it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderSpec {

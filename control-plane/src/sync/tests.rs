@@ -222,3 +222,95 @@ async fn later_snapshots_come_from_memory_plus_the_changes_since() {
     assert_eq!(rev, now, "read from the store again");
     assert_eq!(held, store_clients(&store));
 }
+
+/// Identity state rides on the first snapshot chunk; later changes arrive as their own kinds.
+#[tokio::test]
+async fn identity_state_in_snapshot_and_changes() {
+    use crate::store::{
+        Endpoints, IdentityMutation, ProviderRecord, ProviderSpec, RuleCondition, RuleRecord,
+    };
+    let (url, store, _dir) = serve_store(3).await;
+    let spec = ProviderSpec {
+        name: "corp".into(),
+        issuer: "https://corp.example".into(),
+        audiences: vec!["api://canopy".into()],
+        jwks_uri: None,
+        subject_claim: "sub".into(),
+        groups_claim: "groups".into(),
+        algorithms: vec!["RS256".into()],
+        leeway_ms: 60_000,
+        ca_pem: Some("PEM".into()),
+        required_scopes: vec!["mcp".into()],
+    };
+    let id = |m| Mutation::Identity(m);
+    let created = store
+        .apply(id(IdentityMutation::PutProvider {
+            record: ProviderRecord {
+                spec,
+                endpoints: Endpoints::default(),
+                jwks_json: r#"{"keys":[]}"#.into(),
+                keys_revision: 0,
+            },
+            create: true,
+        }))
+        .await
+        .unwrap();
+    store
+        .apply(id(IdentityMutation::CreateRule(RuleRecord {
+            name: "eng".into(),
+            idp: "corp".into(),
+            conditions: vec![RuleCondition::EmailDomain("corp.example".into())],
+            allowed: vec!["github".into()],
+        })))
+        .await
+        .unwrap();
+    store
+        .apply(id(IdentityMutation::Revoke {
+            idp: "corp".into(),
+            subject: "u1".into(),
+        }))
+        .await
+        .unwrap();
+    for encoded in [true, false] {
+        let (_tx, mut stream) = connect(&url, encoded).await;
+        let first = match stream.message().await.unwrap().unwrap().msg {
+            Some(sync_response::Msg::Snapshot(chunk)) => chunk,
+            other => panic!("expected a snapshot, got {other:?}"),
+        };
+        assert!(first.first);
+        let idp = &first.identity_providers[0];
+        assert_eq!(idp.issuer, "https://corp.example");
+        assert_eq!(idp.audiences, vec!["api://canopy"]);
+        assert_eq!(idp.required_scopes, vec!["mcp"]);
+        assert_eq!(idp.keys_revision, created);
+        assert_eq!(idp.jwks_json, r#"{"keys":[]}"#);
+        assert_eq!(first.access_rules[0].name, "eng");
+        assert_eq!(
+            first.access_rules[0].matches[0].kind,
+            Some(pb::access_match::Kind::EmailDomain("corp.example".into()))
+        );
+        assert_eq!(first.revoked_subjects[0].subject, "u1");
+    }
+    let (_tx, mut stream) = connect(&url, true).await;
+    read_snapshot(&mut stream, true).await;
+    let deleted = store
+        .apply(id(IdentityMutation::DeleteProvider {
+            name: "corp".into(),
+        }))
+        .await
+        .unwrap();
+    loop {
+        let msg = stream.message().await.unwrap().unwrap();
+        let Some(sync_response::Msg::Changes(batch)) = msg.msg else {
+            panic!("expected changes, got {msg:?}");
+        };
+        // The backlog since the cached snapshot comes first.
+        if let Some(change) = batch.changes.iter().find(|c| c.revision == deleted) {
+            assert_eq!(
+                change.kind,
+                Some(pb::change::Kind::IdentityProviderDelete("corp".into()))
+            );
+            break;
+        }
+    }
+}
