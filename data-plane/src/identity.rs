@@ -9,6 +9,8 @@
 //! reported to the control plane (rate-limited), which fetches the JWKS and streams it.
 
 mod cache;
+mod directory;
+mod kid_reports;
 mod provider;
 mod resource;
 #[cfg(test)]
@@ -16,156 +18,21 @@ pub(crate) mod tests;
 mod verify;
 
 use arc_swap::ArcSwap;
-use canopy_core::access::{self, AccessRule, Condition};
-use canopy_core::{AllowEntry, AllowList, TokenHash};
+use canopy_core::TokenHash;
 use canopy_proto::v1 as pb;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::sync::Arc;
 
 pub use cache::DEFAULT_CAPACITY;
+pub use directory::Directory;
 pub use provider::{Provider, ASYMMETRIC};
 pub use resource::{Resource, ResourceError, WELL_KNOWN};
 pub use verify::{Audiences, Principal, Rejection};
 
 use crate::state::Scope;
 use cache::{Grant, VerifiedCache};
-
-/// provider → subject → the revocation as received
-type Revoked = HashMap<String, HashMap<String, pb::RevokedSubject>>;
-
-/// An access rule: the shared matching form, and the message it came in (cache file).
-struct Rule {
-    idp: String,
-    rule: AccessRule,
-    source: pb::AccessRuleState,
-}
-
-impl Rule {
-    fn new(source: pb::AccessRuleState) -> Self {
-        let conditions = source
-            .matches
-            .iter()
-            .filter_map(|m| match m.kind.as_ref()? {
-                pb::access_match::Kind::Subject(v) => Some(Condition::Subject(v.clone())),
-                pb::access_match::Kind::Email(v) => Some(Condition::Email(v.clone())),
-                pb::access_match::Kind::EmailDomain(v) => Some(Condition::EmailDomain(v.clone())),
-                pb::access_match::Kind::Group(v) => Some(Condition::Group(v.clone())),
-            })
-            .collect();
-        let entries = source.allowed.iter().filter(|e| match AllowEntry::parse(e) {
-            Ok(_) => true,
-            Err(err) => {
-                tracing::warn!(rule = %source.name, entry = %e, error = %err, "ignoring unreadable access-rule entry");
-                false
-            }
-        });
-        let allow = AllowList::from_entries(entries).unwrap_or_default();
-        Self {
-            idp: source.idp.clone(),
-            rule: AccessRule {
-                name: source.name.clone(),
-                conditions,
-                allow,
-            },
-            source,
-        }
-    }
-}
-
-/// Everything a JWT is checked against, as of one generation.
-#[derive(Default)]
-pub struct Directory {
-    generation: u64,
-    providers: BTreeMap<Arc<str>, Arc<Provider>>,
-    by_issuer: HashMap<String, Arc<Provider>>,
-    /// By rule name.
-    rules: Arc<BTreeMap<String, Arc<Rule>>>,
-    revoked: Arc<Revoked>,
-    /// Scopes by their allow-list entries: people with the same grants share one (and its
-    /// cached filtered lists).
-    scopes: Mutex<HashMap<Vec<String>, Arc<Scope>, foldhash::fast::RandomState>>,
-}
-
-impl Directory {
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
-    }
-
-    pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.providers.values()
-    }
-
-    pub(crate) fn provider_by_issuer(&self, iss: &str) -> Option<&Arc<Provider>> {
-        self.by_issuer.get(iss)
-    }
-
-    pub(crate) fn is_revoked(&self, provider: &str, subject: &str) -> bool {
-        self.revoked
-            .get(provider)
-            .is_some_and(|s| s.contains_key(subject))
-    }
-
-    /// OAuth scopes the providers require: the challenge's `scope` and the metadata's
-    /// `scopes_supported`.
-    pub fn required_scopes(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .providers
-            .values()
-            .flat_map(|p| p.required_scopes.iter().cloned())
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    /// The issuers, for the metadata's `authorization_servers`.
-    pub fn issuers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.providers.values().map(|p| p.issuer.clone()).collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    fn scope_for(&self, who: &Principal) -> Arc<Scope> {
-        let rules = self
-            .rules
-            .values()
-            .filter(|r| *r.idp == *who.provider)
-            .map(|r| &r.rule);
-        let granted = access::evaluate(rules, &who.claims).allow;
-        let key = granted.to_strings();
-        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-        scopes
-            .entry(key)
-            .or_insert_with(|| Arc::new(Scope::new(granted)))
-            .clone()
-    }
-
-    fn next(&self, generation: u64) -> Directory {
-        Directory {
-            generation,
-            providers: self.providers.clone(),
-            by_issuer: self.by_issuer.clone(),
-            rules: self.rules.clone(),
-            revoked: self.revoked.clone(),
-            scopes: Mutex::default(),
-        }
-    }
-
-    fn index_issuers(&mut self) {
-        self.by_issuer = self
-            .providers
-            .values()
-            .map(|p| (p.issuer.clone(), p.clone()))
-            .collect();
-    }
-}
+use directory::{Revoked, Rule};
+use kid_reports::KidReports;
 
 /// The identity part of a snapshot, as the control plane sent it (the cache file keeps it).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -188,6 +55,9 @@ pub struct Identities {
     generation: AtomicU64,
     cache: VerifiedCache,
     kids: KidReports,
+    /// JWTs verified (cache misses that passed) and refused, for `/metrics`.
+    verified: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Default for Identities {
@@ -203,6 +73,8 @@ impl Identities {
             generation: AtomicU64::new(0),
             cache: VerifiedCache::new(cache_capacity),
             kids: KidReports::default(),
+            verified: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -234,20 +106,28 @@ impl Identities {
         if let Some(scope) = self.cache.get(hash, dir.generation, target, now_ms) {
             return Ok(scope);
         }
+        if !looks_like_jwt(token) {
+            return Err(Denied::Unauthorized(Rejection::Malformed));
+        }
         let audiences = Audiences {
             gateway: resource.gateway_audiences(),
             server: target.map(|t| (t, resource.server_url(t))),
         };
         let who = match verify::verify(&dir, token, &audiences) {
             Ok(w) => w,
-            Err(Rejection::InsufficientScope) => return Err(Denied::InsufficientScope),
+            Err(Rejection::InsufficientScope) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Denied::InsufficientScope);
+            }
             Err(r) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 if let Rejection::UnknownKid { issuer, kid, .. } = &r {
                     self.kids.report(issuer, kid, now_ms);
                 }
                 return Err(Denied::Unauthorized(r));
             }
         };
+        self.verified.fetch_add(1, Ordering::Relaxed);
         let scope = dir.scope_for(&who);
         let leeway_ms = dir
             .providers
@@ -264,6 +144,35 @@ impl Identities {
             now_ms,
         );
         Ok(scope)
+    }
+
+    /// Appends the identity metrics to a Prometheus text page.
+    pub fn render_metrics(&self, o: &mut String) {
+        use crate::metrics::{counter, gauge};
+        counter(
+            o,
+            "canopy_jwt_verified_total",
+            "JWT access tokens verified from memory (cache misses that passed).",
+            &self.verified,
+        );
+        counter(
+            o,
+            "canopy_jwt_refused_total",
+            "Bearer tokens that are no static token refused by the JWT verifier (the reason is logged at debug level).",
+            &self.refused,
+        );
+        gauge(
+            o,
+            "canopy_jwt_cached",
+            "Verified JWT access tokens held in the cache.",
+            self.cache.len() as f64,
+        );
+        gauge(
+            o,
+            "canopy_identity_providers",
+            "Identity providers this data plane holds.",
+            self.dir.load().providers.len() as f64,
+        );
     }
 
     // ---- the sync writer's side: each change is a new generation, so every cached
@@ -394,53 +303,19 @@ impl Identities {
     }
 }
 
-/// How often one (issuer, kid) is reported: a client spraying tokens must not turn into
-/// a stream of reports (the control plane has its own fetch cooldown too).
-const KID_REPORT_COOLDOWN_MS: u64 = 30_000;
-/// Pending reports kept between sends; more are dropped (a later one still comes).
-const KID_REPORT_MAX_PENDING: usize = 16;
-/// Remembered (issuer, kid) pairs; past this, forgotten ones may be reported again.
-const KID_REPORT_MEMORY: usize = 1024;
-
-#[derive(Default)]
-struct KidReports {
-    inner: Mutex<KidReportsInner>,
-    wake: Notify,
-}
-
-#[derive(Default)]
-struct KidReportsInner {
-    last_ms: HashMap<(String, String), u64>,
-    pending: Vec<(String, String)>,
-}
-
-impl KidReports {
-    fn report(&self, issuer: &str, kid: &str, now_ms: u64) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.pending.len() >= KID_REPORT_MAX_PENDING {
-            return;
-        }
-        // The kid is attacker-chosen text: bounded before it is kept or sent.
-        let kid: String = kid.chars().take(128).collect();
-        let key = (issuer.to_owned(), kid);
-        if g.last_ms
-            .get(&key)
-            .is_some_and(|t| now_ms.saturating_sub(*t) < KID_REPORT_COOLDOWN_MS)
+/// Three non-empty base64url parts separated by dots (a JWS in compact form): anything else
+/// (an opaque token that is no static token) is refused without parsing.
+fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = 0;
+    for part in token.split('.') {
+        parts += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return;
+            return false;
         }
-        if g.last_ms.len() >= KID_REPORT_MEMORY {
-            g.last_ms
-                .retain(|_, t| now_ms.saturating_sub(*t) < KID_REPORT_COOLDOWN_MS);
-        }
-        g.last_ms.insert(key.clone(), now_ms);
-        g.pending.push(key);
-        drop(g);
-        self.wake.notify_one();
     }
-
-    fn take(&self) -> Vec<(String, String)> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut g.pending)
-    }
+    parts == 3
 }

@@ -259,7 +259,7 @@ impl Metrics {
     }
 }
 
-fn counter(o: &mut String, name: &str, help: &str, v: &AtomicU64) {
+pub(crate) fn counter(o: &mut String, name: &str, help: &str, v: &AtomicU64) {
     let _ = write!(
         o,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
@@ -267,7 +267,7 @@ fn counter(o: &mut String, name: &str, help: &str, v: &AtomicU64) {
     );
 }
 
-fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
+pub(crate) fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
     let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
 }
 

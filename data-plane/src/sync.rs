@@ -247,7 +247,7 @@ async fn report_unknown_keys(dp: Arc<DataPlane>, tx: mpsc::Sender<pb::SyncReques
     loop {
         ids.unknown_kid_reported().await;
         for (issuer, kid) in ids.take_unknown_kids() {
-            tracing::info!(%issuer, %kid, "token signed with an unknown key; asking the control plane to refresh the JWKS");
+            tracing::info!(%issuer, kid = ?kid, "token signed with an unknown key; asking the control plane to refresh the JWKS");
             let msg = pb::SyncRequest {
                 msg: Some(pb::sync_request::Msg::UnknownKey(pb::UnknownKey {
                     issuer,

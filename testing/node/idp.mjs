@@ -24,6 +24,11 @@
 // are kept there (private JWKS) so a restart on the same port serves the same keys, and
 // --rotate puts a newly generated key of each algorithm in front (the old ones stay published).
 //
+// Test-only device approval, for `canopy login --sso --device-code`:
+//   POST /test/approve-device {"user_code", "login"?} → {"approved": bool}
+// plays the user: opens the verification URL, submits the code and the confirmation, and the
+// interaction signs in `login`.
+//
 // Test-only minting, for the refusal cases of the resource server (POST JSON, answers
 // {"token": …}):
 //   POST /test/mint {"sub", "aud", "iss"?, "exp_in"?: seconds (negative = expired),
@@ -174,7 +179,8 @@ provider.proxy = false;
 provider.use(async (ctx, next) => {
   if (ctx.method === "GET" && ctx.path.startsWith("/interaction/")) {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
-    const accountId = details.params.login_hint || opts.defaultAccount;
+    // The device flow's approval (below) names the account on the interaction URL itself.
+    const accountId = ctx.query.login_hint || details.params.login_hint || opts.defaultAccount;
     const result = { login: { accountId } };
     if (details.prompt.name === "consent") {
       const grant = new provider.Grant({ clientId: details.params.client_id, accountId });
@@ -184,6 +190,12 @@ provider.use(async (ctx, next) => {
       result.consent = { grantId: await grant.save() };
     }
     ctx.redirect(await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
+    return;
+  }
+  if (ctx.method === "POST" && ctx.path === "/test/approve-device") {
+    const body = await readJson(ctx.req);
+    ctx.type = "json";
+    ctx.body = { approved: await approveDevice(body.user_code, body.login ?? opts.defaultAccount) };
     return;
   }
   if (ctx.method === "POST" && ctx.path === "/test/mint") {
@@ -208,6 +220,41 @@ function readJson(req) {
     });
     req.on("error", reject);
   });
+}
+
+// The user's side of the device flow, without a person: opens the verification URL with the code
+// and submits each page's form (the code, then the confirmation), following redirects with a
+// cookie jar; the interaction signs in `login`. True when the success page was reached.
+async function approveDevice(userCode, login) {
+  const jar = new Map();
+  let url = `${issuer}/device?user_code=${encodeURIComponent(userCode)}`;
+  let init = {};
+  for (let step = 0; step < 20; step++) {
+    const headers = { ...(init.headers ?? {}) };
+    if (jar.size) headers.cookie = [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+    const r = await fetch(url, { ...init, headers, redirect: "manual" });
+    for (const c of r.headers.getSetCookie()) {
+      const [pair] = c.split(";");
+      const eq = pair.indexOf("=");
+      jar.set(pair.slice(0, eq).trim(), pair.slice(eq + 1));
+    }
+    const location = r.headers.get("location");
+    if (r.status >= 300 && r.status < 400 && location) {
+      url = new URL(location, url).href;
+      if (url.includes("/interaction/")) url += (url.includes("?") ? "&" : "?") + `login_hint=${encodeURIComponent(login)}`;
+      init = {};
+      continue;
+    }
+    const html = await r.text();
+    const form = html.match(/<form[^>]*action="([^"]+)"/);
+    if (!form) return r.status === 200 && !/error/i.test(html);
+    const fields = new URLSearchParams();
+    for (const m of html.matchAll(/<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"/g)) fields.set(m[1], m[2]);
+    if (/name="confirm"/.test(html)) fields.set("confirm", "yes");
+    url = new URL(form[1], url).href;
+    init = { method: "POST", body: fields.toString(), headers: { "content-type": "application/x-www-form-urlencoded" } };
+  }
+  return false;
 }
 
 const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");

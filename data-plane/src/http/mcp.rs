@@ -283,6 +283,11 @@ async fn forward(
         .ok_or(Failure::InvalidParams("params.name is required"))?;
     let name =
         json::as_str(name_raw).ok_or(Failure::InvalidParams("params.name must be a string"))?;
+    // Someone whose token is valid but grants nothing (no access rule matches them) is
+    // told so, rather than that the tool does not exist.
+    if ctx.scope.as_ref().is_some_and(|s| s.allow().is_empty()) {
+        return Err(Failure::NoAccess);
+    }
     let unknown = || match kind {
         Kind::Tool => Failure::UnknownTool(name.to_string()),
         Kind::Prompt => Failure::UnknownPrompt(name.to_string()),

@@ -36,7 +36,8 @@ pub(crate) async fn readyz(State(dp): State<Arc<DataPlane>>) -> Response {
 }
 
 pub(crate) async fn metrics(State(dp): State<Arc<DataPlane>>) -> Response {
-    let text = dp.state.metrics.render(&dp.state.status);
+    let mut text = dp.state.metrics.render(&dp.state.status);
+    dp.state.identities.render_metrics(&mut text);
     let mut r = text.into_response();
     r.headers_mut().insert(
         CONTENT_TYPE,

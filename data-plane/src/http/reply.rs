@@ -48,6 +48,8 @@ pub(crate) enum Failure {
     InvalidParams(&'static str),
     /// Out of scope and nonexistent look the same on purpose.
     UnknownTool(String),
+    /// The caller's scope is empty (e.g. a signed-in person no access rule matches).
+    NoAccess,
     UnknownPrompt(String),
     Upstream(UpstreamError),
 }
@@ -155,6 +157,13 @@ impl Failure {
                 StatusCode::OK,
                 code::INVALID_PARAMS,
                 format!("Unknown tool: {n}"),
+            ),
+            NoAccess => (
+                StatusCode::OK,
+                code::INVALID_PARAMS,
+                "Forbidden: your token grants no server or tool (no access rule matches you); \
+                 ask an admin (`canopy explain access`)"
+                    .into(),
             ),
             UnknownPrompt(n) => (
                 StatusCode::OK,

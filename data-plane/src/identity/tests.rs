@@ -312,6 +312,17 @@ fn refusals() {
         Rejection::Claim("sub".into())
     );
     assert_eq!(f.refused("not.a.jwt"), Rejection::Malformed);
+    for t in [
+        "canopy_mcp_abc",
+        "a.b",
+        "a.b.c.d",
+        "a..c",
+        "a.b+c.d",
+        "a.b.c=",
+    ] {
+        assert!(!looks_like_jwt(t), "{t}");
+        assert_eq!(f.refused(t), Rejection::Malformed);
+    }
 }
 
 #[test]
@@ -456,6 +467,16 @@ fn revoked_subject_and_deleted_provider_beat_the_cache() {
     f.check(&sign(&keys()[1], &claims("bob"))).unwrap();
     f.ids.apply(&Kind::SubjectUnrevoke(revocation("alice")));
     f.check(&t).unwrap();
+    let mut page = String::new();
+    f.ids.render_metrics(&mut page);
+    for line in [
+        "canopy_jwt_verified_total 3",
+        "canopy_jwt_refused_total 1",
+        "canopy_jwt_cached 2",
+        "canopy_identity_providers 1",
+    ] {
+        assert!(page.contains(line), "{line} in {page}");
+    }
     f.ids.apply(&Kind::IdentityProviderDelete("corp".into()));
     assert!(!f.ids.is_enabled());
     assert_eq!(f.refused(&t), Rejection::UnknownIssuer);

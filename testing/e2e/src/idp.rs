@@ -80,6 +80,26 @@ impl IdentityProvider {
         json_field(&body, "token")
     }
 
+    /// Plays the user of the device flow (RFC 8628): opens the verification URL with
+    /// `user_code`, submits the code and the confirmation, and signs in `login`. True when the
+    /// provider accepted it (the client's polling then gets its tokens).
+    pub fn approve_device(&self, user_code: &str, login: &str) -> bool {
+        let req = serde_json::json!({"user_code": user_code, "login": login});
+        let (status, body) = http_post(
+            self.addr(),
+            "/test/approve-device",
+            "application/json",
+            &[],
+            &req.to_string(),
+        )
+        .unwrap_or_else(|| panic!("idp /test/approve-device did not answer"));
+        assert_eq!(status, 200, "idp /test/approve-device: {body}");
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["approved"].as_bool())
+            .unwrap_or(false)
+    }
+
     /// An access token for `resource` from the client-credentials grant of [`TEST_CLIENT`]
     /// (its `sub` is the client id).
     pub fn client_credentials(&self, resource: &str) -> String {
@@ -99,6 +119,18 @@ impl IdentityProvider {
         assert_eq!(status, 200, "idp /token: {body}");
         json_field(&body, "access_token")
     }
+}
+
+/// Run `testing/node/oauth_client.mjs <url> --login <account> <extra>`: the TypeScript SDK's
+/// auth flow signs in at an [`IdentityProvider`] given only the URL. Returns its JSON document
+/// `{"ok", "tools", "call", "error", "token_claims"}` (see the script).
+pub fn node_oauth_client(url: &str, login: &str, extra: &[&str]) -> Value {
+    let mut cmd = Command::new(node());
+    cmd.arg(workspace_root().join("testing/node/oauth_client.mjs"))
+        .args([url, "--login", login])
+        .args(extra)
+        .env("CANOPY_NODE_TOOLS", node_tools());
+    crate::python::run_json_program("node oauth_client.mjs", cmd)
 }
 
 fn keys_file(dir: &TempDir) -> PathBuf {

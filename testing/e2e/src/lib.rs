@@ -34,7 +34,7 @@ pub use cli::{Cli, CliOutput};
 pub use control_plane::{ControlPlane, ControlPlaneOptions, StartOutcome};
 pub use data_plane::DataPlane;
 pub use fixture::{FixtureOptions, FixtureServer, StdioCommand};
-pub use idp::IdentityProvider;
+pub use idp::{node_oauth_client, IdentityProvider, TEST_CLIENT};
 pub use net::{free_port, http_get, http_post, wait_for_port};
 pub use paths::{bin_path, node, node_tools, target_dir, venv_python, workspace_root};
 pub use process::ChildProcess;

@@ -132,6 +132,12 @@ pub fn python_oauth_client(url: &str, login: &str, extra: &[&str]) -> Value {
 fn run_script(name: &str, args: &[&str]) -> Value {
     let mut cmd = Command::new(venv_python());
     cmd.arg(script(name)).args(args);
+    run_json_program(name, cmd)
+}
+
+/// Runs `cmd` (named `name` in failures) to its end within [`CLI_DEADLINE`]; its stdout is one
+/// JSON document.
+pub(crate) fn run_json_program(name: &str, mut cmd: Command) -> Value {
     clear_canopy_env(&mut cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -152,7 +158,7 @@ fn run_script(name: &str, args: &[&str]) -> Value {
     let err = read(stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
     if process.wait_timeout(CLI_DEADLINE).is_none() {
         process.kill9();
-        panic!("{name} {args:?} did not finish within {CLI_DEADLINE:?}");
+        panic!("{name} did not finish within {CLI_DEADLINE:?}");
     }
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();

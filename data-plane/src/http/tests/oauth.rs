@@ -66,6 +66,24 @@ async fn jwt_beside_static_tokens_and_never_upstream() {
     let r = Req::rpc("tools/list", json!({})).send(&e.dp).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.tool_names().len() > 1);
+    // A valid token no rule matches: nothing listed, and calls say why.
+    let mut c = claims("dave");
+    c["groups"] = json!(["sales"]);
+    let nobody = sign(&keys()[1], &c);
+    let r = Req::rpc("tools/list", json!({}))
+        .token(&nobody)
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.tool_names().is_empty());
+    let r = Req::rpc("tools/call", json!({"name":"gh__echo"}))
+        .token(&nobody)
+        .send(&e.dp)
+        .await;
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no access rule matches"));
     // Revocation beats the cache.
     e.dp.state
         .identities

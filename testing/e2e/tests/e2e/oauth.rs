@@ -1,10 +1,13 @@
 //! Data planes as OAuth 2.1 resource servers, against a real identity provider (oidc-provider,
-//! testing/node/idp.mjs): the official Python SDK client signs in given only the URL; every
-//! refusal of issue 11 is a 401 with the challenge; a revoked subject and a deleted provider are
-//! refused on every data plane as soon as the command returns; static tokens keep working; no
-//! token reaches the logs or the upstream. One stack for all of it.
+//! testing/node/idp.mjs): the official Python (both protocol eras) and TypeScript SDK clients sign
+//! in given only the URL; every refusal of issue 11 is a 401 with the challenge; a revoked subject
+//! and a deleted provider are refused on every data plane as soon as the command returns; static
+//! tokens keep working; no token reaches the logs or the upstream. One stack for all of it.
 
-use canopy_e2e::{python_oauth_client, DataPlane, FixtureOptions, FixtureServer, IdentityProvider};
+use canopy_e2e::{
+    node_oauth_client, python_oauth_client, DataPlane, FixtureOptions, FixtureServer,
+    IdentityProvider,
+};
 use serde_json::{json, Value};
 
 use crate::common::{access_token, enterprise, first_text};
@@ -94,9 +97,10 @@ fn oauth_resource_server_end_to_end() {
         "rmcp__echo,rmcp__auth_header",
     ]);
     let a = DataPlane::start_with(&cp, &["--node-id", "dp-a"]);
-    let b = DataPlane::start_with(&cp, &["--node-id", "dp-b"]);
+    let mut b = DataPlane::start_with(&cp, &["--node-id", "dp-b"]);
     for dp in [&a, &b] {
         assert!(dp.wait_ready(SYNC_DEADLINE), "{}", dp.logs());
+
         eventually(
             "the identity provider on the data plane",
             SYNC_DEADLINE,
@@ -152,10 +156,44 @@ fn oauth_resource_server_end_to_end() {
     );
     assert_eq!(out["token_claims"]["aud"], a.mcp_url(), "{out}");
     assert_eq!(out["token_claims"]["sub"], "alice", "{out}");
-    // Someone no rule matches signs in fine and sees nothing.
-    let out = python_oauth_client(&a.mcp_url(), "bob", &[]);
+    // The 2026-07-28 era signs in the same way.
+    let out = python_oauth_client(&a.mcp_url(), "alice", &["--mode", "2026-07-28"]);
     assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(
+        sorted(&out["tools"]),
+        ["rmcp__auth_header", "rmcp__echo"],
+        "{out}"
+    );
+    // On one server's endpoint the resource (and the token's audience) is that endpoint.
+    let server_url = format!("{}/servers/rmcp/mcp", a.url());
+    let out = python_oauth_client(&server_url, "alice", &[]);
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["token_claims"]["aud"], server_url, "{out}");
+    assert_eq!(sorted(&out["tools"]), ["auth_header", "echo"], "{out}");
+    // The same with the official TypeScript SDK client.
+    let out = node_oauth_client(
+        &a.mcp_url(),
+        "carol",
+        &["--call", "rmcp__echo", "--args", r#"{"message":"ts"}"#],
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(
+        sorted(&out["tools"]),
+        ["rmcp__auth_header", "rmcp__echo"],
+        "{out}"
+    );
+    assert_eq!(first_text(&out["call"]), "ts", "{out}");
+    assert_eq!(out["token_claims"]["sub"], "carol", "{out}");
+    assert_eq!(out["token_claims"]["aud"], a.mcp_url(), "{out}");
+    // Someone no rule matches signs in fine and sees nothing.
+    let out = python_oauth_client(
+        &a.mcp_url(),
+        "bob",
+        &["--call", "rmcp__echo", "--args", r#"{"message":"x"}"#],
+    );
     assert_eq!(out["tools"], json!([]), "{out}");
+    let why = out["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("no access rule matches"), "{out}");
 
     // Tokens of alice for both data planes; each works (and is cached) before the refusals.
     let tok_a = mint(&idp, &a, json!({}));
@@ -237,6 +275,12 @@ fn oauth_resource_server_end_to_end() {
             .is_some_and(|c| c.contains("error=\"insufficient_scope\"")),
         "{r}"
     );
+
+    // A restarted data plane gets the providers back (and verifies again).
+    b.kill9();
+    b.restart();
+    assert!(b.wait_ready(SYNC_DEADLINE), "{}", b.logs());
+    assert_eq!(list(&b, &tok_b).status, 200);
 
     // Static MCP-client tokens keep working beside JWTs.
     let created = admin.json(&["create", "mcp-client", "static", "--allow", "rmcp__echo"]);
