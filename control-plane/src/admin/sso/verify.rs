@@ -263,3 +263,46 @@ fn key_of(jwk: &Jwk) -> Option<Key> {
         key: DecodingKey::from_jwk(jwk).ok()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn jwt(header: &str, claims: &str) -> String {
+        format!(
+            "{}.{}.sig",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        )
+    }
+
+    #[test]
+    fn issuer_is_read_only_from_jwts() {
+        let t = jwt(r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp","sub":"a"}"#);
+        assert_eq!(issuer_of(&t).as_deref(), Some("https://idp"));
+        assert_eq!(issuer_of("canopy_usr_static-token"), None);
+        assert_eq!(
+            issuer_of(&jwt(r#"{"alg":"RS256"}"#, r#"{"sub":"a"}"#)),
+            None
+        );
+    }
+
+    #[test]
+    fn id_tokens_and_other_types_are_not_access_tokens() {
+        assert!(access_token_type(None) && access_token_type(Some("at+JWT")));
+        assert!(!access_token_type(Some("id_token+jwt")));
+        let claims =
+            |json: &str| serde_json::from_str::<Map<String, Value>>(json).unwrap_or_default();
+        assert!(looks_like_id_token(&claims(r#"{"nonce":"n"}"#)));
+        assert!(!looks_like_id_token(&claims(r#"{"scope":"openid"}"#)));
+    }
+
+    #[test]
+    fn no_symmetric_keys_and_unreadable_sets_verify_nothing() {
+        let set = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}"#;
+        assert!(parse_jwks("corp", set).is_empty());
+        assert!(parse_jwks("corp", "garbage").is_empty());
+    }
+}
