@@ -103,14 +103,30 @@ pub enum Command {
     #[command(after_help = "Example:\n  canopy --registry http://cp.internal:9090 init-server")]
     InitServer(InitServerArgs),
 
-    /// Check an access token with the control plane and save it in the config file.
-    #[command(after_help = "Example:\n  canopy login canopy_usr_...")]
+    /// Check an access token with the control plane and save it in the config file, or
+    /// sign in with the company's identity provider (`--sso`).
+    #[command(after_help = "\
+Examples:
+  canopy login canopy_usr_...
+  canopy login --sso                       # browser sign-in (authorization code + PKCE)
+  canopy login --sso --idp corp --device-code   # on a machine without a browser
+  canopy login --sso --no-browser          # print the URL, paste the redirected URL back
+
+--sso asks the control plane which identity provider to use (--idp when it has several)
+and signs you in there; the access and refresh tokens are saved in the config file (mode
+0600) and the access token is renewed with the refresh token when it expires. Your role
+comes from the provider's admin group (`--admin-group` on the identity provider), what you
+may use from its access rules.")]
     Login(LoginArgs),
 
-    /// Show the user the saved access token belongs to, and its role.
-    #[command(
-        after_help = "Example:\n  canopy -o json whoami   # {\"name\": \"alice\", \"role\": \"user\"}"
-    )]
+    /// Show the user the saved access token belongs to, and its role (and, after
+    /// `login --sso`, the identity provider and subject).
+    #[command(after_help = "\
+Examples:
+  canopy -o json whoami   # {\"name\": \"alice\", \"role\": \"user\"}
+  canopy -o json whoami   # after login --sso:
+                          # {\"name\": \"carol\", \"role\": \"admin\",
+                          #  \"identity_provider\": \"corp\", \"subject\": \"carol\"}")]
     Whoami,
 
     /// Create an MCP client or a user.
@@ -214,10 +230,56 @@ pub struct InitServerArgs {
     pub init_token: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
+#[command(group(ArgGroup::new("how").required(true).args(["access_token", "sso"])))]
 pub struct LoginArgs {
     /// The access token an admin gave you (printed by `canopy create user`).
-    pub access_token: String,
+    pub access_token: Option<String>,
+
+    /// Sign in with the identity provider instead (OAuth 2.1 authorization code flow with
+    /// PKCE, the browser coming back to this CLI on http://127.0.0.1:<random port>).
+    #[arg(long, conflicts_with = "access_token")]
+    pub sso: bool,
+
+    /// The identity provider to sign in with, when the control plane has several.
+    #[arg(long, value_name = "NAME")]
+    pub idp: Option<String>,
+
+    /// Use the device authorization grant (RFC 8628): print a URL and a code to enter on
+    /// any device with a browser.
+    #[arg(long, conflicts_with = "no_browser")]
+    pub device_code: bool,
+
+    /// Do not open a browser: print the sign-in URL and paste the URL the browser was sent
+    /// back to (or just its code) here.
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Suggest the account to sign in as to the provider (`login_hint`), e.g. your email.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub login_hint: Option<String>,
+
+    /// How long to wait for the sign-in to complete.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+impl LoginArgs {
+    /// The `--sso` options given without `--sso` (clap's `requires` cannot see a flag that
+    /// defaults to false as missing).
+    pub fn sso_options_without_sso(&self) -> Option<&'static str> {
+        if self.sso {
+            return None;
+        }
+        [
+            (self.idp.is_some(), "--idp"),
+            (self.device_code, "--device-code"),
+            (self.no_browser, "--no-browser"),
+            (self.login_hint.is_some(), "--login-hint"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +338,8 @@ Examples:
   canopy create identity-provider kc --issuer https://kc.internal/realms/acme \\
       --issuer-ca-file kc-ca.pem --groups-claim realm_access.roles
   canopy create identity-provider -c ./corp-idp.json
+  canopy create identity-provider corp --issuer https://corp.okta.com/oauth2/default \\
+      --cli-client-id 0oa1canopycli --admin-group canopy-admins   # for `canopy login --sso`
 
 The control plane reads the issuer's discovery document and keys now; an issuer that
 cannot be reached or answers garbage is an error and nothing is stored. Keys are
@@ -286,7 +350,9 @@ Provider file (JSON; unknown fields are rejected):
   {\"name\": \"corp\", \"issuer\": \"https://corp.okta.com/oauth2/default\",
    \"audiences\": [\"api://canopy\"], \"jwks_uri\": \"...\", \"subject_claim\": \"sub\",
    \"groups_claim\": \"groups\", \"algorithms\": [\"RS256\"], \"leeway\": \"60s\",
-   \"required_scopes\": [\"mcp\"], \"ca_file\": \"corp-ca.pem\"}
+   \"required_scopes\": [\"mcp\"], \"ca_file\": \"corp-ca.pem\",
+   \"cli_client_id\": \"0oa1canopycli\", \"admin_group\": \"canopy-admins\",
+   \"admin_audience\": \"https://canopy-cp.corp.example\"}
   ca_file is relative to the file's directory.")]
     IdentityProvider(CreateIdpArgs),
 

@@ -41,10 +41,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Start(a) => return start::run(a).await,
         other => other,
     };
-    let ctx = Ctx::new(cli.registry, cli.ca_file, cli.output)?;
+    let mut ctx = Ctx::new(cli.registry, cli.ca_file, cli.output)?;
+    // A saved SSO sign-in whose access token is (about to be) expired is renewed with its
+    // refresh token first; commands that replace or ignore the saved token do not need it.
+    if !matches!(
+        command,
+        Command::InitServer(_) | Command::Login(_) | Command::Version
+    ) {
+        crate::sso::renew_if_due(&mut ctx).await?;
+    }
     match command {
         Command::InitServer(a) => session::init_server(&ctx, a).await,
-        Command::Login(a) => session::login(&ctx, a).await,
+        Command::Login(a) if a.sso => crate::sso::login(&ctx, a).await,
+        Command::Login(a) => match a.sso_options_without_sso() {
+            Some(flag) => Err(CliError::usage(format!("{flag} needs --sso"))),
+            None => session::login(&ctx, a).await,
+        },
         Command::Whoami => session::whoami(&ctx).await,
         Command::Version => session::version(&ctx).await,
         Command::Create(CreateCommand::McpClient(a)) => clients::create(&ctx, a).await,
@@ -151,12 +163,14 @@ impl Ctx {
         client::admin(registry, self.ca_file(registry).as_deref(), token)
     }
 
-    /// What `init-server` and `login` save: the registry, its CA file and the token.
+    /// What `init-server` and `login` save: the registry, its CA file and the token (a
+    /// static one: any earlier SSO sign-in is dropped).
     pub fn session_config(&self, registry: &str, token: String) -> Config {
         Config {
             registry: Some(registry.to_owned()),
             access_token: Some(token),
             ca_file: self.ca_file(registry),
+            sso: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The CLI's own config file (`~/.canopy.conf`, or `$CANOPY_CONFIG`): the registry URL, the
 //! CA file it is verified with (https:// registries) and the access token saved by
-//! `init-server` and `login`.
+//! `init-server` and `login` (with `login --sso`, also what renewing it needs, refresh
+//! token included: see `sso/session.rs`).
 //!
 //! The file holds a secret, so it is created with mode 0600 from the first byte (never
 //! written world-readable and chmod-ed afterwards) and replaced atomically, so a crash
@@ -28,6 +29,9 @@ pub struct Config {
     /// to that registry only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Set when `access_token` came from `canopy login --sso`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<crate::sso::Session>,
 }
 
 impl std::fmt::Debug for Config {
@@ -39,6 +43,7 @@ impl std::fmt::Debug for Config {
                 &self.access_token.as_ref().map(|_| "<redacted>"),
             )
             .field("ca_file", &self.ca_file)
+            .field("sso", &self.sso)
             .finish()
     }
 }
@@ -237,7 +242,49 @@ mod tests {
             registry: Some("https://cp:9090".into()),
             access_token: Some("canopy_usr_secret-value".into()),
             ca_file: Some(PathBuf::from("/etc/canopy/ca.pem")),
+            sso: None,
         }
+    }
+
+    fn sso_sample() -> Config {
+        Config {
+            access_token: Some("eyJhbGciOi.jwt-secret.sig".into()),
+            sso: Some(crate::sso::Session {
+                idp: "corp".into(),
+                issuer: "https://idp.example".into(),
+                token_endpoint: "https://idp.example/token".into(),
+                client_id: "canopy-cli".into(),
+                audience: "https://cp.example".into(),
+                refresh_token: Some("refresh-secret-value".into()),
+                expires_at: Some(1_900_000_000),
+            }),
+            ..sample()
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sso_session_round_trips_privately_and_redacted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        save(&path, &sso_sample()).unwrap();
+        assert_eq!(load(&path).unwrap(), sso_sample());
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let debug = format!("{:?}", sso_sample());
+        assert!(
+            !debug.contains("refresh-secret") && !debug.contains("jwt-secret"),
+            "{debug}"
+        );
+        // A file written before SSO existed (no `sso` key) still loads, and a static-token
+        // config is written without one.
+        fs::write(&path, r#"{"registry": "http://a", "access_token": "t"}"#).unwrap();
+        assert_eq!(load(&path).unwrap().sso, None);
+        save(&path, &sample()).unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("sso"));
     }
 
     #[test]
@@ -252,6 +299,7 @@ mod tests {
             registry: Some("http://b".into()),
             access_token: None,
             ca_file: None,
+            sso: None,
         };
         save(&path, &other).unwrap();
         assert_eq!(load(&path).unwrap(), other);

@@ -63,6 +63,10 @@ pub enum CliError {
     #[error(transparent)]
     ConfFile(#[from] crate::conf_file::ConfFileError),
 
+    /// `login --sso` or renewing its token: talking to the identity provider.
+    #[error(transparent)]
+    Sso(#[from] crate::sso::SsoError),
+
     #[error("cannot read {}: {source}", .path.display())]
     Read {
         path: PathBuf,

@@ -11,6 +11,7 @@ mod conf_file;
 mod config;
 mod error;
 mod output;
+mod sso;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -2,7 +2,8 @@
 //!
 //! One file per concern: `auth` (who may call what), `scope` (which servers and tools a
 //! person reaches), `users`, `clients`, `servers`, `tools`, `identity` (providers, access
-//! rules, revocations), `upstreams` (live connections for `invoke`), `convert` (protobuf ↔ store
+//! rules, revocations), `sso` (people signed in with an identity provider), `upstreams` (live
+//! connections for `invoke`), `convert` (protobuf ↔ store
 //! types) and `error` (the one place errors become `tonic::Status`). The trait impl
 //! below only routes.
 //!
@@ -16,6 +17,7 @@ mod error;
 mod identity;
 mod scope;
 mod servers;
+mod sso;
 mod tools;
 mod upstreams;
 mod users;
@@ -44,6 +46,10 @@ pub struct AdminService {
     upstreams: Arc<Upstreams>,
     /// Identity providers' keys: fetched at create/update, status for listings.
     keys: Arc<Keys>,
+    /// Those keys parsed, for identity providers' tokens on the Admin API.
+    sso_keys: sso::KeyCache,
+    /// The control plane's public URL (`--public-url`): the Admin API's default audience.
+    public_url: Option<String>,
 }
 
 impl AdminService {
@@ -56,7 +62,16 @@ impl AdminService {
             fleet,
             init_token,
             upstreams: Arc::default(),
+            sso_keys: sso::KeyCache::default(),
+            public_url: None,
         }
+    }
+
+    /// The URL people reach this control plane at: the audience its Admin API accepts in
+    /// identity providers' tokens (unless a provider configures its own).
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
     }
 
     /// Uses `keys` (shared with the Sync service and the periodic refresh) instead of the
@@ -109,6 +124,9 @@ impl Admin for AdminService {
         r: Request<pb::InitServerRequest>,
     ) -> Reply<pb::InitServerResponse> {
         reply(self.init(r).await)
+    }
+    async fn get_sso_config(&self, r: Request<pb::GetSsoConfigRequest>) -> Reply<pb::SsoConfig> {
+        reply(self.sso_config(r))
     }
     async fn who_am_i(&self, r: Request<pb::WhoAmIRequest>) -> Reply<pb::UserInfo> {
         reply(self.identify(r))

@@ -37,6 +37,9 @@ pub struct ControlPlaneConfig {
     pub idp_refresh_interval: Option<Duration>,
     /// Minimum time between key fetches of one provider prompted by unknown-`kid` reports.
     pub idp_refetch_cooldown: Duration,
+    /// The URL the control plane is reached at: the Admin API's audience for identity
+    /// providers' tokens (`None` = only providers with their own admin audience).
+    pub public_url: Option<String>,
     /// How long in-flight requests and streams may run after shutdown starts.
     pub shutdown_grace: Duration,
     /// Serve gRPC over TLS with this certificate and key (`None` = plaintext).
@@ -58,6 +61,7 @@ impl ControlPlaneConfig {
             idp_refetch_cooldown: crate::identity::DEFAULT_REFETCH_COOLDOWN,
             shutdown_grace: Duration::from_secs(10),
             tls: None,
+            public_url: None,
         }
     }
 }
@@ -76,6 +80,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("refresh_interval", &self.refresh_interval)
             .field("idp_refresh_interval", &self.idp_refresh_interval)
             .field("idp_refetch_cooldown", &self.idp_refetch_cooldown)
+            .field("public_url", &self.public_url)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("tls", &self.tls)
             .finish()

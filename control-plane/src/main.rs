@@ -50,6 +50,12 @@ struct Args {
     /// fetched at once, then not again for this long on such reports (e.g. 30s).
     #[arg(long, env = "CANOPY_IDP_REFETCH_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
     idp_refetch_cooldown: Duration,
+    /// The URL people and the CLI reach this control plane at (e.g.
+    /// https://canopy-cp.corp.example). It is the audience the Admin API accepts in identity
+    /// providers' access tokens (`canopy login --sso`), unless a provider sets
+    /// --admin-audience.
+    #[arg(long, env = "CANOPY_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
     /// Serve gRPC over TLS with this PEM certificate chain (server certificate first).
     /// Needs --tls-key. Clients then use https:// URLs.
     #[arg(
@@ -120,6 +126,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.refresh_interval = nonzero(args.refresh_interval);
     config.idp_refresh_interval = nonzero(args.idp_refresh_interval);
     config.idp_refetch_cooldown = args.idp_refetch_cooldown;
+    config.public_url = args
+        .public_url
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty());
     config.init_token = secret(args.init_token_file.as_deref(), "CANOPY_INIT_TOKEN")?;
     config.data_plane_token = secret(
         args.data_plane_token_file.as_deref(),

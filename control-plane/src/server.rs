@@ -70,7 +70,8 @@ pub async fn serve(
 
     let keys = Arc::new(Keys::new(store.clone(), config.idp_refetch_cooldown));
     let admin = AdminService::new(store.clone(), fleet.clone(), config.init_token.as_deref())
-        .with_keys(Arc::clone(&keys));
+        .with_keys(Arc::clone(&keys))
+        .with_public_url(config.public_url.clone());
     let idp_refresh_task = config.idp_refresh_interval.map(|interval| {
         tracing::info!(
             ?interval,

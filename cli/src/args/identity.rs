@@ -52,6 +52,24 @@ pub struct IdpSettings {
     /// private CA). Not `--ca-file`: that global flag is the control plane's own CA.
     #[arg(long, value_name = "FILE")]
     pub issuer_ca_file: Option<PathBuf>,
+
+    /// `canopy login --sso`: people whose groups claim holds this group are admins on the
+    /// Admin API, everyone else signed in through this provider is a user. Empty ("")
+    /// clears it (then nobody signed in through this provider is an admin).
+    #[arg(long, value_name = "GROUP")]
+    pub admin_group: Option<String>,
+
+    /// `canopy login --sso`: the `aud` the Admin API accepts from this provider (default:
+    /// the control plane's `--public-url`). Must not be one of the data planes' audiences.
+    #[arg(long, value_name = "AUD")]
+    pub admin_audience: Option<String>,
+
+    /// `canopy login --sso`: the OAuth client id the CLI signs in as, registered at the
+    /// provider as a public (native) client with the redirect URI
+    /// `http://127.0.0.1/callback` (any port) and, for `--device-code`, the device grant.
+    /// Empty ("") turns CLI sign-in with this provider off.
+    #[arg(long, value_name = "ID")]
+    pub cli_client_id: Option<String>,
 }
 
 impl IdpSettings {
@@ -65,6 +83,9 @@ impl IdpSettings {
             && self.leeway.is_none()
             && self.required_scopes.is_empty()
             && self.issuer_ca_file.is_none()
+            && self.admin_group.is_none()
+            && self.admin_audience.is_none()
+            && self.cli_client_id.is_none()
     }
 }
 

@@ -31,6 +31,9 @@ struct ProviderFile {
     required_scopes: Vec<String>,
     /// Relative to the file's directory.
     ca_file: Option<PathBuf>,
+    admin_group: Option<String>,
+    admin_audience: Option<String>,
+    cli_client_id: Option<String>,
 }
 
 fn read_ca(path: &Path) -> Result<String, CliError> {
@@ -77,6 +80,9 @@ fn load_file(path: &Path) -> Result<pb::IdentityProviderSpec, CliError> {
         leeway_ms,
         ca_pem,
         required_scopes: f.required_scopes,
+        admin_group: f.admin_group.unwrap_or_default(),
+        admin_audience: f.admin_audience.unwrap_or_default(),
+        cli_client_id: f.cli_client_id.unwrap_or_default(),
     })
 }
 
@@ -105,6 +111,15 @@ fn apply_settings(spec: &mut pb::IdentityProviderSpec, s: IdpSettings) -> Result
     }
     if !s.required_scopes.is_empty() {
         spec.required_scopes = s.required_scopes;
+    }
+    if let Some(v) = s.admin_group {
+        spec.admin_group = v;
+    }
+    if let Some(v) = s.admin_audience {
+        spec.admin_audience = v;
+    }
+    if let Some(v) = s.cli_client_id {
+        spec.cli_client_id = v;
     }
     if let Some(ca) = s.issuer_ca_file {
         spec.ca_pem = read_ca(&ca)?;
@@ -137,6 +152,11 @@ pub struct ProviderJson {
     pub refresh_failures: u32,
     pub authorization_endpoint: String,
     pub token_endpoint: String,
+    /// `canopy login --sso`: its admins' group, the Admin API audience (null = the control
+    /// plane's public URL) and the CLI's client id (null = no CLI sign-in).
+    pub admin_group: Option<String>,
+    pub admin_audience: Option<String>,
+    pub cli_client_id: Option<String>,
 }
 
 impl From<pb::IdentityProviderInfo> for ProviderJson {
@@ -161,6 +181,9 @@ impl From<pb::IdentityProviderInfo> for ProviderJson {
             refresh_failures: p.refresh_failures,
             authorization_endpoint: p.authorization_endpoint,
             token_endpoint: p.token_endpoint,
+            admin_group: Some(spec.admin_group).filter(|v| !v.is_empty()),
+            admin_audience: Some(spec.admin_audience).filter(|v| !v.is_empty()),
+            cli_client_id: Some(spec.cli_client_id).filter(|v| !v.is_empty()),
         }
     }
 }

@@ -22,6 +22,11 @@ struct InitJson {
 pub struct UserJson {
     pub name: String,
     pub role: &'static str,
+    /// Signed in with `login --sso`: the identity provider and the token's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 pub async fn init_server(ctx: &Ctx, args: InitServerArgs) -> Result<(), CliError> {
@@ -70,7 +75,7 @@ pub async fn init_server(ctx: &Ctx, args: InitServerArgs) -> Result<(), CliError
 
 pub async fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
     // Surrounding whitespace is a copy-paste accident, never part of a token.
-    let token = args.access_token.trim().to_owned();
+    let token = args.access_token.unwrap_or_default().trim().to_owned();
     if token.is_empty() {
         return Err(CliError::usage("the access token is empty"));
     }
@@ -92,6 +97,8 @@ pub async fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
         &UserJson {
             name: me.name.clone(),
             role,
+            identity_provider: None,
+            subject: None,
         },
         || {
             format!(
@@ -108,12 +115,22 @@ pub async fn whoami(ctx: &Ctx) -> Result<(), CliError> {
     let me = a.at.call(a.rpc.who_am_i(pb::WhoAmIRequest {})).await?;
     let role = role_name(me.role);
     let registry = a.at.registry.clone();
+    let sso = Some(me.identity_provider.clone()).filter(|p| !p.is_empty());
+    let text = match &sso {
+        Some(idp) => format!(
+            "{} (role: {role}) on {registry}, signed in with identity provider '{idp}' (subject {})",
+            me.name, me.subject
+        ),
+        None => format!("{} (role: {role}) on {registry}", me.name),
+    };
     ctx.emit(
         &UserJson {
             name: me.name.clone(),
             role,
+            subject: sso.as_ref().map(|_| me.subject.clone()),
+            identity_provider: sso,
         },
-        || format!("{} (role: {role}) on {registry}", me.name),
+        || text,
     )
 }
 

@@ -109,6 +109,9 @@ impl AdminService for Mock {
             access_token: "canopy_usr_generated".into(),
         }))
     }
+    async fn get_sso_config(&self, _: Request<pb::GetSsoConfigRequest>) -> R<pb::SsoConfig> {
+        nope()
+    }
     async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> R<pb::UserInfo> {
         match self.record("who_am_i", &req) {
             Some(h) if h == format!("Bearer {GOOD_TOKEN}") => Ok(Response::new(pb::UserInfo {
@@ -298,6 +301,7 @@ fn ctx_at(registry: &str, dir: &std::path::Path, token: Option<&str>) -> Ctx {
             registry: None,
             access_token: token.map(str::to_owned),
             ca_file: None,
+            sso: None,
         },
     }
 }
@@ -358,7 +362,8 @@ async fn login_checks_the_token_before_saving_it() {
     let err = session::login(
         &ctx,
         LoginArgs {
-            access_token: "wrong-token-0123456789".into(),
+            access_token: Some("wrong-token-0123456789".into()),
+            ..Default::default()
         },
     )
     .await
@@ -373,7 +378,8 @@ async fn login_checks_the_token_before_saving_it() {
     session::login(
         &ctx,
         LoginArgs {
-            access_token: format!("  {GOOD_TOKEN}\n"),
+            access_token: Some(format!("  {GOOD_TOKEN}\n")),
+            ..Default::default()
         },
     )
     .await

@@ -61,6 +61,7 @@ pub async fn create(ctx: &Ctx, args: CreateUserArgs) -> Result<(), CliError> {
         allowed_servers: req
             .allowed_servers
             .map_or_else(|| AllowList::everything().to_strings(), |l| l.entries),
+        ..Default::default()
     });
     let json = UserJson {
         access_token: (!resp.access_token.is_empty()).then_some(resp.access_token),

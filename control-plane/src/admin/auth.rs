@@ -30,6 +30,15 @@ pub(super) struct Caller {
     /// The principal's own allow list; what it may reach is decided by
     /// [`super::scope::caller_scope`].
     pub allowed: AllowList,
+    /// Set for a person signed in through an identity provider (`name` is their subject).
+    pub sso: Option<SsoIdentity>,
+}
+
+/// Who an identity provider's access token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SsoIdentity {
+    pub idp: String,
+    pub subject: String,
 }
 
 /// The bearer token of `authorization` metadata, if any.
@@ -52,6 +61,7 @@ impl AdminService {
                     name: None,
                     role: Role::Admin,
                     allowed: AllowList::everything(),
+                    sso: None,
                 }),
                 Need::Identity | Need::IdentityAdmin => Err(AdminError::NeedsEnterprise),
             };
@@ -61,12 +71,16 @@ impl AdminService {
                 return Err(AdminError::NotInitialized);
             }
             return Err(AdminError::Unauthenticated(
-                "missing access token; log in with `canopy login <token>`",
+                "missing access token; log in with `canopy login <token>` or `canopy login --sso`",
             ));
         };
-        let caller = self.user_for(token)?.ok_or(AdminError::Unauthenticated(
-            "invalid or expired access token",
-        ))?;
+        // Static user tokens first (one hash lookup); then an identity provider's JWT.
+        let caller = match self.user_for(token)? {
+            Some(c) => c,
+            None => self.sso_caller(token)?.ok_or(AdminError::Unauthenticated(
+                "invalid or expired access token",
+            ))?,
+        };
         if caller.role != Role::Admin && matches!(need, Need::Admin | Need::IdentityAdmin) {
             let name = caller.name.as_deref().unwrap_or_default();
             return Err(AdminError::PermissionDenied(format!(
@@ -101,6 +115,7 @@ impl AdminService {
             name: Some(user.name),
             role: user.role,
             allowed,
+            sso: None,
         }))
     }
 }

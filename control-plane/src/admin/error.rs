@@ -26,6 +26,9 @@ pub enum AdminError {
     InitTokenRequired,
     #[error("{0}")]
     InvalidArgument(String),
+    /// `canopy login --sso` is not possible as the control plane is set up.
+    #[error("{0}")]
+    SsoNotOffered(String),
     #[error("{kind} '{name}' not found")]
     NotFound { kind: &'static str, name: String },
     #[error(transparent)]
@@ -58,6 +61,7 @@ impl AdminError {
             | AdminError::InitTokenRequired => Code::PermissionDenied,
             AdminError::NeedsEnterprise | AdminError::NotInitialized => Code::FailedPrecondition,
             AdminError::InvalidArgument(_) => Code::InvalidArgument,
+            AdminError::SsoNotOffered(_) => Code::FailedPrecondition,
             AdminError::NotFound { .. } => Code::NotFound,
             AdminError::Store(e) => store_code(e),
             AdminError::Upstream { source, .. } => match source {

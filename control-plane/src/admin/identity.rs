@@ -9,6 +9,8 @@ mod providers;
 mod revocations;
 mod rules;
 
+pub(super) use rules::matcher;
+
 use super::AdminError;
 use crate::identity::FetchError;
 use tonic::Code;

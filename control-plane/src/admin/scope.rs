@@ -36,6 +36,7 @@ mod tests {
             name: Some("x".into()),
             role,
             allowed: AllowList::parse_csv(allowed).unwrap_or_default(),
+            sso: None,
         }
     }
 

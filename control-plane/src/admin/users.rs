@@ -54,10 +54,17 @@ impl AdminService {
         req: Request<pb::WhoAmIRequest>,
     ) -> Result<pb::UserInfo, AdminError> {
         let caller = self.authorize(req.metadata(), Need::Identity)?;
+        let (identity_provider, subject) = caller
+            .sso
+            .clone()
+            .map(|s| (s.idp, s.subject))
+            .unwrap_or_default();
         Ok(pb::UserInfo {
             allowed_servers: caller_scope(&caller).to_strings(),
             name: caller.name.unwrap_or_default(),
             role: role_to_pb(caller.role).into(),
+            identity_provider,
+            subject,
         })
     }
 
@@ -92,6 +99,7 @@ impl AdminService {
                 name: req.name,
                 role: role_to_pb(role).into(),
                 allowed_servers: allowed,
+                ..Default::default()
             }),
             access_token: if generated { token } else { String::new() },
             revision,
@@ -111,6 +119,7 @@ impl AdminService {
                 allowed_servers: shown_allow_list(u.role, &u.allowed),
                 name: u.name,
                 role: role_to_pb(u.role).into(),
+                ..Default::default()
             })
             .collect();
         Ok(pb::ListUsersResponse { users })

@@ -296,6 +296,9 @@ mod fetch_tests {
             leeway_ms: 60_000,
             ca_pem: None,
             required_scopes: vec![],
+            admin_group: None,
+            admin_audience: None,
+            cli_client_id: None,
         }
     }
 

@@ -284,6 +284,9 @@ mod tests {
             leeway_ms: 60_000,
             ca_pem: None,
             required_scopes: vec![],
+            admin_group: None,
+            admin_audience: None,
+            cli_client_id: None,
         };
         let found = fetch(&spec).await.unwrap();
         store

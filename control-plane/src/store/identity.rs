@@ -37,6 +37,16 @@ pub struct ProviderSpec {
     pub ca_pem: Option<String>,
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// Admin API sign-in (`canopy login --sso`): members of this group are admins.
+    #[serde(default)]
+    pub admin_group: Option<String>,
+    /// The `aud` the Admin API accepts from this provider (`None` = the control plane's
+    /// public URL).
+    #[serde(default)]
+    pub admin_audience: Option<String>,
+    /// The public OAuth client the CLI signs in as (`None` = no CLI sign-in).
+    #[serde(default)]
+    pub cli_client_id: Option<String>,
 }
 
 /// What discovery found (empty strings where the provider advertises nothing).

@@ -241,6 +241,9 @@ async fn identity_state_in_snapshot_and_changes() {
         leeway_ms: 60_000,
         ca_pem: Some("PEM".into()),
         required_scopes: vec!["mcp".into()],
+        admin_group: None,
+        admin_audience: None,
+        cli_client_id: None,
     };
     let id = |m| Mutation::Identity(m);
     let created = store

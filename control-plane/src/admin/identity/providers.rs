@@ -67,6 +67,17 @@ fn spec_from_pb(s: pb::IdentityProviderSpec) -> Result<ProviderSpec, AdminError>
         leeway_ms: u64::try_from(leeway.as_millis()).unwrap_or(u64::MAX),
         ca_pem: Some(s.ca_pem).filter(|p| !p.trim().is_empty()),
         required_scopes: list(&s.required_scopes),
+        admin_group: optional(&s.admin_group),
+        admin_audience: match optional(&s.admin_audience) {
+            Some(aud) if list(&s.audiences).contains(&aud) => {
+                return Err(invalid(format!(
+                    "--admin-audience {aud} is also one of the data planes' --audience values; \
+                     a token for a data plane must not work on the Admin API"
+                )))
+            }
+            other => other,
+        },
+        cli_client_id: optional(&s.cli_client_id),
     })
 }
 
@@ -82,7 +93,17 @@ fn spec_to_pb(s: &ProviderSpec) -> pb::IdentityProviderSpec {
         leeway_ms: s.leeway_ms,
         ca_pem: s.ca_pem.clone().unwrap_or_default(),
         required_scopes: s.required_scopes.clone(),
+        admin_group: s.admin_group.clone().unwrap_or_default(),
+        admin_audience: s.admin_audience.clone().unwrap_or_default(),
+        cli_client_id: s.cli_client_id.clone().unwrap_or_default(),
     }
+}
+
+/// A trimmed text field; empty = not set.
+fn optional(value: &str) -> Option<String> {
+    Some(value.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// The `kid`s of a stored key set ("" for a key without one).

@@ -41,7 +41,7 @@ fn conditions(matches: &[pb::AccessMatch]) -> Result<Vec<RuleCondition>, AdminEr
 }
 
 /// A stored rule as the shared matcher reads it.
-fn matcher(r: &RuleRecord) -> Result<AccessRule, AdminError> {
+pub(in crate::admin) fn matcher(r: &RuleRecord) -> Result<AccessRule, AdminError> {
     Ok(AccessRule {
         name: r.name.clone(),
         conditions: r.conditions.iter().map(Condition::from).collect(),

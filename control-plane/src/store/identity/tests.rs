@@ -15,6 +15,9 @@ fn spec(name: &str) -> ProviderSpec {
         leeway_ms: 60_000,
         ca_pem: None,
         required_scopes: vec![],
+        admin_group: None,
+        admin_audience: None,
+        cli_client_id: None,
     }
 }
 

@@ -25,6 +25,7 @@ mod modes;
 mod oauth;
 mod quick_start;
 mod secrets_at_rest;
+mod sso_login;
 mod tls;
 mod token_leak;
 mod user_scope;
