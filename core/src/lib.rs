@@ -4,6 +4,7 @@
 //!
 //! No I/O and no async here: the control plane, data plane and CLI all depend on it.
 
+pub mod bearer;
 pub mod error_chain;
 pub mod name;
 pub mod scope;

@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::checks;
 use super::envelope::{Envelope, Message, Params};
 use super::modern;
-use super::reply::{self, Failure};
+use super::reply::{self, Echoed, Failure};
 use super::stamp::write_stamped;
 use crate::app::DataPlane;
 use crate::json;
@@ -139,7 +139,7 @@ fn precheck<'h>(
             });
             Some(
                 visible
-                    .ok_or_else(|| Failure::UnknownServer(name.to_owned()))?
+                    .ok_or_else(|| Failure::UnknownServer(Echoed::new(name)))?
                     .clone(),
             )
         }
@@ -212,12 +212,12 @@ async fn request(
                 relay(dp, ctx, id, server, method, params).await
             }
             _ => Err(Failure::MethodNotFound {
-                method: method.to_owned(),
+                method: Echoed::new(method),
                 modern: ctx.modern(),
             }),
         },
         _ => Err(Failure::MethodNotFound {
-            method: method.to_owned(),
+            method: Echoed::new(method),
             modern: ctx.modern(),
         }),
     }
@@ -298,8 +298,8 @@ async fn forward(
     let name =
         json::as_str(name_raw).ok_or(Failure::InvalidParams("params.name must be a string"))?;
     let unknown = || match kind {
-        Kind::Tool => Failure::UnknownTool(name.to_string()),
-        Kind::Prompt => Failure::UnknownPrompt(name.to_string()),
+        Kind::Tool => Failure::UnknownTool(Echoed::new(&name)),
+        Kind::Prompt => Failure::UnknownPrompt(Echoed::new(&name)),
     };
     let (server, def) = match &ctx.server {
         Some(s) => (s, s.get(kind, &name).ok_or_else(unknown)?),

@@ -13,6 +13,45 @@ use serde_json::value::RawValue;
 
 use crate::json::push_str;
 
+/// The most bytes of a client's input (a method, tool or server name, a header value) an
+/// error repeats: a 3 MB method name must not come back as a 3 MB error.
+pub(crate) const ECHO_MAX_BYTES: usize = 128;
+
+/// Client input as an error repeats it: cut to [`ECHO_MAX_BYTES`] (on a character
+/// boundary) with `…` marking the cut. Shown with `Display`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Echo<'a>(pub &'a str);
+
+impl std::fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.len() <= ECHO_MAX_BYTES {
+            return f.write_str(self.0);
+        }
+        let mut end = ECHO_MAX_BYTES;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        f.write_str(&self.0[..end])?;
+        f.write_str("…")
+    }
+}
+
+/// An owned [`Echo`]: what a [`Failure`] keeps of client input.
+#[derive(Debug)]
+pub(crate) struct Echoed(String);
+
+impl Echoed {
+    pub(crate) fn new(input: &str) -> Self {
+        Self(Echo(input).to_string())
+    }
+}
+
+impl std::fmt::Display for Echoed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Everything a request can fail with before or instead of a result.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -22,7 +61,7 @@ pub(crate) enum Failure {
     NotReady,
     Stale,
     Unauthorized,
-    UnknownServer(String),
+    UnknownServer(Echoed),
     BodyTooLarge,
     BodyUnreadable,
     Parse,
@@ -30,18 +69,19 @@ pub(crate) enum Failure {
     BatchUnsupported,
     /// 2026-07-28: `_meta` missing or malformed.
     BadMeta(&'static str),
-    /// 2026-07-28: a header missing, invalid or disagreeing with the body.
+    /// 2026-07-28: a header missing, invalid or disagreeing with the body (values quoted
+    /// with [`Echo`]).
     HeaderMismatch(String),
-    UnsupportedVersion(String),
+    UnsupportedVersion(Echoed),
     /// `modern`: removed/unknown methods are 404 there, a plain JSON-RPC error before.
     MethodNotFound {
-        method: String,
+        method: Echoed,
         modern: bool,
     },
     InvalidParams(&'static str),
     /// Out of scope and nonexistent look the same on purpose.
-    UnknownTool(String),
-    UnknownPrompt(String),
+    UnknownTool(Echoed),
+    UnknownPrompt(Echoed),
     Upstream(UpstreamError),
 }
 
@@ -161,7 +201,7 @@ impl Failure {
                     push_str(&mut d, s);
                 }
                 d.extend_from_slice(b"],\"requested\":");
-                push_str(&mut d, v);
+                push_str(&mut d, &v.0);
                 d.push(b'}');
                 Some(d)
             }

@@ -249,6 +249,57 @@ async fn unknown_method_and_malformed_bodies() {
 }
 
 #[tokio::test]
+async fn ids_other_than_strings_and_numbers_are_invalid_requests() {
+    let e = env().await;
+    for id in [r#"{"a":1}"#, "[1]", "true", "false"] {
+        let r = Req::post(format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#))
+            .send(&e.dp)
+            .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::BAD_REQUEST, -32600),
+            "{id}"
+        );
+        assert_eq!(r.json()["id"], Value::Null, "{id}");
+    }
+    for id in [r#""s""#, "7", "-1.5"] {
+        let r = Req::post(format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#))
+            .send(&e.dp)
+            .await;
+        assert!(r.json()["result"].is_object(), "{id}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn errors_repeat_at_most_a_bounded_part_of_the_input() {
+    let e = env().await;
+    let huge = "m".repeat(3 * 1024 * 1024);
+    let r = Req::rpc(&huge, json!({})).send(&e.dp).await;
+    assert_eq!(r.error_code(), -32601);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.starts_with("Method not found: mmm"), "{msg}");
+    assert!(msg.ends_with('…') && msg.len() < 200, "{} bytes", msg.len());
+    assert!(r.text.len() < 400, "{} bytes", r.text.len());
+    // The same bound for names and header values.
+    let r = Req::rpc("tools/call", json!({"name": huge}))
+        .send(&e.dp)
+        .await;
+    assert!(r.text.len() < 400, "{} bytes", r.text.len());
+    let long = "é".repeat(300);
+    let r = Req::modern("tools/call", json!({"name":"gh__echo","arguments":{}}))
+        .header("mcp-name", &format!("=?base64?{}?=", b64(&long)))
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text.len() < 600, "{}", r.text);
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
 async fn invalid_protocol_version_header_is_400() {
     let e = env().await;
     let r = Req::rpc("tools/list", json!({}))
@@ -378,6 +429,29 @@ async fn missing_or_unknown_token_is_401_with_www_authenticate() {
             .load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+}
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive_and_takes_one_space() {
+    let e = env().await;
+    for value in [format!("bearer {ALICE}"), format!("BEARER {ALICE}")] {
+        let r = Req::rpc("tools/list", json!({}))
+            .header("authorization", &value)
+            .send(&e.dp)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{value}");
+    }
+    for value in [
+        format!("Bearer  {ALICE}"),
+        format!("Bearer{}{ALICE}", " ".repeat(100)),
+        format!("Bearer {ALICE} extra"),
+    ] {
+        let r = Req::rpc("tools/list", json!({}))
+            .header("authorization", &value)
+            .send(&e.dp)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{value}");
+    }
 }
 
 #[tokio::test]
