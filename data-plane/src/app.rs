@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use canopy_mcp::protocol::{META_SERVER_INFO, SUPPORTED_VERSIONS};
+use canopy_mcp::upstream::CallLimits;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// Past this staleness `/mcp` answers 503 (fail closed); `None` = serve while stale.
     pub max_staleness: Option<Duration>,
+    /// What one forwarded call may receive before its response (`--max-call-bytes`,
+    /// `--max-call-notifications`).
+    pub call_limits: CallLimits,
 }
 
 impl Default for HttpSettings {
@@ -28,6 +32,7 @@ impl Default for HttpSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: Vec::new(),
             max_staleness: None,
+            call_limits: CallLimits::default(),
         }
     }
 }

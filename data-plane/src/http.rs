@@ -7,6 +7,7 @@ mod modern;
 mod ops;
 mod reply;
 mod stamp;
+mod stream;
 #[cfg(test)]
 mod tests;
 

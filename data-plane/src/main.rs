@@ -40,6 +40,17 @@ struct Args {
     /// Largest accepted request body.
     #[arg(long, env = "CANOPY_MAX_BODY_BYTES", default_value_t = canopy_data_plane::app::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Most bytes an upstream may send before the response to one forwarded call
+    /// (notifications and other messages; each single message is bounded separately). Past
+    /// it the call ends with a JSON-RPC error naming the server. SSE clients get the
+    /// notifications as they arrive, JSON-only clients never (they are dropped), so this
+    /// bounds the work per call, not a buffer. Example: --max-call-bytes 4194304
+    #[arg(long, env = "CANOPY_MAX_CALL_BYTES", default_value_t = canopy_mcp::upstream::DEFAULT_MAX_CALL_BYTES)]
+    max_call_bytes: usize,
+    /// Most notifications an upstream may send before the response to one forwarded call
+    /// (see --max-call-bytes).
+    #[arg(long, env = "CANOPY_MAX_CALL_NOTIFICATIONS", default_value_t = canopy_mcp::upstream::DEFAULT_MAX_CALL_NOTIFICATIONS)]
+    max_call_notifications: usize,
     /// Comma-separated Origin values allowed besides loopback origins.
     #[arg(long, env = "CANOPY_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
@@ -143,6 +154,10 @@ async fn run() -> anyhow::Result<()> {
     config.cache_file = args.cache_file.clone();
     config.max_staleness = args.max_staleness;
     config.max_body_bytes = args.max_body_bytes;
+    config.call_limits = canopy_mcp::upstream::CallLimits {
+        max_bytes: args.max_call_bytes,
+        max_notifications: args.max_call_notifications,
+    };
     config.allowed_origins = args
         .allowed_origins
         .iter()

@@ -1,5 +1,6 @@
 //! Running a data plane: cache load, sync task, cache writer, HTTP server, drain.
 
+use canopy_mcp::upstream::CallLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub struct DataPlaneConfig {
     pub cache_file: Option<PathBuf>,
     pub max_staleness: Option<Duration>,
     pub max_body_bytes: usize,
+    /// What one forwarded call may receive before its response.
+    pub call_limits: CallLimits,
     /// Exact Origin values allowed in addition to absent and loopback origins.
     pub allowed_origins: Vec<String>,
 }
@@ -46,6 +49,7 @@ impl DataPlaneConfig {
             cache_file: None,
             max_staleness: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            call_limits: CallLimits::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -62,6 +66,7 @@ impl std::fmt::Debug for DataPlaneConfig {
             .field("cache_file", &self.cache_file)
             .field("max_staleness", &self.max_staleness)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("call_limits", &self.call_limits)
             .field("allowed_origins", &self.allowed_origins)
             .finish()
     }
@@ -111,6 +116,7 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         allowed_origins: config.allowed_origins.clone(),
         max_staleness: config.max_staleness,
+        call_limits: config.call_limits,
     });
 
     if let Some(path) = &config.cache_file {

@@ -3,9 +3,11 @@
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use canopy_mcp::jsonrpc::ErrorObject;
 use canopy_mcp::protocol::{
     is_handshake_version, HANDSHAKE_VERSIONS, HEADER_PROTOCOL_VERSION, LATEST_HANDSHAKE_VERSION,
 };
+use canopy_mcp::upstream::{Call, Streamed, UpstreamError, UpstreamResponse};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, StatusCode};
 use serde_json::value::RawValue;
@@ -17,6 +19,7 @@ use super::envelope::{Envelope, Message, Params};
 use super::modern;
 use super::reply::{self, Echoed, Failure};
 use super::stamp::write_stamped;
+use super::stream;
 use crate::app::DataPlane;
 use crate::json;
 use crate::metrics::MethodLabel;
@@ -338,7 +341,8 @@ fn whole_server_allowed(ctx: &Ctx<'_>, server: &Server) -> bool {
 }
 
 /// Sends one request to `server` and relays its answer: the result byte for byte (stamped for
-/// 2026-07-28 clients), or the upstream's JSON-RPC error.
+/// 2026-07-28 clients), or the upstream's JSON-RPC error. Notifications the upstream sends
+/// first are streamed to a client that takes SSE, and dropped for one that does not.
 async fn relay(
     dp: &DataPlane,
     ctx: &Ctx<'_>,
@@ -348,30 +352,70 @@ async fn relay(
     upstream_params: Option<&RawValue>,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
-    let outcome = server.upstream.request(method, upstream_params, None).await;
-    server.metrics.observe(started.elapsed(), outcome.is_err());
-    let resp = outcome.map_err(|e| {
-        tracing::warn!(server = %server.name, error = %e, "upstream call failed");
-        Failure::Upstream(e)
-    })?;
+    let outcome = server
+        .upstream
+        .call(method, upstream_params, None, dp.settings.call_limits)
+        .await;
+    let resp = match outcome {
+        Ok(Call::Done(resp)) => resp,
+        Ok(Call::Streaming(stream)) if ctx.accepts_sse => {
+            // Latency up to the first notification: the rest is paced by the client.
+            server.metrics.observe(started.elapsed(), false);
+            let stamp = ctx.modern().then(|| dp.wire.server_info_member.clone());
+            return Ok(stream::sse(stream, id, stamp));
+        }
+        Ok(Call::Streaming(mut stream)) => loop {
+            // Nothing can carry notifications to a JSON-only client: drop each as it comes.
+            match stream.next().await {
+                Ok(Streamed::Notification(_)) => {}
+                Ok(Streamed::Response(outcome)) => {
+                    break UpstreamResponse {
+                        notifications: Vec::new(),
+                        outcome,
+                    }
+                }
+                Err(e) => return Err(failed(server, started, e)),
+            }
+        },
+        Err(e) => return Err(failed(server, started, e)),
+    };
+    server.metrics.observe(started.elapsed(), false);
 
     let mut out = Vec::with_capacity(64 + resp.outcome.as_ref().map_or(64, |r| r.get().len()));
-    match &resp.outcome {
-        Ok(result) => {
-            reply::open_result(&mut out, id);
-            if ctx.modern() {
-                write_stamped(&mut out, result.get(), &dp.wire.server_info_member);
-            } else {
-                out.extend_from_slice(result.get().as_bytes());
-            }
-            out.push(b'}');
-        }
-        Err(e) => reply::write_upstream_error(&mut out, id, e),
-    }
+    let stamp = ctx.modern().then_some(&dp.wire.server_info_member[..]);
+    write_outcome(&mut out, id, &resp.outcome, stamp);
     if ctx.accepts_sse && !resp.notifications.is_empty() {
         return Ok(reply::sse(&resp.notifications, &out));
     }
     Ok(reply::json(StatusCode::OK, out))
+}
+
+/// Records a failed call and turns it into the client's error.
+fn failed(server: &Server, started: Instant, e: UpstreamError) -> Failure {
+    server.metrics.observe(started.elapsed(), true);
+    tracing::warn!(server = %server.name, error = %e, "upstream call failed");
+    Failure::Upstream(e)
+}
+
+/// The client's response to an upstream outcome; `stamp` (the serverInfo member) for
+/// 2026-07-28 clients.
+pub(super) fn write_outcome(
+    out: &mut Vec<u8>,
+    id: &RawValue,
+    outcome: &Result<Box<RawValue>, ErrorObject>,
+    stamp: Option<&[u8]>,
+) {
+    match outcome {
+        Ok(result) => {
+            reply::open_result(out, id);
+            match stamp {
+                Some(member) => write_stamped(out, result.get(), member),
+                None => out.extend_from_slice(result.get().as_bytes()),
+            }
+            out.push(b'}');
+        }
+        Err(e) => reply::write_upstream_error(out, id, e),
+    }
 }
 
 fn rename(params: &RawValue, name_raw: &RawValue, upstream_name: &str) -> Option<Box<RawValue>> {

@@ -209,6 +209,13 @@ impl Failure {
         }
     }
 
+    /// The JSON-RPC error message alone, for a reply whose status line is already sent
+    /// (the end of an SSE stream).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, id: Option<&RawValue>) {
+        let (_, code, message) = self.status_code_message();
+        write_error(out, id, code, &message, self.data().as_deref());
+    }
+
     pub(crate) fn into_response(self, id: Option<&RawValue>) -> Response {
         let (status, code, message) = self.status_code_message();
         let data = self.data();
@@ -340,7 +347,12 @@ pub(crate) fn sse(notifications: &[Box<RawValue>], response: &[u8]) -> Response 
         push_event(&mut out, n.get().as_bytes());
     }
     push_event(&mut out, response);
-    let mut r = Response::new(Body::from(out));
+    sse_body(Body::from(out))
+}
+
+/// A `text/event-stream` response with `body` (already framed as events).
+pub(crate) fn sse_body(body: Body) -> Response {
+    let mut r = Response::new(body);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     r.headers_mut()
@@ -348,7 +360,7 @@ pub(crate) fn sse(notifications: &[Box<RawValue>], response: &[u8]) -> Response 
     r
 }
 
-fn push_event(out: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn push_event(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"event: message\n");
     // JSON text may contain raw newlines between tokens; SSE needs one `data:` per line.
     for line in data.split(|&b| b == b'\n') {

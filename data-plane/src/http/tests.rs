@@ -620,6 +620,69 @@ async fn upstream_notifications_become_sse_when_accepted() {
     assert!(r.json()["result"].is_object());
 }
 
+#[tokio::test]
+async fn notifications_past_the_call_limits_end_the_call_with_an_error_naming_the_server() {
+    let settings = HttpSettings {
+        call_limits: canopy_mcp::upstream::CallLimits {
+            max_bytes: 1024 * 1024,
+            max_notifications: 5,
+        },
+        ..HttpSettings::default()
+    };
+    let e = env_with(settings, pb::Mode::Enterprise).await;
+    let call = |steps: u64| {
+        Req::rpc(
+            "tools/call",
+            json!({"name":"gh__progress","arguments":{"steps":steps},"_meta":{"progressToken":"t"}}),
+        )
+    };
+    let events = |r: &Resp| -> Vec<Value> {
+        r.text
+            .split("\n\n")
+            .filter(|s| !s.is_empty())
+            .map(|ev| serde_json::from_str(ev.split_once("data: ").unwrap().1).unwrap())
+            .collect()
+    };
+
+    // Within the limits: every notification, then the result.
+    let r = call(3).send(&e.dp).await;
+    assert_eq!(r.headers.get("content-type").unwrap(), "text/event-stream");
+    let ev = events(&r);
+    assert_eq!(ev.len(), 4, "{}", r.text);
+    assert_eq!(ev[2]["params"]["progress"], 3);
+    assert_eq!(ev[3]["result"]["content"], json!([]));
+
+    // Past them: what was relayed, then an error naming the server, with the client's id.
+    let r = call(50).send(&e.dp).await;
+    let ev = events(&r);
+    assert_eq!(ev.len(), 6, "{}", r.text);
+    let last = &ev[5];
+    assert_eq!(last["id"], 1);
+    assert_eq!(last["error"]["code"], -32603);
+    let msg = last["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("'gh'") && msg.contains("5 notifications"),
+        "{msg}"
+    );
+
+    // A JSON-only client: notifications dropped, the same limits.
+    let r = call(3)
+        .header("accept", "application/json")
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
+    assert_eq!(r.json()["result"]["content"], json!([]));
+    let r = call(50)
+        .header("accept", "application/json")
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.error_code(), -32603);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'gh'"));
+}
+
 // ------------------------------------------------------------ per-server endpoint
 
 #[tokio::test]
