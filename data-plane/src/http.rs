@@ -1,5 +1,6 @@
 //! The HTTP surface: `/mcp`, `/servers/<name>/mcp`, `/healthz`, `/readyz`, `/metrics`.
 
+mod body;
 mod checks;
 mod envelope;
 mod mcp;

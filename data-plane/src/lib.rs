@@ -13,6 +13,7 @@ pub mod app;
 pub mod cache;
 pub mod http;
 mod json;
+pub mod listen;
 pub mod metrics;
 mod serve;
 pub mod state;

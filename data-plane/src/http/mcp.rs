@@ -8,12 +8,12 @@ use canopy_mcp::protocol::{
     is_handshake_version, HANDSHAKE_VERSIONS, HEADER_PROTOCOL_VERSION, LATEST_HANDSHAKE_VERSION,
 };
 use canopy_mcp::upstream::{Call, Streamed, UpstreamError, UpstreamResponse};
-use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, StatusCode};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::body;
 use super::checks;
 use super::envelope::{Envelope, Message, Params};
 use super::modern;
@@ -69,13 +69,29 @@ async fn serve_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> (MethodLabel, Response) {
+    let settings = &dp.settings;
     let ctx = match precheck(dp, target, headers) {
         Ok(c) => c,
-        Err(f) => return (MethodLabel::Other, f.into_response(None)),
+        Err(f) => {
+            let resp = f.into_response(None);
+            let resp = body::reject_unread(resp, body, settings.body_read_timeout).await;
+            return (MethodLabel::Other, resp);
+        }
     };
-    let bytes = match read_body(body, headers, dp.settings.max_body_bytes).await {
+    let read = body::read(
+        body,
+        headers,
+        settings.max_body_bytes,
+        settings.body_read_timeout,
+    );
+    let bytes = match read.await {
         Ok(b) => b,
-        Err(f) => return (MethodLabel::Other, f.into_response(None)),
+        Err(f) => {
+            // The rest of the body (if any) is still on the connection.
+            let mut resp = f.into_response(None);
+            body::close(&mut resp);
+            return (MethodLabel::Other, resp);
+        }
     };
     let msg = match Envelope::parse(&bytes).and_then(Envelope::classify) {
         Ok(m) => m,
@@ -161,27 +177,6 @@ fn precheck<'h>(
         server,
         era,
         accepts_sse,
-    })
-}
-
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, Failure> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Failure::BodyTooLarge);
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // `to_bytes` reports the limit as an error whose source is `LengthLimitError`.
-        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = src {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return Failure::BodyTooLarge;
-            }
-            src = s.source();
-        }
-        Failure::BodyUnreadable
     })
 }
 

@@ -63,6 +63,8 @@ pub(crate) enum Failure {
     Unauthorized,
     UnknownServer(Echoed),
     BodyTooLarge,
+    /// The body did not arrive within `--body-read-timeout`.
+    BodyTimeout,
     BodyUnreadable,
     Parse,
     InvalidRequest(&'static str),
@@ -128,6 +130,11 @@ impl Failure {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 code::INVALID_REQUEST,
                 "request body too large".into(),
+            ),
+            BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_REQUEST,
+                "request body not received in time".into(),
             ),
             BodyUnreadable => (
                 StatusCode::BAD_REQUEST,

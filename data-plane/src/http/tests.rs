@@ -300,6 +300,26 @@ fn b64(s: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_rejection_before_the_body_drains_a_small_one_or_closes_the_connection() {
+    let e = env().await;
+    let small = Req::rpc("ping", json!({}))
+        .header("content-type", "text/plain")
+        .send(&e.dp)
+        .await;
+    assert_eq!(small.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(small.headers.get("connection").is_none());
+    let big = Req::post("x".repeat(1024 * 1024))
+        .header("content-type", "text/plain")
+        .send(&e.dp)
+        .await;
+    assert_eq!(big.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(big.headers.get("connection").unwrap(), "close");
+    let too_large = Req::post("x".repeat(5 * 1024 * 1024)).send(&e.dp).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.headers.get("connection").unwrap(), "close");
+}
+
+#[tokio::test]
 async fn invalid_protocol_version_header_is_400() {
     let e = env().await;
     let r = Req::rpc("tools/list", json!({}))

@@ -31,9 +31,128 @@ fn dataplane_limits_one_client_cannot_exhaust_a_data_plane() {
             MAX_CALL_BYTES,
             "--max-call-notifications",
             "1000000",
+            "--max-connections",
+            &MAX_CONNECTIONS.to_string(),
+            "--header-read-timeout",
+            "2s",
+            "--body-read-timeout",
+            "2s",
         ],
     );
     memory_per_call_is_bounded(&gw);
+    keep_alive_survives_a_rejection(&gw);
+    slow_clients_are_shed_or_closed(&gw);
+}
+
+/// `--max-connections` of the data plane under test: low, so the slow-loris run is cheap.
+const MAX_CONNECTIONS: usize = 16;
+
+/// After a 401 or 415 sent before the body was read, the next request on the same
+/// connection works — or the rejection said `Connection: close`. The bearer scheme is read
+/// case-insensitively, with exactly one space (issue 17, point 7).
+fn keep_alive_survives_a_rejection(gw: &Gateway) {
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let mut conn = Conn::open(gw.dp.addr());
+    for (token, status) in [
+        (Some("canopy_mcp_not-a-token-at-all"), 401),
+        (None, 401),
+        (gw.token(), 200),
+    ] {
+        conn.post(token, "application/json", &ping);
+        let head = conn.head();
+        let _ = conn.body(&head);
+        assert_eq!(head.status, status, "{head:?}");
+        assert!(!head.has("connection", "close"), "{head:?}");
+    }
+    let lower = format!("bearer {}", gw.token);
+    let spaced = format!("Bearer  {}", gw.token);
+    for (auth, status) in [(lower.as_str(), 200), (spaced.as_str(), 401)] {
+        conn.send_raw(
+            "application/json",
+            &[("Authorization", auth)],
+            ping.to_string().as_bytes(),
+        );
+        let head = conn.head();
+        let _ = conn.body(&head);
+        assert_eq!(head.status, status, "{auth}: {head:?}");
+    }
+    // 415 with a body too large to be worth reading: the connection is closed, and says so.
+    let big = vec![b'x'; 1024 * 1024];
+    conn.send_raw("text/plain", &[], &big);
+    let head = conn.head();
+    let _ = conn.body(&head);
+    assert_eq!(head.status, 415, "{head:?}");
+    assert!(head.has("connection", "close"), "{head:?}");
+    // 415 with a small body: read and dropped, the connection goes on.
+    let mut conn = Conn::open(gw.dp.addr());
+    conn.send_raw("text/plain", &[], b"{\"not\": \"json\"}");
+    let head = conn.head();
+    let _ = conn.body(&head);
+    assert_eq!(head.status, 415, "{head:?}");
+    conn.post(gw.token(), "application/json", &ping);
+    let head = conn.head();
+    assert_eq!(head.status, 200, "{head:?}");
+}
+
+/// Many connections that send a request line and one header, and some that send a head and
+/// part of a body, then nothing: more than `--max-connections`. Past the cap they are shed
+/// with 503; the rest are closed by the header and body read timeouts; real requests
+/// succeed during the run (a shed one is retried) and after it.
+fn slow_clients_are_shed_or_closed(gw: &Gateway) {
+    let addr = gw.dp.addr();
+    let mut held = Vec::new();
+    for _ in 0..(MAX_CONNECTIONS * 2) {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        let _ = s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n");
+        held.push(s);
+    }
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        let _ = s.write_all(
+            b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"jsonrpc\"",
+        );
+        held.push(s);
+    }
+    let list = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
+    crate::dataplane_support::eventually(
+        "a real request succeeds while slow clients are connected",
+        READ_DEADLINE,
+        || (try_post(addr, gw.token(), &list) == Some(200)).then_some(()),
+    );
+    for (i, mut s) in held.into_iter().enumerate() {
+        let _ = s.set_read_timeout(Some(READ_DEADLINE));
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("slow connection {i} still held by the data plane: {e}"),
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            got.is_empty() || text.starts_with("HTTP/1.1 503") || text.starts_with("HTTP/1.1 408"),
+            "slow connection {i} got {text:?}"
+        );
+    }
+    assert_eq!(try_post(addr, gw.token(), &list), Some(200));
+}
+
+/// The status of one request on a fresh connection; `None` when the connection failed.
+fn try_post(addr: SocketAddr, token: Option<&str>, body: &Value) -> Option<u16> {
+    let s = TcpStream::connect(addr).ok()?;
+    let _ = s.set_read_timeout(Some(READ_DEADLINE));
+    let mut conn = Conn {
+        reader: BufReader::new(s),
+    };
+    let body = body.to_string();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.reader.get_mut().write_all(req.as_bytes()).ok()?;
+    let mut status_line = String::new();
+    conn.reader.read_line(&mut status_line).ok()?;
+    status_line.split(' ').nth(1)?.parse().ok()
 }
 
 /// A progress call of 3,000,000 steps, for an SSE client that reads slowly and for a JSON-only
@@ -181,13 +300,24 @@ impl Conn {
     }
 
     fn post(&mut self, token: Option<&str>, accept: &str, body: &Value) {
-        let body = body.to_string();
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        let req = format!(
-            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: {accept}\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.write(req.as_bytes());
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Accept", accept)];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        self.send_raw("application/json", &headers, body.to_string().as_bytes());
+    }
+
+    /// `POST /mcp` with this content type, these extra headers and body.
+    fn send_raw(&mut self, content_type: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut req = format!("POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.write(&bytes);
     }
 
     fn line(&mut self) -> String {
