@@ -1,6 +1,7 @@
 //! How a control plane is configured (the binary fills it from flags and env; `canopy
 //! start` fills it in-process).
 
+use crate::listener::ListenerLimits;
 use crate::store::DEFAULT_CHANGELOG_RETAIN;
 use crate::tls::TlsFiles;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct ControlPlaneConfig {
     pub shutdown_grace: Duration,
     /// Serve gRPC over TLS with this certificate and key (`None` = plaintext).
     pub tls: Option<TlsFiles>,
+    /// Connection cap and first-byte timeout of the gRPC listener.
+    pub listener: ListenerLimits,
 }
 
 impl ControlPlaneConfig {
@@ -52,6 +55,7 @@ impl ControlPlaneConfig {
             refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
+            listener: ListenerLimits::default(),
         }
     }
 }
@@ -70,6 +74,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("refresh_interval", &self.refresh_interval)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("tls", &self.tls)
+            .field("listener", &self.listener)
             .finish()
     }
 }

@@ -15,6 +15,8 @@ mod config;
 pub mod data_plane_token;
 /// Data planes known to this control plane and the revisions they acknowledged.
 pub mod fleet;
+/// The gRPC listener: connection cap, first-byte timeout, accept errors.
+pub mod listener;
 /// Periodic re-discovery of every registered server's tools and prompts.
 mod refresh;
 mod server;
