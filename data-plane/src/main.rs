@@ -178,6 +178,7 @@ async fn run() -> anyhow::Result<()> {
     config.call_limits = canopy_mcp::upstream::CallLimits {
         max_bytes: args.max_call_bytes,
         max_notifications: args.max_call_notifications,
+        ..Default::default()
     };
     config.allowed_origins = args
         .allowed_origins

@@ -7,7 +7,7 @@ use canopy_mcp::jsonrpc::ErrorObject;
 use canopy_mcp::protocol::{
     is_handshake_version, HANDSHAKE_VERSIONS, HEADER_PROTOCOL_VERSION, LATEST_HANDSHAKE_VERSION,
 };
-use canopy_mcp::upstream::{Call, Streamed, UpstreamError, UpstreamResponse};
+use canopy_mcp::upstream::{Call, CallLimits, Streamed, UpstreamError, UpstreamResponse};
 use http::{HeaderMap, StatusCode};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -347,9 +347,14 @@ async fn relay(
     upstream_params: Option<&RawValue>,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
+    let limits = CallLimits {
+        // A JSON-only client cannot receive notifications: none is kept for it.
+        keep_notifications: ctx.accepts_sse,
+        ..dp.settings.call_limits
+    };
     let outcome = server
         .upstream
-        .call(method, upstream_params, None, dp.settings.call_limits)
+        .call(method, upstream_params, None, limits)
         .await;
     let resp = match outcome {
         Ok(Call::Done(resp)) => resp,

@@ -646,6 +646,7 @@ async fn notifications_past_the_call_limits_end_the_call_with_an_error_naming_th
         call_limits: canopy_mcp::upstream::CallLimits {
             max_bytes: 1024 * 1024,
             max_notifications: 5,
+            ..Default::default()
         },
         ..HttpSettings::default()
     };

@@ -18,6 +18,9 @@ pub struct CallLimits {
     pub max_bytes: usize,
     /// Number of notifications.
     pub max_notifications: usize,
+    /// Whether the caller gets the notifications. `false` for a caller that cannot deliver
+    /// them: they still count against the limits, and are dropped as they arrive.
+    pub keep_notifications: bool,
 }
 
 impl Default for CallLimits {
@@ -25,6 +28,7 @@ impl Default for CallLimits {
         Self {
             max_bytes: DEFAULT_MAX_CALL_BYTES,
             max_notifications: DEFAULT_MAX_CALL_NOTIFICATIONS,
+            keep_notifications: true,
         }
     }
 }
@@ -44,6 +48,11 @@ impl Budget {
             bytes: 0,
             notifications: 0,
         }
+    }
+
+    /// Whether notifications are kept for the caller.
+    pub(crate) fn keeps(&self) -> bool {
+        self.limits.keep_notifications
     }
 
     /// Counts one message of `bytes` received before the response. `Err` says which limit
@@ -78,6 +87,7 @@ mod tests {
         let mut b = Budget::new(CallLimits {
             max_bytes: 10,
             max_notifications: 2,
+            keep_notifications: true,
         });
         assert!(b.take(4, true).is_ok());
         assert!(b.take(4, false).is_ok());
@@ -87,6 +97,7 @@ mod tests {
         let mut b = Budget::new(CallLimits {
             max_bytes: 100,
             max_notifications: 2,
+            keep_notifications: true,
         });
         assert!(b.take(1, true).is_ok() && b.take(1, true).is_ok());
         let over = b.take(1, true).err().unwrap_or_default();

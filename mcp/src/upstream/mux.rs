@@ -169,7 +169,8 @@ impl Mux {
                         if let Some(id) = inner.tokens.get(&token).copied() {
                             if let Some(w) = inner.waiters.get_mut(&id) {
                                 match w.budget.take(raw.get().len(), true) {
-                                    Ok(()) => w.notes.push(raw),
+                                    Ok(()) if w.budget.keeps() => w.notes.push(raw),
+                                    Ok(()) => {}
                                     // Over the limit: the caller fails now, and what it
                                     // collected is freed.
                                     Err(reason) => {

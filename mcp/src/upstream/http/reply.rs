@@ -195,12 +195,12 @@ pub(crate) async fn read(
                 .map_err(|_| protocol(server, "response body is not JSON".into()))?;
             for msg in batch {
                 match classify(msg.get(), id, server, &mut budget)? {
-                    Some(Item::Notification(n)) => notifications.push(n),
+                    Some(Item::Notification(n)) if budget.keeps() => notifications.push(n),
+                    Some(Item::Notification(_)) | None => {}
                     Some(Item::ServerRequest(a)) => server_requests.push(a),
                     Some(Item::Response(outcome)) => {
                         return Ok(done(notifications, server_requests, outcome))
                     }
-                    None => {}
                 }
             }
             return Err(protocol(

@@ -61,6 +61,7 @@ async fn a_waiter_past_its_limits_fails_and_frees_what_it_kept() {
     let limits = CallLimits {
         max_bytes: 1024 * 1024,
         max_notifications: 3,
+        keep_notifications: true,
     };
     let mut a = mux
         .register(1, Some("\"ta\"".into()), limits)
@@ -75,4 +76,20 @@ async fn a_waiter_past_its_limits_fails_and_frees_what_it_kept() {
     }
     let inner = mux.lock();
     assert!(inner.waiters.is_empty() && inner.tokens.is_empty());
+}
+
+#[tokio::test]
+async fn a_waiter_that_keeps_no_notifications_still_counts_them() {
+    let mux = Mux::new("s".into());
+    let limits = CallLimits {
+        keep_notifications: false,
+        ..CallLimits::default()
+    };
+    let mut a = mux
+        .register(1, Some("\"ta\"".into()), limits)
+        .expect("open");
+    mux.deliver(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"ta","progress":1}}"#);
+    mux.deliver(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+    let r = a.wait().await.expect("reply");
+    assert!(r.notifications.is_empty());
 }
