@@ -66,7 +66,10 @@ pub async fn serve(
     settings: ListenSettings,
     stop: impl Future<Output = ()>,
 ) {
-    let max = settings.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    // `acquire_many` (the drain below) counts in u32.
+    let max = settings
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let permits = Arc::new(Semaphore::new(max));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
