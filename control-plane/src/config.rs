@@ -1,6 +1,7 @@
 //! How a control plane is configured (the binary fills it from flags and env; `canopy
 //! start` fills it in-process).
 
+use crate::listener::ListenerLimits;
 use crate::store::DEFAULT_CHANGELOG_RETAIN;
 use crate::tls::TlsFiles;
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub struct ControlPlaneConfig {
     pub shutdown_grace: Duration,
     /// Serve gRPC over TLS with this certificate and key (`None` = plaintext).
     pub tls: Option<TlsFiles>,
+    /// Connection cap and first-byte timeout of the gRPC listener.
+    pub listener: ListenerLimits,
 }
 
 impl ControlPlaneConfig {
@@ -62,6 +65,7 @@ impl ControlPlaneConfig {
             shutdown_grace: Duration::from_secs(10),
             tls: None,
             public_url: None,
+            listener: ListenerLimits::default(),
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("public_url", &self.public_url)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("tls", &self.tls)
+            .field("listener", &self.listener)
             .finish()
     }
 }

@@ -17,6 +17,8 @@ pub mod data_plane_token;
 pub mod fleet;
 /// Identity providers' discovery and keys, kept fresh.
 pub mod identity;
+/// The gRPC listener: connection cap, first-byte timeout, accept errors.
+pub mod listener;
 /// Periodic re-discovery of every registered server's tools and prompts.
 mod refresh;
 mod server;

@@ -73,6 +73,15 @@ struct Args {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// Most open gRPC connections (CLI sessions and data planes). Past it a new connection
+    /// is accepted and closed at once; clients retry with backoff. Keep it below the
+    /// file-descriptor limit (`ulimit -n`). Example: --max-connections 1000
+    #[arg(long, env = "CANOPY_MAX_CONNECTIONS", default_value_t = canopy_control_plane::listener::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// A new connection that sends nothing (no TLS hello, no HTTP/2 preface) within this
+    /// is closed. Example: --handshake-timeout 5s
+    #[arg(long, env = "CANOPY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
 }
 
 /// Zero means "off".
@@ -130,6 +139,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .public_url
         .map(|u| u.trim().trim_end_matches('/').to_owned())
         .filter(|u| !u.is_empty());
+    config.listener = canopy_control_plane::listener::ListenerLimits {
+        max_connections: args.max_connections,
+        handshake_timeout: args.handshake_timeout,
+    };
     config.init_token = secret(args.init_token_file.as_deref(), "CANOPY_INIT_TOKEN")?;
     config.data_plane_token = secret(
         args.data_plane_token_file.as_deref(),

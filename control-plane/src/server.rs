@@ -11,8 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+
+const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 #[derive(Debug, Error)]
 pub enum ControlPlaneError {
@@ -131,7 +134,13 @@ pub async fn serve(
         );
         let _ = stopping_tx.send(true);
     };
-    let mut builder = Server::builder();
+    // HTTP/2 keep-alive pings close peers that stop answering (a data plane whose host
+    // vanished, a client that went silent after the handshake); the stream cap bounds what
+    // one connection can ask for at once. Connection cap and first-byte timeout: listener.rs.
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION));
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.server_config())?;
     }
@@ -141,9 +150,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(admin.into_server())
         .add_service(canopy_proto::v1::sync_server::SyncServer::new(sync));
-    // tonic ignores its own `tcp_nodelay` default for a caller's listener; without it a live
-    // change to a data plane (a small HTTP/2 frame) can wait for the previous one's ACK.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::listener::incoming(listener, config.listener);
     let server = router.serve_with_incoming_shutdown(incoming, signal);
     let grace = config.shutdown_grace;
     let drained = tokio::select! {

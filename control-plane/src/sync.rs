@@ -92,13 +92,9 @@ impl SyncService {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(canopy_core::bearer::token)
             .ok_or_else(|| Status::unauthenticated("data-plane token required"))?;
-        if self
-            .store
-            .hasher()
-            .verify(token.trim(), &self.data_plane_token)
-        {
+        if self.store.hasher().verify(token, &self.data_plane_token) {
             Ok(())
         } else {
             Err(Status::unauthenticated("invalid data-plane token"))

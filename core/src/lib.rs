@@ -6,6 +6,7 @@
 //! No I/O and no async here: the control plane, data plane and CLI all depend on it.
 
 pub mod access;
+pub mod bearer;
 pub mod error_chain;
 pub mod name;
 pub mod scope;

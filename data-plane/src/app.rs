@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use canopy_mcp::protocol::{META_SERVER_INFO, SUPPORTED_VERSIONS};
+use canopy_mcp::upstream::CallLimits;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::state::State;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a modern client may cache a list or discover result.
 pub const LIST_TTL_MS: u64 = 30_000;
 
@@ -17,6 +19,8 @@ pub const LIST_TTL_MS: u64 = 30_000;
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive once its head is read.
+    pub body_read_timeout: Duration,
     /// Exact `Origin` values allowed besides absent and loopback origins.
     pub allowed_origins: Vec<String>,
     /// Past this staleness `/mcp` answers 503 (fail closed); `None` = serve while stale.
@@ -24,15 +28,20 @@ pub struct HttpSettings {
     /// This data plane's resource identifiers (its public URL), for OAuth audiences and
     /// the protected-resource metadata.
     pub resource: Resource,
+    /// What one forwarded call may receive before its response (`--max-call-bytes`,
+    /// `--max-call-notifications`).
+    pub call_limits: CallLimits,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             allowed_origins: Vec::new(),
             max_staleness: None,
             resource: Resource::from_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
+            call_limits: CallLimits::default(),
         }
     }
 }

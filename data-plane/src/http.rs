@@ -2,6 +2,7 @@
 //! metadata, `/healthz`, `/readyz`, `/metrics`.
 
 mod auth;
+mod body;
 mod checks;
 mod envelope;
 mod mcp;
@@ -10,6 +11,7 @@ mod modern;
 mod ops;
 mod reply;
 mod stamp;
+mod stream;
 #[cfg(test)]
 mod tests;
 

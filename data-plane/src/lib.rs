@@ -14,6 +14,7 @@ pub mod cache;
 pub mod http;
 pub mod identity;
 mod json;
+pub mod listen;
 pub mod metrics;
 mod serve;
 pub mod state;

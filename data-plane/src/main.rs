@@ -41,6 +41,33 @@ struct Args {
     /// Largest accepted request body.
     #[arg(long, env = "CANOPY_MAX_BODY_BYTES", default_value_t = canopy_data_plane::app::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Most open client connections. Past it a new connection is still accepted, answered
+    /// 503 at once and closed, before any request is read. Keep it well below the process's
+    /// file-descriptor limit (`ulimit -n`), which upstream connections share.
+    /// Example: --max-connections 2000 (with `ulimit -n 8192`)
+    #[arg(long, env = "CANOPY_MAX_CONNECTIONS", default_value_t = canopy_data_plane::listen::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// How long a connection may take to send a complete request head, counted from when the
+    /// data plane starts waiting for one: on a new connection, and for the next request on a
+    /// kept-alive one (so it is also the idle keep-alive timeout; set it above a load
+    /// balancer's idle timeout). Example: --header-read-timeout 75s
+    #[arg(long, env = "CANOPY_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    header_read_timeout: std::time::Duration,
+    /// How long a request body may take to arrive after its head (408 and the connection
+    /// closed past it). Example: --body-read-timeout 10s
+    #[arg(long, env = "CANOPY_BODY_READ_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    body_read_timeout: std::time::Duration,
+    /// Most bytes an upstream may send before the response to one forwarded call
+    /// (notifications and other messages; each single message is bounded separately). Past
+    /// it the call ends with a JSON-RPC error naming the server. SSE clients get the
+    /// notifications as they arrive, JSON-only clients never (they are dropped), so this
+    /// bounds the work per call, not a buffer. Example: --max-call-bytes 4194304
+    #[arg(long, env = "CANOPY_MAX_CALL_BYTES", default_value_t = canopy_mcp::upstream::DEFAULT_MAX_CALL_BYTES)]
+    max_call_bytes: usize,
+    /// Most notifications an upstream may send before the response to one forwarded call
+    /// (see --max-call-bytes).
+    #[arg(long, env = "CANOPY_MAX_CALL_NOTIFICATIONS", default_value_t = canopy_mcp::upstream::DEFAULT_MAX_CALL_NOTIFICATIONS)]
+    max_call_notifications: usize,
     /// Comma-separated Origin values allowed besides loopback origins.
     #[arg(long, env = "CANOPY_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
@@ -150,6 +177,16 @@ async fn run() -> anyhow::Result<()> {
     config.cache_file = args.cache_file.clone();
     config.max_staleness = args.max_staleness;
     config.max_body_bytes = args.max_body_bytes;
+    config.body_read_timeout = args.body_read_timeout;
+    config.connections = canopy_data_plane::listen::ListenSettings {
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout,
+    };
+    config.call_limits = canopy_mcp::upstream::CallLimits {
+        max_bytes: args.max_call_bytes,
+        max_notifications: args.max_call_notifications,
+        ..Default::default()
+    };
     config.allowed_origins = args
         .allowed_origins
         .iter()

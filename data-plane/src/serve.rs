@@ -1,14 +1,16 @@
 //! Running a data plane: cache load, sync task, cache writer, HTTP server, drain.
 
+use canopy_mcp::upstream::CallLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
-use crate::app::{DataPlane, HttpSettings, DEFAULT_MAX_BODY_BYTES};
+use crate::app::{DataPlane, HttpSettings, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
 use crate::cache;
 use crate::identity::Resource;
+use crate::listen::ListenSettings;
 use crate::sync::{self, SyncConfig};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -28,6 +30,12 @@ pub struct DataPlaneConfig {
     pub cache_file: Option<PathBuf>,
     pub max_staleness: Option<Duration>,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (`--body-read-timeout`).
+    pub body_read_timeout: Duration,
+    /// Connection cap and header read timeout of the listener.
+    pub connections: ListenSettings,
+    /// What one forwarded call may receive before its response.
+    pub call_limits: CallLimits,
     /// Exact Origin values allowed in addition to absent and loopback origins.
     pub allowed_origins: Vec<String>,
     /// The origin clients reach this data plane at (`https://mcp.example.com`), behind a
@@ -50,6 +58,9 @@ impl DataPlaneConfig {
             cache_file: None,
             max_staleness: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            connections: ListenSettings::default(),
+            call_limits: CallLimits::default(),
             allowed_origins: Vec::new(),
             public_url: None,
         }
@@ -67,6 +78,9 @@ impl std::fmt::Debug for DataPlaneConfig {
             .field("cache_file", &self.cache_file)
             .field("max_staleness", &self.max_staleness)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("connections", &self.connections)
+            .field("call_limits", &self.call_limits)
             .field("allowed_origins", &self.allowed_origins)
             .field("public_url", &self.public_url)
             .finish()
@@ -124,6 +138,8 @@ pub async fn serve(
         allowed_origins: config.allowed_origins.clone(),
         max_staleness: config.max_staleness,
         resource,
+        body_read_timeout: config.body_read_timeout,
+        call_limits: config.call_limits,
     });
 
     if let Some(path) = &config.cache_file {
@@ -152,16 +168,10 @@ pub async fn serve(
     tracing::info!("listening on {local}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::http::router(dp.clone());
-    // Replies and SSE events must not wait for the client's delayed ACK (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = crate::listen::serve(listener, app, config.connections, async move {
         let _ = stop_rx.await;
     });
-    let mut server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(server);
 
     let result = tokio::select! {
         r = &mut server => r,
@@ -173,7 +183,7 @@ pub async fn serve(
                 Err(_) => {
                     tracing::warn!("drain timed out after {DRAIN_TIMEOUT:?}; closing remaining connections");
                     server.abort();
-                    Ok(Ok(()))
+                    Ok(())
                 }
             }
         }
@@ -186,8 +196,7 @@ pub async fn serve(
         cache::flush(&dp, path).await;
     }
     match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(DataPlaneError::Serve(e)),
+        Ok(()) => Ok(()),
         Err(e) => Err(DataPlaneError::Serve(std::io::Error::other(e))),
     }
 }

@@ -6,6 +6,11 @@
 //! let up = Upstream::new(config);                 // cheap; connects lazily, Clone = shared pool
 //! let d: Discovery = up.discover().await?;        // initialize/discover + tools/list + prompts/list (paginated)
 //! let r: UpstreamResponse = up.request("tools/call", Some(&params_raw), None).await?;
+//! // Or, without keeping notifications: relay them as they arrive (bounded per call).
+//! match up.call("tools/call", Some(&params_raw), None, CallLimits::default()).await? {
+//!     Call::Done(r) => { /* the response (and any notifications that came with it) */ }
+//!     Call::Streaming(mut s) => while let Streamed::Notification(n) = s.next().await? { /* … */ },
+//! }
 //! up.shutdown().await;                             // stops stdio children, closes sessions
 //! ```
 //!
@@ -18,6 +23,7 @@
 //! Every call has a deadline. Errors name the server and never contain secrets (bearer
 //! token, header values, env values).
 
+mod budget;
 mod discover;
 mod event_stream;
 mod handshake;
@@ -35,6 +41,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::jsonrpc::ErrorObject;
+
+pub use budget::{CallLimits, DEFAULT_MAX_CALL_BYTES, DEFAULT_MAX_CALL_NOTIFICATIONS};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -109,6 +117,51 @@ pub struct UpstreamResponse {
     pub outcome: Result<Box<RawValue>, ErrorObject>,
 }
 
+/// A call under way: answered, or streaming notifications before its response.
+pub enum Call {
+    Done(UpstreamResponse),
+    /// The upstream sent a notification before its response; read the rest with
+    /// [`ResponseStream::next`]. Nothing is buffered: the upstream is read only as fast as
+    /// the caller pulls.
+    Streaming(ResponseStream),
+}
+
+/// One message of a [`ResponseStream`].
+#[derive(Debug)]
+pub enum Streamed {
+    /// A notification, the whole message raw.
+    Notification(Box<RawValue>),
+    /// The end of the stream: `Ok(result)` or the upstream's JSON-RPC error, raw.
+    Response(Result<Box<RawValue>, ErrorObject>),
+}
+
+/// The rest of a call whose upstream streams notifications. Keeps the call's deadline and
+/// [`CallLimits`]; dropping it abandons the call (the upstream connection is closed).
+pub struct ResponseStream {
+    inner: Box<http::Streaming>,
+    server: Arc<UpstreamConfig>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl ResponseStream {
+    /// The next message; after a [`Streamed::Response`] or an error there is nothing more.
+    pub async fn next(&mut self) -> Result<Streamed, UpstreamError> {
+        match tokio::time::timeout_at(self.deadline, self.inner.next()).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout {
+                server: self.server.name.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// The registered name of the upstream.
+    pub fn server(&self) -> &str {
+        &self.server.name
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum UpstreamError {
     #[error("upstream '{server}' is unreachable: {reason}")]
@@ -121,6 +174,9 @@ pub enum UpstreamError {
     HttpStatus { server: String, status: u16 },
     #[error("upstream '{server}' could not be started: {reason}")]
     Spawn { server: String, reason: String },
+    /// The upstream sent more before its response than [`CallLimits`] allow.
+    #[error("upstream '{server}' exceeded the per-call limit: {reason}")]
+    CallLimit { server: String, reason: String },
     #[error("upstream '{server}' answered {method} with error {code}: {message}")]
     Rpc {
         server: String,
@@ -217,23 +273,75 @@ impl Upstream {
     }
 
     /// Sends one request and waits (bounded by the configured timeout, or `timeout` when
-    /// given) for its response. `params` is passed through unchanged.
+    /// given) for its response, keeping the notifications that come before it (within the
+    /// default [`CallLimits`]). `params` is passed through unchanged.
     pub async fn request(
         &self,
         method: &str,
         params: Option<&RawValue>,
         timeout: Option<Duration>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let limit = timeout.unwrap_or_else(|| self.default_timeout());
-        self.deadline(limit, async {
-            match &*self.transport {
-                Transport::Http(t) => t.request(method, params).await,
-                Transport::Sse(t) => t.request(method, params).await,
-                Transport::Stdio(t) => t.request(method, params).await,
-                Transport::Invalid(reason) => Err(self.config_error(reason)),
+        match self
+            .call(method, params, timeout, CallLimits::default())
+            .await?
+        {
+            Call::Done(r) => Ok(r),
+            Call::Streaming(mut stream) => {
+                let mut notifications = Vec::new();
+                loop {
+                    match stream.next().await? {
+                        Streamed::Notification(n) => notifications.push(n),
+                        Streamed::Response(outcome) => {
+                            return Ok(UpstreamResponse {
+                                notifications,
+                                outcome,
+                            })
+                        }
+                    }
+                }
             }
+        }
+    }
+
+    /// Sends one request. Returns the response, or — when a streamable-HTTP upstream sends
+    /// a notification first — a stream of the rest, so the caller decides what to keep.
+    /// Shared-stream transports (stdio, legacy SSE) always answer `Done`: their progress
+    /// notifications are collected per call, within `limits`. The deadline (the configured
+    /// timeout, or `timeout`) covers the whole call, stream included.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Option<Duration>,
+        limits: CallLimits,
+    ) -> Result<Call, UpstreamError> {
+        let limit = timeout.unwrap_or_else(|| self.default_timeout());
+        let deadline = tokio::time::Instant::now() + limit;
+        let answer = self
+            .deadline(limit, async {
+                match &*self.transport {
+                    Transport::Http(t) => t.request(method, params, limits).await,
+                    Transport::Sse(t) => t
+                        .request(method, params, limits)
+                        .await
+                        .map(http::Answer::Done),
+                    Transport::Stdio(t) => t
+                        .request(method, params, limits)
+                        .await
+                        .map(http::Answer::Done),
+                    Transport::Invalid(reason) => Err(self.config_error(reason)),
+                }
+            })
+            .await?;
+        Ok(match answer {
+            http::Answer::Done(r) => Call::Done(r),
+            http::Answer::Streaming(inner) => Call::Streaming(ResponseStream {
+                inner,
+                server: Arc::clone(&self.config),
+                deadline,
+                timeout: limit,
+            }),
         })
-        .await
     }
 
     /// Stops child processes and closes sessions.

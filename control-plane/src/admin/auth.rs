@@ -41,12 +41,9 @@ pub(super) struct SsoIdentity {
     pub subject: String,
 }
 
-/// The bearer token of `authorization` metadata, if any.
+/// The bearer token of `authorization` metadata, if any ([`canopy_core::bearer`]).
 fn bearer(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    canopy_core::bearer::token(metadata.get("authorization")?.to_str().ok()?)
 }
 
 impl AdminService {
@@ -130,8 +127,11 @@ mod tests {
         assert_eq!(bearer(&m), None);
         m.insert("authorization", "Bearer abc".parse().expect("ascii"));
         assert_eq!(bearer(&m), Some("abc"));
-        m.insert("authorization", "bearer   xyz ".parse().expect("ascii"));
+        m.insert("authorization", "bearer xyz ".parse().expect("ascii"));
         assert_eq!(bearer(&m), Some("xyz"));
+        // One rule everywhere (canopy_core::bearer): more than one space is refused.
+        m.insert("authorization", "Bearer   xyz".parse().expect("ascii"));
+        assert_eq!(bearer(&m), None);
         m.insert("authorization", "Basic abc".parse().expect("ascii"));
         assert_eq!(bearer(&m), None);
     }

@@ -67,6 +67,7 @@ impl AdminError {
             AdminError::Upstream { source, .. } => match source {
                 UpstreamError::Unreachable { .. } => Code::Unavailable,
                 UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
+                UpstreamError::CallLimit { .. } => Code::ResourceExhausted,
                 UpstreamError::Protocol { .. }
                 | UpstreamError::HttpStatus { .. }
                 | UpstreamError::Spawn { .. }

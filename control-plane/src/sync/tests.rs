@@ -317,3 +317,41 @@ async fn identity_state_in_snapshot_and_changes() {
         }
     }
 }
+
+/// The Sync service reads `authorization` by the same rule as `/mcp` and Admin
+/// (`canopy_core::bearer`): any case of the scheme, exactly one space.
+#[tokio::test]
+async fn data_plane_token_follows_the_one_bearer_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::open(StoreOptions::new(dir.path(), Mode::Enterprise))
+            .await
+            .unwrap(),
+    );
+    let service = SyncService::new(
+        Arc::clone(&store),
+        crate::fleet::Fleet::new(),
+        store.hasher().hash(DP_TOKEN),
+    );
+    let with = |value: String| {
+        let mut req = tonic::Request::new(());
+        req.metadata_mut()
+            .insert("authorization", value.parse().unwrap());
+        service.authenticate(&req).map_err(|s| s.code())
+    };
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        assert_eq!(with(format!("{scheme} {DP_TOKEN}")), Ok(()), "{scheme}");
+    }
+    for bad in [
+        format!("Bearer  {DP_TOKEN}"),
+        format!("Bearer{}{DP_TOKEN}", " ".repeat(100)),
+        format!("Bearer {DP_TOKEN} x"),
+        format!("Basic {DP_TOKEN}"),
+    ] {
+        assert_eq!(
+            with(bad.clone()),
+            Err(tonic::Code::Unauthenticated),
+            "{bad}"
+        );
+    }
+}

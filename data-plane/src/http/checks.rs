@@ -83,12 +83,9 @@ pub(crate) fn accept(headers: &HeaderMap) -> Result<bool, Failure> {
     }
 }
 
-/// The token of `Authorization: Bearer <token>`, if well-formed.
+/// The token of `Authorization: Bearer <token>`, if well-formed ([`canopy_core::bearer`]).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    canopy_core::bearer::token(headers.get(AUTHORIZATION)?.to_str().ok()?)
 }
 
 /// A 2026-07-28 header value: trimmed, with the `=?base64?…?=` form decoded.

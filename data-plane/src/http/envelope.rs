@@ -52,6 +52,10 @@ impl<'a> Envelope<'a> {
         if self.jsonrpc.as_deref() != Some("2.0") {
             return Err(Failure::InvalidRequest("jsonrpc must be \"2.0\""));
         }
+        // JSON-RPC 2.0 ids are strings or numbers (`null` reads as absent above).
+        if self.id.is_some_and(|id| !is_string_or_number(id)) {
+            return Err(Failure::InvalidRequest("id must be a string or a number"));
+        }
         match (self.id, self.method) {
             (Some(id), Some(method)) => Ok(Message::Request {
                 id,
@@ -69,6 +73,11 @@ impl<'a> Envelope<'a> {
             )),
         }
     }
+}
+
+/// The raw value is already valid JSON, so its first byte tells its type.
+fn is_string_or_number(id: &RawValue) -> bool {
+    matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
 }
 
 /// The members of `params` routing looks at; everything else is skipped unread.

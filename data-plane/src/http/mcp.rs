@@ -3,21 +3,24 @@
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use canopy_mcp::jsonrpc::ErrorObject;
 use canopy_mcp::protocol::{
     is_handshake_version, HANDSHAKE_VERSIONS, HEADER_PROTOCOL_VERSION, LATEST_HANDSHAKE_VERSION,
 };
-use http::header::CONTENT_LENGTH;
+use canopy_mcp::upstream::{Call, CallLimits, Streamed, UpstreamError, UpstreamResponse};
 use http::{HeaderMap, StatusCode};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::auth;
+use super::body;
 use super::checks;
 use super::envelope::{Envelope, Message, Params};
 use super::modern;
-use super::reply::{self, Failure};
+use super::reply::{self, Echoed, Failure};
 use super::stamp::write_stamped;
+use super::stream;
 use crate::app::DataPlane;
 use crate::json;
 use crate::metrics::MethodLabel;
@@ -66,13 +69,29 @@ async fn serve_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> (MethodLabel, Response) {
+    let settings = &dp.settings;
     let ctx = match precheck(dp, target, headers) {
         Ok(c) => c,
-        Err(f) => return (MethodLabel::Other, f.into_response(None)),
+        Err(f) => {
+            let resp = f.into_response(None);
+            let resp = body::reject_unread(resp, body, settings.body_read_timeout).await;
+            return (MethodLabel::Other, resp);
+        }
     };
-    let bytes = match read_body(body, headers, dp.settings.max_body_bytes).await {
+    let read = body::read(
+        body,
+        headers,
+        settings.max_body_bytes,
+        settings.body_read_timeout,
+    );
+    let bytes = match read.await {
         Ok(b) => b,
-        Err(f) => return (MethodLabel::Other, f.into_response(None)),
+        Err(f) => {
+            // The rest of the body (if any) is still on the connection.
+            let mut resp = f.into_response(None);
+            body::close(&mut resp);
+            return (MethodLabel::Other, resp);
+        }
     };
     let msg = match Envelope::parse(&bytes).and_then(Envelope::classify) {
         Ok(m) => m,
@@ -125,7 +144,7 @@ fn precheck<'h>(
             });
             Some(
                 visible
-                    .ok_or_else(|| Failure::UnknownServer(name.to_owned()))?
+                    .ok_or_else(|| Failure::UnknownServer(Echoed::new(name)))?
                     .clone(),
             )
         }
@@ -144,27 +163,6 @@ fn precheck<'h>(
         server,
         era,
         accepts_sse,
-    })
-}
-
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, Failure> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Failure::BodyTooLarge);
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // `to_bytes` reports the limit as an error whose source is `LengthLimitError`.
-        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = src {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return Failure::BodyTooLarge;
-            }
-            src = s.source();
-        }
-        Failure::BodyUnreadable
     })
 }
 
@@ -198,12 +196,12 @@ async fn request(
                 relay(dp, ctx, id, server, method, params).await
             }
             _ => Err(Failure::MethodNotFound {
-                method: method.to_owned(),
+                method: Echoed::new(method),
                 modern: ctx.modern(),
             }),
         },
         _ => Err(Failure::MethodNotFound {
-            method: method.to_owned(),
+            method: Echoed::new(method),
             modern: ctx.modern(),
         }),
     }
@@ -289,8 +287,8 @@ async fn forward(
         return Err(Failure::NoAccess);
     }
     let unknown = || match kind {
-        Kind::Tool => Failure::UnknownTool(name.to_string()),
-        Kind::Prompt => Failure::UnknownPrompt(name.to_string()),
+        Kind::Tool => Failure::UnknownTool(Echoed::new(&name)),
+        Kind::Prompt => Failure::UnknownPrompt(Echoed::new(&name)),
     };
     let (server, def) = match &ctx.server {
         Some(s) => (s, s.get(kind, &name).ok_or_else(unknown)?),
@@ -329,7 +327,8 @@ fn whole_server_allowed(ctx: &Ctx<'_>, server: &Server) -> bool {
 }
 
 /// Sends one request to `server` and relays its answer: the result byte for byte (stamped for
-/// 2026-07-28 clients), or the upstream's JSON-RPC error.
+/// 2026-07-28 clients), or the upstream's JSON-RPC error. Notifications the upstream sends
+/// first are streamed to a client that takes SSE, and dropped for one that does not.
 async fn relay(
     dp: &DataPlane,
     ctx: &Ctx<'_>,
@@ -339,30 +338,75 @@ async fn relay(
     upstream_params: Option<&RawValue>,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
-    let outcome = server.upstream.request(method, upstream_params, None).await;
-    server.metrics.observe(started.elapsed(), outcome.is_err());
-    let resp = outcome.map_err(|e| {
-        tracing::warn!(server = %server.name, error = %e, "upstream call failed");
-        Failure::Upstream(e)
-    })?;
+    let limits = CallLimits {
+        // A JSON-only client cannot receive notifications: none is kept for it.
+        keep_notifications: ctx.accepts_sse,
+        ..dp.settings.call_limits
+    };
+    let outcome = server
+        .upstream
+        .call(method, upstream_params, None, limits)
+        .await;
+    let resp = match outcome {
+        Ok(Call::Done(resp)) => resp,
+        Ok(Call::Streaming(stream)) if ctx.accepts_sse => {
+            // Latency up to the first notification: the rest is paced by the client.
+            server.metrics.observe(started.elapsed(), false);
+            let stamp = ctx.modern().then(|| dp.wire.server_info_member.clone());
+            return Ok(stream::sse(stream, id, stamp));
+        }
+        Ok(Call::Streaming(mut stream)) => loop {
+            // Nothing can carry notifications to a JSON-only client: drop each as it comes.
+            match stream.next().await {
+                Ok(Streamed::Notification(_)) => {}
+                Ok(Streamed::Response(outcome)) => {
+                    break UpstreamResponse {
+                        notifications: Vec::new(),
+                        outcome,
+                    }
+                }
+                Err(e) => return Err(failed(server, started, e)),
+            }
+        },
+        Err(e) => return Err(failed(server, started, e)),
+    };
+    server.metrics.observe(started.elapsed(), false);
 
     let mut out = Vec::with_capacity(64 + resp.outcome.as_ref().map_or(64, |r| r.get().len()));
-    match &resp.outcome {
-        Ok(result) => {
-            reply::open_result(&mut out, id);
-            if ctx.modern() {
-                write_stamped(&mut out, result.get(), &dp.wire.server_info_member);
-            } else {
-                out.extend_from_slice(result.get().as_bytes());
-            }
-            out.push(b'}');
-        }
-        Err(e) => reply::write_upstream_error(&mut out, id, e),
-    }
+    let stamp = ctx.modern().then_some(&dp.wire.server_info_member[..]);
+    write_outcome(&mut out, id, &resp.outcome, stamp);
     if ctx.accepts_sse && !resp.notifications.is_empty() {
         return Ok(reply::sse(&resp.notifications, &out));
     }
     Ok(reply::json(StatusCode::OK, out))
+}
+
+/// Records a failed call and turns it into the client's error.
+fn failed(server: &Server, started: Instant, e: UpstreamError) -> Failure {
+    server.metrics.observe(started.elapsed(), true);
+    tracing::warn!(server = %server.name, error = %e, "upstream call failed");
+    Failure::Upstream(e)
+}
+
+/// The client's response to an upstream outcome; `stamp` (the serverInfo member) for
+/// 2026-07-28 clients.
+pub(super) fn write_outcome(
+    out: &mut Vec<u8>,
+    id: &RawValue,
+    outcome: &Result<Box<RawValue>, ErrorObject>,
+    stamp: Option<&[u8]>,
+) {
+    match outcome {
+        Ok(result) => {
+            reply::open_result(out, id);
+            match stamp {
+                Some(member) => write_stamped(out, result.get(), member),
+                None => out.extend_from_slice(result.get().as_bytes()),
+            }
+            out.push(b'}');
+        }
+        Err(e) => reply::write_upstream_error(out, id, e),
+    }
 }
 
 fn rename(params: &RawValue, name_raw: &RawValue, upstream_name: &str) -> Option<Box<RawValue>> {

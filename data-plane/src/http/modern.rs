@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use super::checks::mcp_header;
 use super::envelope::Params;
-use super::reply::Failure;
+use super::reply::{Echo, Echoed, Failure};
 use crate::json;
 
 /// Methods a 2026-07-28 client may call here.
@@ -70,7 +70,9 @@ pub(crate) fn validate(
         .map_err(|()| Failure::HeaderMismatch("MCP-Protocol-Version header is not valid".into()))?;
     if hv != version {
         return Err(Failure::HeaderMismatch(format!(
-            "MCP-Protocol-Version header '{hv}' does not match _meta protocolVersion '{version}'"
+            "MCP-Protocol-Version header '{}' does not match _meta protocolVersion '{}'",
+            Echo(hv),
+            Echo(&version)
         )));
     }
     check_header(
@@ -95,13 +97,13 @@ pub(crate) fn validate(
 
     // 3. version
     if version != MODERN_VERSION {
-        return Err(Failure::UnsupportedVersion(version.into_owned()));
+        return Err(Failure::UnsupportedVersion(Echoed::new(&version)));
     }
 
     // 4. method
     if !METHODS.contains(&method) {
         return Err(Failure::MethodNotFound {
-            method: method.to_owned(),
+            method: Echoed::new(method),
             modern: true,
         });
     }
@@ -123,7 +125,9 @@ fn check_header(
         ))),
         Some(Ok(h)) => match body {
             Some(b) if *b != *h => Err(Failure::HeaderMismatch(format!(
-                "{display} header '{h}' does not match the body ('{b}')"
+                "{display} header '{}' does not match the body ('{}')",
+                Echo(&h),
+                Echo(&b)
             ))),
             _ => Ok(()),
         },

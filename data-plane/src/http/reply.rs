@@ -13,6 +13,45 @@ use serde_json::value::RawValue;
 
 use crate::json::push_str;
 
+/// The most bytes of a client's input (a method, tool or server name, a header value) an
+/// error repeats: a 3 MB method name must not come back as a 3 MB error.
+pub(crate) const ECHO_MAX_BYTES: usize = 128;
+
+/// Client input as an error repeats it: cut to [`ECHO_MAX_BYTES`] (on a character
+/// boundary) with `…` marking the cut. Shown with `Display`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Echo<'a>(pub &'a str);
+
+impl std::fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.len() <= ECHO_MAX_BYTES {
+            return f.write_str(self.0);
+        }
+        let mut end = ECHO_MAX_BYTES;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        f.write_str(&self.0[..end])?;
+        f.write_str("…")
+    }
+}
+
+/// An owned [`Echo`]: what a [`Failure`] keeps of client input.
+#[derive(Debug)]
+pub(crate) struct Echoed(String);
+
+impl Echoed {
+    pub(crate) fn new(input: &str) -> Self {
+        Self(Echo(input).to_string())
+    }
+}
+
+impl std::fmt::Display for Echoed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Everything a request can fail with before or instead of a result.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -29,28 +68,31 @@ pub(crate) enum Failure {
         /// Space-separated scopes to ask for; empty = no `scope` parameter.
         scope: String,
     },
-    UnknownServer(String),
+    UnknownServer(Echoed),
     BodyTooLarge,
+    /// The body did not arrive within `--body-read-timeout`.
+    BodyTimeout,
     BodyUnreadable,
     Parse,
     InvalidRequest(&'static str),
     BatchUnsupported,
     /// 2026-07-28: `_meta` missing or malformed.
     BadMeta(&'static str),
-    /// 2026-07-28: a header missing, invalid or disagreeing with the body.
+    /// 2026-07-28: a header missing, invalid or disagreeing with the body (values quoted
+    /// with [`Echo`]).
     HeaderMismatch(String),
-    UnsupportedVersion(String),
+    UnsupportedVersion(Echoed),
     /// `modern`: removed/unknown methods are 404 there, a plain JSON-RPC error before.
     MethodNotFound {
-        method: String,
+        method: Echoed,
         modern: bool,
     },
     InvalidParams(&'static str),
     /// Out of scope and nonexistent look the same on purpose.
-    UnknownTool(String),
+    UnknownTool(Echoed),
     /// The caller's scope is empty (e.g. a signed-in person no access rule matches).
     NoAccess,
-    UnknownPrompt(String),
+    UnknownPrompt(Echoed),
     Upstream(UpstreamError),
 }
 
@@ -106,6 +148,11 @@ impl Failure {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 code::INVALID_REQUEST,
                 "request body too large".into(),
+            ),
+            BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_REQUEST,
+                "request body not received in time".into(),
             ),
             BodyUnreadable => (
                 StatusCode::BAD_REQUEST,
@@ -186,12 +233,19 @@ impl Failure {
                     push_str(&mut d, s);
                 }
                 d.extend_from_slice(b"],\"requested\":");
-                push_str(&mut d, v);
+                push_str(&mut d, &v.0);
                 d.push(b'}');
                 Some(d)
             }
             _ => None,
         }
+    }
+
+    /// The JSON-RPC error message alone, for a reply whose status line is already sent
+    /// (the end of an SSE stream).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, id: Option<&RawValue>) {
+        let (_, code, message) = self.status_code_message();
+        write_error(out, id, code, &message, self.data().as_deref());
     }
 
     pub(crate) fn into_response(self, id: Option<&RawValue>) -> Response {
@@ -363,7 +417,12 @@ pub(crate) fn sse(notifications: &[Box<RawValue>], response: &[u8]) -> Response 
         push_event(&mut out, n.get().as_bytes());
     }
     push_event(&mut out, response);
-    let mut r = Response::new(Body::from(out));
+    sse_body(Body::from(out))
+}
+
+/// A `text/event-stream` response with `body` (already framed as events).
+pub(crate) fn sse_body(body: Body) -> Response {
+    let mut r = Response::new(body);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     r.headers_mut()
@@ -371,7 +430,7 @@ pub(crate) fn sse(notifications: &[Box<RawValue>], response: &[u8]) -> Response 
     r
 }
 
-fn push_event(out: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn push_event(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"event: message\n");
     // JSON text may contain raw newlines between tokens; SSE needs one `data:` per line.
     for line in data.split(|&b| b == b'\n') {

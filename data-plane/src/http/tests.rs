@@ -251,6 +251,77 @@ async fn unknown_method_and_malformed_bodies() {
 }
 
 #[tokio::test]
+async fn ids_other_than_strings_and_numbers_are_invalid_requests() {
+    let e = env().await;
+    for id in [r#"{"a":1}"#, "[1]", "true", "false"] {
+        let r = Req::post(format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#))
+            .send(&e.dp)
+            .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::BAD_REQUEST, -32600),
+            "{id}"
+        );
+        assert_eq!(r.json()["id"], Value::Null, "{id}");
+    }
+    for id in [r#""s""#, "7", "-1.5"] {
+        let r = Req::post(format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#))
+            .send(&e.dp)
+            .await;
+        assert!(r.json()["result"].is_object(), "{id}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn errors_repeat_at_most_a_bounded_part_of_the_input() {
+    let e = env().await;
+    let huge = "m".repeat(3 * 1024 * 1024);
+    let r = Req::rpc(&huge, json!({})).send(&e.dp).await;
+    assert_eq!(r.error_code(), -32601);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.starts_with("Method not found: mmm"), "{msg}");
+    assert!(msg.ends_with('…') && msg.len() < 200, "{} bytes", msg.len());
+    assert!(r.text.len() < 400, "{} bytes", r.text.len());
+    // The same bound for names and header values.
+    let r = Req::rpc("tools/call", json!({"name": huge}))
+        .send(&e.dp)
+        .await;
+    assert!(r.text.len() < 400, "{} bytes", r.text.len());
+    let long = "é".repeat(300);
+    let r = Req::modern("tools/call", json!({"name":"gh__echo","arguments":{}}))
+        .header("mcp-name", &format!("=?base64?{}?=", b64(&long)))
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text.len() < 600, "{}", r.text);
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn a_rejection_before_the_body_drains_a_small_one_or_closes_the_connection() {
+    let e = env().await;
+    let small = Req::rpc("ping", json!({}))
+        .header("content-type", "text/plain")
+        .send(&e.dp)
+        .await;
+    assert_eq!(small.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(small.headers.get("connection").is_none());
+    let big = Req::post("x".repeat(1024 * 1024))
+        .header("content-type", "text/plain")
+        .send(&e.dp)
+        .await;
+    assert_eq!(big.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(big.headers.get("connection").unwrap(), "close");
+    let too_large = Req::post("x".repeat(5 * 1024 * 1024)).send(&e.dp).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.headers.get("connection").unwrap(), "close");
+}
+
+#[tokio::test]
 async fn invalid_protocol_version_header_is_400() {
     let e = env().await;
     let r = Req::rpc("tools/list", json!({}))
@@ -387,6 +458,29 @@ async fn missing_or_unknown_token_is_401_with_www_authenticate() {
             .load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+}
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive_and_takes_one_space() {
+    let e = env().await;
+    for value in [format!("bearer {ALICE}"), format!("BEARER {ALICE}")] {
+        let r = Req::rpc("tools/list", json!({}))
+            .header("authorization", &value)
+            .send(&e.dp)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{value}");
+    }
+    for value in [
+        format!("Bearer  {ALICE}"),
+        format!("Bearer{}{ALICE}", " ".repeat(100)),
+        format!("Bearer {ALICE} extra"),
+    ] {
+        let r = Req::rpc("tools/list", json!({}))
+            .header("authorization", &value)
+            .send(&e.dp)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{value}");
+    }
 }
 
 #[tokio::test]
@@ -553,6 +647,70 @@ async fn upstream_notifications_become_sse_when_accepted() {
         .await;
     assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
     assert!(r.json()["result"].is_object());
+}
+
+#[tokio::test]
+async fn notifications_past_the_call_limits_end_the_call_with_an_error_naming_the_server() {
+    let settings = HttpSettings {
+        call_limits: canopy_mcp::upstream::CallLimits {
+            max_bytes: 1024 * 1024,
+            max_notifications: 5,
+            ..Default::default()
+        },
+        ..HttpSettings::default()
+    };
+    let e = env_with(settings, pb::Mode::Enterprise).await;
+    let call = |steps: u64| {
+        Req::rpc(
+            "tools/call",
+            json!({"name":"gh__progress","arguments":{"steps":steps},"_meta":{"progressToken":"t"}}),
+        )
+    };
+    let events = |r: &Resp| -> Vec<Value> {
+        r.text
+            .split("\n\n")
+            .filter(|s| !s.is_empty())
+            .map(|ev| serde_json::from_str(ev.split_once("data: ").unwrap().1).unwrap())
+            .collect()
+    };
+
+    // Within the limits: every notification, then the result.
+    let r = call(3).send(&e.dp).await;
+    assert_eq!(r.headers.get("content-type").unwrap(), "text/event-stream");
+    let ev = events(&r);
+    assert_eq!(ev.len(), 4, "{}", r.text);
+    assert_eq!(ev[2]["params"]["progress"], 3);
+    assert_eq!(ev[3]["result"]["content"], json!([]));
+
+    // Past them: what was relayed, then an error naming the server, with the client's id.
+    let r = call(50).send(&e.dp).await;
+    let ev = events(&r);
+    assert_eq!(ev.len(), 6, "{}", r.text);
+    let last = &ev[5];
+    assert_eq!(last["id"], 1);
+    assert_eq!(last["error"]["code"], -32603);
+    let msg = last["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("'gh'") && msg.contains("5 notifications"),
+        "{msg}"
+    );
+
+    // A JSON-only client: notifications dropped, the same limits.
+    let r = call(3)
+        .header("accept", "application/json")
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
+    assert_eq!(r.json()["result"]["content"], json!([]));
+    let r = call(50)
+        .header("accept", "application/json")
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.error_code(), -32603);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'gh'"));
 }
 
 // ------------------------------------------------------------ per-server endpoint

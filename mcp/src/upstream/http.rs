@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::client::Request;
-use self::reply::Reply;
+use self::reply::{Item, Read, Reply, ReplyEvents};
+use super::budget::CallLimits;
 use super::handshake::{self, ConnInfo};
 use super::rpc::{self, IdGen};
-use super::{describe_reqwest, modern, UpstreamConfig, UpstreamError, UpstreamResponse};
+use super::{describe_reqwest, modern, Streamed, UpstreamConfig, UpstreamError, UpstreamResponse};
 use crate::protocol::{
     HEADER_METHOD, HEADER_NAME, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, MODERN_VERSION,
 };
@@ -102,9 +103,58 @@ pub(crate) fn require_success(
 }
 
 enum Sent {
-    Done(UpstreamResponse),
+    Done(Answer),
     /// HTTP 404 on a request that carried a session id: the session is gone.
     SessionExpired,
+}
+
+/// What a request got: the response, or a reply stream that sent a notification first.
+pub(crate) enum Answer {
+    Done(UpstreamResponse),
+    /// Boxed: rare, and large next to a response.
+    Streaming(Box<Streaming>),
+}
+
+/// The rest of a reply stream after its first notification, read on demand. Owns what it
+/// needs to answer server-to-client requests on the same session (built only here, off
+/// the common path).
+pub(crate) struct Streaming {
+    first: Option<Box<RawValue>>,
+    rest: ReplyEvents,
+    client: client::Client,
+    uri: http::Uri,
+    base: HeaderMap,
+    session: Arc<Session>,
+}
+
+impl Streaming {
+    pub(crate) async fn next(&mut self) -> Result<Streamed, UpstreamError> {
+        if let Some(first) = self.first.take() {
+            return Ok(Streamed::Notification(first));
+        }
+        loop {
+            match self.rest.next().await? {
+                Item::Notification(n) => return Ok(Streamed::Notification(n)),
+                Item::Response(outcome) => return Ok(Streamed::Response(outcome)),
+                Item::ServerRequest(answer) => {
+                    let mut req =
+                        client::request(http::Method::POST, &self.uri, &self.base, answer);
+                    session_headers(&mut req, &self.session);
+                    if let Err(e) = self.client.send(req).await {
+                        tracing::debug!(error = %e, "refusing a server request failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn session_headers(req: &mut Request, session: &Session) {
+    let h = req.headers_mut();
+    h.insert(HEADER_PROTOCOL_VERSION, session.version.clone());
+    if let Some(sid) = &session.session_id {
+        h.insert(HEADER_SESSION_ID, sid.clone());
+    }
 }
 
 impl HttpTransport {
@@ -146,14 +196,15 @@ impl HttpTransport {
         &self,
         method: &str,
         params: Option<&RawValue>,
-    ) -> Result<UpstreamResponse, UpstreamError> {
+        limits: CallLimits,
+    ) -> Result<Answer, UpstreamError> {
         let session = self.session().await?;
-        match self.send(&session, method, params).await? {
+        match self.send(&session, method, params, limits).await? {
             Sent::Done(r) => Ok(r),
             Sent::SessionExpired => {
                 tracing::info!(server = %self.cfg.name, "upstream session expired, initializing again");
                 let fresh = self.reconnect(&session).await?;
-                match self.send(&fresh, method, params).await? {
+                match self.send(&fresh, method, params, limits).await? {
                     Sent::Done(r) => Ok(r),
                     Sent::SessionExpired => Err(self.cfg.http_status(404)),
                 }
@@ -246,7 +297,7 @@ impl HttpTransport {
         if status == 401 || status == 403 {
             return Err(self.cfg.http_status(status));
         }
-        match reply::read(resp, id, &self.cfg.name).await {
+        match reply::read_all(resp, id, &self.cfg, CallLimits::default()).await {
             Ok(Reply {
                 response:
                     UpstreamResponse {
@@ -268,7 +319,7 @@ impl HttpTransport {
         let body = rpc::encode(Some(id), "initialize", Some(handshake::INITIALIZE_PARAMS));
         let resp = self.send_raw(self.post(body)).await?;
         let session_id = resp.headers().get(HEADER_SESSION_ID).cloned();
-        let reply = reply::read(resp, id, &self.cfg.name).await?;
+        let reply = reply::read_all(resp, id, &self.cfg, CallLimits::default()).await?;
         let info = handshake::read_initialize(&self.cfg, reply.response.outcome)?;
         let version = HeaderValue::from_str(&info.protocol_version).map_err(|_| {
             self.cfg
@@ -291,9 +342,10 @@ impl HttpTransport {
 
     async fn send(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         method: &str,
         params: Option<&RawValue>,
+        limits: CallLimits,
     ) -> Result<Sent, UpstreamError> {
         let id = self.ids.next();
         let req = if session.modern {
@@ -333,16 +385,33 @@ impl HttpTransport {
         if resp.status() == http::StatusCode::NOT_FOUND && session.session_id.is_some() {
             return Ok(Sent::SessionExpired);
         }
-        let reply = reply::read(resp, id, &self.cfg.name).await?;
+        let (answer, server_requests) = match reply::read(resp, id, &self.cfg, limits).await? {
+            Read::Done(reply) => (Answer::Done(reply.response), reply.server_requests),
+            Read::Streaming {
+                first,
+                server_requests,
+                rest,
+            } => (
+                Answer::Streaming(Box::new(Streaming {
+                    first: Some(first),
+                    rest,
+                    client: self.client.clone(),
+                    uri: self.uri.clone(),
+                    base: self.base.clone(),
+                    session: Arc::clone(session),
+                })),
+                server_requests,
+            ),
+        };
         // Server-to-client requests (handshake era only): refuse each, on the same session,
         // so the server is not left waiting. Their answers carry nothing we need.
-        for answer in reply.server_requests {
+        for answer in server_requests {
             let post = self.with_session(self.post(answer), session);
             if let Err(e) = self.client.send(post).await {
                 tracing::debug!(server = %self.cfg.name, error = %e, "refusing a server request failed");
             }
         }
-        Ok(Sent::Done(reply.response))
+        Ok(Sent::Done(answer))
     }
 
     fn post(&self, body: Vec<u8>) -> Request {
@@ -350,11 +419,7 @@ impl HttpTransport {
     }
 
     fn with_session(&self, mut req: Request, session: &Session) -> Request {
-        let h = req.headers_mut();
-        h.insert(HEADER_PROTOCOL_VERSION, session.version.clone());
-        if let Some(sid) = &session.session_id {
-            h.insert(HEADER_SESSION_ID, sid.clone());
-        }
+        session_headers(&mut req, session);
         req
     }
 

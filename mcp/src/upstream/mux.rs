@@ -11,15 +11,37 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
+use super::budget::{Budget, CallLimits};
 use super::rpc::{self, Incoming};
-use super::UpstreamResponse;
+use super::{UpstreamConfig, UpstreamError, UpstreamResponse};
 
-/// What a waiter gets: the response, or why the connection went away.
-pub(crate) type Reply = Result<UpstreamResponse, String>;
+/// What a waiter gets: the response, or why there is none.
+pub(crate) type Reply = Result<UpstreamResponse, Failed>;
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// The connection went away (the reason).
+    Closed(String),
+    /// The call crossed its [`CallLimits`] (which one).
+    Limit(String),
+}
+
+impl Failed {
+    pub(crate) fn into_error(self, cfg: &UpstreamConfig) -> UpstreamError {
+        match self {
+            Failed::Closed(reason) => cfg.unreachable(reason),
+            Failed::Limit(reason) => UpstreamError::CallLimit {
+                server: cfg.name.clone(),
+                reason,
+            },
+        }
+    }
+}
 
 struct Waiter {
     tx: oneshot::Sender<Reply>,
     notes: Vec<Box<RawValue>>,
+    budget: Budget,
     token: Option<String>,
 }
 
@@ -61,6 +83,7 @@ impl Mux {
         self: &Arc<Self>,
         id: u64,
         token: Option<String>,
+        limits: CallLimits,
     ) -> Result<Ticket, String> {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.lock();
@@ -75,6 +98,7 @@ impl Mux {
             Waiter {
                 tx,
                 notes: Vec::new(),
+                budget: Budget::new(limits),
                 token,
             },
         );
@@ -101,7 +125,7 @@ impl Mux {
             std::mem::take(&mut inner.waiters)
         };
         for (_, w) in waiters {
-            let _ = w.tx.send(Err(reason.clone()));
+            let _ = w.tx.send(Err(Failed::Closed(reason.clone())));
         }
     }
 
@@ -144,7 +168,19 @@ impl Mux {
                         let mut inner = self.lock();
                         if let Some(id) = inner.tokens.get(&token).copied() {
                             if let Some(w) = inner.waiters.get_mut(&id) {
-                                w.notes.push(raw);
+                                match w.budget.take(raw.get().len(), true) {
+                                    Ok(()) if w.budget.keeps() => w.notes.push(raw),
+                                    Ok(()) => {}
+                                    // Over the limit: the caller fails now, and what it
+                                    // collected is freed.
+                                    Err(reason) => {
+                                        inner.tokens.remove(&token);
+                                        if let Some(w) = inner.waiters.remove(&id) {
+                                            drop(inner);
+                                            let _ = w.tx.send(Err(Failed::Limit(reason)));
+                                        }
+                                    }
+                                }
                                 return Action::None;
                             }
                         }
@@ -176,7 +212,7 @@ impl Ticket {
     pub(crate) async fn wait(&mut self) -> Reply {
         match (&mut self.rx).await {
             Ok(r) => r,
-            Err(_) => Err("connection closed".to_owned()),
+            Err(_) => Err(Failed::Closed("connection closed".to_owned())),
         }
     }
 }

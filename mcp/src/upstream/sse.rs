@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::budget::CallLimits;
 use super::event_stream::ResponseEvents;
 use super::handshake::{self, ConnInfo};
 use super::http::{build_client, credential_headers, parse_url, require_success};
@@ -78,12 +79,14 @@ impl SseTransport {
         &self,
         method: &str,
         params: Option<&RawValue>,
+        limits: CallLimits,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let conn = self.conn().await?;
         // Legacy SSE is handshake era only: drop a 2026-07-28 client's envelope.
         let stripped = super::modern::without_envelope(params);
         let params = stripped.as_deref().or(params);
-        self.call(&conn.post_url, &conn.mux, method, params).await
+        self.call(&conn.post_url, &conn.mux, method, params, limits)
+            .await
     }
 
     pub(crate) fn shutdown(&self) {
@@ -171,7 +174,13 @@ impl SseTransport {
     async fn initialize(&self, o: &Opening) -> Result<ConnInfo, UpstreamError> {
         let params = handshake::initialize_params(&self.cfg)?;
         let resp = self
-            .call(&o.post_url, &o.mux, "initialize", Some(&params))
+            .call(
+                &o.post_url,
+                &o.mux,
+                "initialize",
+                Some(&params),
+                CallLimits::default(),
+            )
             .await?;
         let info = handshake::read_initialize(&self.cfg, resp.outcome)?;
         self.post(
@@ -188,17 +197,18 @@ impl SseTransport {
         mux: &Arc<Mux>,
         method: &str,
         params: Option<&RawValue>,
+        limits: CallLimits,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let id = self.ids.next();
         let mut ticket = mux
-            .register(id, rpc::request_progress_token(params))
+            .register(id, rpc::request_progress_token(params), limits)
             .map_err(|r| self.cfg.unreachable(r))?;
         self.post(
             post_url,
             rpc::encode(Some(id), method, params.map(RawValue::get)),
         )
         .await?;
-        ticket.wait().await.map_err(|r| self.cfg.unreachable(r))
+        ticket.wait().await.map_err(|f| f.into_error(&self.cfg))
     }
 
     async fn post(&self, url: &reqwest::Url, body: Vec<u8>) -> Result<(), UpstreamError> {

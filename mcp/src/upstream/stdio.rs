@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::budget::CallLimits;
 use super::handshake::{self, ConnInfo};
 use super::mux::{Action, Mux};
 use super::rpc::{self, IdGen};
@@ -92,12 +93,14 @@ impl StdioTransport {
         &self,
         method: &str,
         params: Option<&RawValue>,
+        limits: CallLimits,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let child = self.child().await?;
         // stdio children are spoken to in the handshake era: drop a 2026-07-28 envelope.
         let stripped = super::modern::without_envelope(params);
         let params = stripped.as_deref().or(params);
-        self.call(&child.mux, &child.stdin, method, params).await
+        self.call(&child.mux, &child.stdin, method, params, limits)
+            .await
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -225,7 +228,13 @@ impl StdioTransport {
     async fn initialize(&self, s: &Started) -> Result<ConnInfo, UpstreamError> {
         let params = handshake::initialize_params(&self.cfg)?;
         let resp = self
-            .call(&s.mux, &s.stdin, "initialize", Some(&params))
+            .call(
+                &s.mux,
+                &s.stdin,
+                "initialize",
+                Some(&params),
+                CallLimits::default(),
+            )
             .await?;
         let info = handshake::read_initialize(&self.cfg, resp.outcome)?;
         s.stdin
@@ -241,16 +250,17 @@ impl StdioTransport {
         stdin: &mpsc::Sender<Vec<u8>>,
         method: &str,
         params: Option<&RawValue>,
+        limits: CallLimits,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let id = self.ids.next();
         let mut ticket = mux
-            .register(id, rpc::request_progress_token(params))
+            .register(id, rpc::request_progress_token(params), limits)
             .map_err(|r| self.cfg.unreachable(r))?;
         stdin
             .send(rpc::encode(Some(id), method, params.map(RawValue::get)))
             .await
             .map_err(|_| self.cfg.unreachable("process stdin closed".into()))?;
-        ticket.wait().await.map_err(|r| self.cfg.unreachable(r))
+        ticket.wait().await.map_err(|f| f.into_error(&self.cfg))
     }
 }
 

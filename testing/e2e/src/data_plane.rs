@@ -70,6 +70,11 @@ impl DataPlane {
         self.root.path()
     }
 
+    /// The process id while it runs (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::pid)
+    }
+
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for name in ["data-plane.stdout.log", "data-plane.stderr.log"] {

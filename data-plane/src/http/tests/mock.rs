@@ -58,10 +58,15 @@ async fn handle(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) 
             Some("echo") => reply(ECHO_RESULT),
             Some("progress") => {
                 let token = msg["params"]["_meta"]["progressToken"].clone();
-                let note = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":token,"progress":1}});
-                let body = format!(
-                    "event: message\ndata: {note}\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[]}}}}\n\n"
-                );
+                let steps = msg["params"]["arguments"]["steps"].as_u64().unwrap_or(1);
+                let mut body = String::new();
+                for step in 1..=steps {
+                    let note = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":token,"progress":step}});
+                    body.push_str(&format!("event: message\ndata: {note}\n\n"));
+                }
+                body.push_str(&format!(
+                    "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[]}}}}\n\n"
+                ));
                 ([("content-type", "text/event-stream")], body).into_response()
             }
             Some("input") => reply(

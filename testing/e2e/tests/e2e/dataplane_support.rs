@@ -280,12 +280,17 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(allow: &str) -> Self {
+        Self::start_with(allow, &[])
+    }
+
+    /// Same, with extra data-plane flags.
+    pub fn start_with(allow: &str, dp_args: &[&str]) -> Self {
         let (cp, admin) = crate::common::enterprise();
         let upstream = canopy_e2e::FixtureServer::http();
         admin.ok(&["register", "--name", "rmcp", "--url", &upstream.url()]);
         let created = admin.json(&["create", "mcp-client", "agent", "--allow", allow]);
         let token = crate::common::access_token(&created);
-        let dp = canopy_e2e::DataPlane::start(&cp);
+        let dp = canopy_e2e::DataPlane::start_with(&cp, dp_args);
         assert!(
             dp.wait_ready(SYNC_DEADLINE),
             "data plane never became ready; logs:\n{}",

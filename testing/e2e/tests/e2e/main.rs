@@ -10,6 +10,7 @@ mod conformance;
 mod dataplane_clients;
 mod dataplane_fleet;
 mod dataplane_http;
+mod dataplane_limits;
 mod deploy_local;
 mod durability;
 mod enterprise_errors;
