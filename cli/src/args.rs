@@ -269,6 +269,11 @@ pub struct CreateClientArgs {
     /// Read the client's definition from a JSON file instead of flags.
     #[arg(short = 'c', long, value_name = "FILE")]
     pub conf: Option<PathBuf>,
+
+    /// Store allow-list entries that name no registered server or tool (e.g. a server you
+    /// register later) instead of refusing them.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -343,21 +348,32 @@ pub enum UpdateCommand {
     /// Rotate an MCP client's token, replace its allow list or change its description.
     #[command(after_help = "\
 Examples:
-  canopy update mcp-client claude-desktop --access-token \"$NEW_TOKEN\" --grace 10m
+  canopy update mcp-client claude-desktop --new-token --grace 10m
+  canopy update mcp-client claude-desktop --access-token \"$NEW_TOKEN\"
   canopy update mcp-client claude-desktop --allow \"github, jira__search\"
   canopy update mcp-client claude-desktop --allow \"\"      # no access at all
 
+A generated token (--new-token) is printed once (JSON: access_token) and never shown again.
 A token or allow-list change returns once every connected data plane applied it
 (or --wait ran out: exit code 3).")]
     McpClient(UpdateClientArgs),
 
-    /// Rotate a user's token.
-    #[command(after_help = "Example:\n  canopy update user alice --access-token \"$NEW_TOKEN\"")]
+    /// Rotate a user's token or change their role.
+    #[command(after_help = "\
+Examples:
+  canopy update user alice --new-token
+  canopy update user alice --access-token \"$NEW_TOKEN\" --grace 10m
+  canopy update user bob --role admin
+
+A generated token (--new-token) is printed once (JSON: access_token) with the
+`canopy login` line to give the user. A token change returns once every connected data
+plane applied it (or --wait ran out: exit code 3). The last admin cannot be made a user.")]
     User(UpdateUserArgs),
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "allow", "description"])))]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "new_token", "allow", "description"])))]
+#[command(group(ArgGroup::new("token").args(["access_token", "new_token"])))]
 pub struct UpdateClientArgs {
     /// The client's name.
     pub name: String,
@@ -365,6 +381,10 @@ pub struct UpdateClientArgs {
     /// New token (at least 16 characters, no whitespace); the old one stops working.
     #[arg(long, value_name = "TOKEN")]
     pub access_token: Option<String>,
+
+    /// Generate a new token and print it once; the old one stops working (see --grace).
+    #[arg(long)]
+    pub new_token: bool,
 
     /// New allow list, replacing the old one (same syntax as `create`; "" = no access).
     #[arg(long, value_name = "LIST")]
@@ -375,24 +395,39 @@ pub struct UpdateClientArgs {
     pub description: Option<String>,
 
     /// Keep the old token valid this long after a token change (e.g. 10m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "access_token")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "token")]
     pub grace: Option<Duration>,
+
+    /// Store allow-list entries that name no registered server or tool (e.g. a server you
+    /// register later) instead of refusing them.
+    #[arg(long, requires = "allow")]
+    pub force: bool,
 
     #[command(flatten)]
     pub wait: WaitArg,
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "new_token", "role"])))]
+#[command(group(ArgGroup::new("token").args(["access_token", "new_token"])))]
 pub struct UpdateUserArgs {
     /// The user's name.
     pub name: String,
 
     /// New token (at least 16 characters, no whitespace); the old one stops working.
-    #[arg(long, value_name = "TOKEN", required = true)]
-    pub access_token: String,
+    #[arg(long, value_name = "TOKEN")]
+    pub access_token: Option<String>,
+
+    /// Generate a new token and print it once; the old one stops working (see --grace).
+    #[arg(long)]
+    pub new_token: bool,
+
+    /// New role: `user` may list and invoke; `admin` may do everything.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
 
     /// Keep the old token valid this long (e.g. 10m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "token")]
     pub grace: Option<Duration>,
 
     #[command(flatten)]

@@ -8,6 +8,7 @@
 //! Tokens: plaintexts exist only in requests and in the one response that creates them;
 //! they are hashed at once and never logged or echoed in errors.
 
+mod allow_refs;
 mod auth;
 mod clients;
 mod convert;
@@ -133,7 +134,7 @@ impl Admin for AdminService {
         reply(self.user_list(r))
     }
     async fn update_user(&self, r: Request<pb::UpdateUserRequest>) -> Reply<pb::MutationResult> {
-        reply(self.rotate_user_token(r).await)
+        reply(self.change_user(r).await)
     }
     async fn delete_user(&self, r: Request<pb::DeleteUserRequest>) -> Reply<pb::MutationResult> {
         reply(self.remove_user(r).await)

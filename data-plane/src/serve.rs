@@ -3,8 +3,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::Notify;
 
 use crate::app::{DataPlane, HttpSettings, DEFAULT_MAX_BODY_BYTES};
 use crate::cache;
@@ -12,6 +14,8 @@ use crate::sync::{self, SyncConfig};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `on_ready` checks readiness while starting.
+const READY_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub struct DataPlaneConfig {
@@ -29,6 +33,9 @@ pub struct DataPlaneConfig {
     pub max_body_bytes: usize,
     /// Exact Origin values allowed in addition to absent and loopback origins.
     pub allowed_origins: Vec<String>,
+    /// Notified once, when the first full state is applied (what `/readyz` reports):
+    /// `canopy start` says "started" only then.
+    pub on_ready: Option<Arc<Notify>>,
 }
 
 impl DataPlaneConfig {
@@ -47,6 +54,7 @@ impl DataPlaneConfig {
             max_staleness: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: Vec::new(),
+            on_ready: None,
         }
     }
 }
@@ -63,6 +71,7 @@ impl std::fmt::Debug for DataPlaneConfig {
             .field("max_staleness", &self.max_staleness)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("allowed_origins", &self.allowed_origins)
+            .field("on_ready", &self.on_ready.is_some())
             .finish()
     }
 }
@@ -131,6 +140,17 @@ pub async fn serve(
         address: config.listen.unwrap_or(local).to_string(),
     };
     let sync_task = tokio::spawn(sync::run(dp.clone(), sync_cfg));
+    let ready_task = config.on_ready.clone().map(|notify| {
+        let dp = dp.clone();
+        tokio::spawn(async move {
+            // Only while starting up, so a short poll costs nothing worth a hook in the
+            // state's apply path.
+            while !dp.state.status.ready() {
+                tokio::time::sleep(READY_POLL).await;
+            }
+            notify.notify_one();
+        })
+    });
     let cache_task = config
         .cache_file
         .clone()
@@ -166,6 +186,9 @@ pub async fn serve(
         }
     };
     sync_task.abort();
+    if let Some(t) = ready_task {
+        t.abort();
+    }
     if let Some(t) = cache_task {
         t.abort();
     }

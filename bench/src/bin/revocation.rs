@@ -154,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
                 description: String::new(),
                 allowed_servers: vec![fixture::SERVER.into()],
                 access_token: token.clone(),
+                ..Default::default()
             }))
             .await?;
         let t = Instant::now();

@@ -5,10 +5,12 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{CreateUserArgs, DeleteArgs, UpdateUserArgs, DEFAULT_REGISTRY};
-use crate::commands::{grace_ms, send_mutation, wait_options, Ctx};
+use crate::commands::{
+    finish_mutation, grace_ms, send_mutation, wait_options, waiting_deadline, Ctx, Outcome,
+};
 use crate::conf_file;
 use crate::error::CliError;
-use crate::output::role_name;
+use crate::output::{role_name, table};
 
 /// `create user` JSON (SPEC §2); `list users` uses the same without the token.
 #[derive(Debug, Serialize)]
@@ -90,34 +92,67 @@ pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
             access_token: None,
         })
         .collect();
-    ctx.emit(&users, || {
-        if users.is_empty() {
-            return "No users.".to_owned();
-        }
-        users
-            .iter()
-            .map(|u| {
-                if u.role == "admin" {
-                    format!("{} [ADMIN]", u.name)
-                } else {
-                    u.name.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+    ctx.emit(&users, || users_table(&users))
+}
+
+/// NAME and ROLE, admins marked `[ADMIN]` as the reference page shows them.
+fn users_table(users: &[UserJson]) -> String {
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            let role = if u.role == "admin" {
+                "admin [ADMIN]".to_owned()
+            } else {
+                u.role.to_owned()
+            };
+            vec![u.name.clone(), role]
+        })
+        .collect();
+    table(&["NAME", "ROLE"], &rows, "No users.")
 }
 
 pub async fn update(ctx: &Ctx, args: UpdateUserArgs) -> Result<(), CliError> {
-    token::validate_custom(&args.access_token)?;
+    if let Some(t) = &args.access_token {
+        token::validate_custom(t)?;
+    }
+    let token_change = args.access_token.is_some() || args.new_token;
+    if !token_change && args.role.is_none() {
+        // clap's argument group already demands one; kept for callers that bypass clap.
+        return Err(CliError::usage(
+            "give at least one of --access-token, --new-token, --role",
+        ));
+    }
     let req = pb::UpdateUserRequest {
         name: args.name.clone(),
-        access_token: args.access_token,
+        access_token: args.access_token.unwrap_or_default(),
         grace_ms: grace_ms(args.grace),
         wait: wait_options(args.wait.wait),
+        new_token: args.new_token,
+        role: req_role(args.role),
     };
     let mut a = ctx.admin()?;
-    let call = a.rpc.update_user(req);
+    let result =
+        a.at.call_within(waiting_deadline(args.wait.wait), a.rpc.update_user(req))
+            .await?;
+    let role_text = args
+        .role
+        .map(|r| format!("role: {}", role_name(r.to_proto() as i32)));
+    if !token_change {
+        // Data planes hold no roles: a plain write, nothing to wait for.
+        let json = RoleJson {
+            name: args.name.clone(),
+            role: role_name(req_role(args.role)),
+            revision: result.revision,
+        };
+        return ctx.emit(&json, || {
+            format!(
+                "User '{}' updated ({}) at revision {}.",
+                json.name,
+                role_text.unwrap_or_default(),
+                json.revision
+            )
+        });
+    }
     let grace = match args.grace {
         Some(g) if !g.is_zero() => format!(
             "; the old one keeps working for {}",
@@ -125,8 +160,31 @@ pub async fn update(ctx: &Ctx, args: UpdateUserArgs) -> Result<(), CliError> {
         ),
         _ => "; the old one no longer works".to_owned(),
     };
-    let headline = format!("User '{}' has a new access token{grace}.", args.name);
-    send_mutation(ctx, &a.at, args.wait.wait, call, &headline).await
+    let also = role_text.map(|r| format!(" ({r})")).unwrap_or_default();
+    let mut outcome = Outcome::new(
+        format!("User '{}' has a new access token{grace}{also}.", args.name),
+        format!("The new access token of user '{}'{also}", args.name),
+    );
+    if !result.access_token.is_empty() {
+        outcome.extra = Some(format!(
+            "The access token is shown only this once. The user should now run the following \
+             command to log in:\n\n    canopy login {}\n",
+            result.access_token
+        ));
+    }
+    finish_mutation(ctx, &outcome, &result, args.wait.wait)
+}
+
+fn req_role(role: Option<crate::args::Role>) -> i32 {
+    role.map_or(0, |r| r.to_proto() as i32)
+}
+
+/// `update user NAME --role R` JSON: a plain write, no data-plane report.
+#[derive(Debug, Serialize)]
+struct RoleJson {
+    name: String,
+    role: &'static str,
+    revision: u64,
 }
 
 pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
@@ -135,18 +193,14 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!(
-        "User '{}' deleted; their access token no longer works.",
-        args.name
+    let outcome = Outcome::new(
+        format!(
+            "User '{}' deleted; their access token no longer works.",
+            args.name
+        ),
+        format!("The deletion of user '{}'", args.name),
     );
-    send_mutation(
-        ctx,
-        &a.at,
-        args.wait.wait,
-        a.rpc.delete_user(req),
-        &headline,
-    )
-    .await
+    send_mutation(ctx, &a.at, args.wait.wait, a.rpc.delete_user(req), &outcome).await
 }
 
 #[cfg(test)]
@@ -170,6 +224,27 @@ mod tests {
             serde_json::to_value(&u).unwrap(),
             serde_json::json!({"name": "alice", "role": "user", "access_token": "canopy_usr_abc"})
         );
+    }
+
+    #[test]
+    fn users_table_has_a_header_and_marks_admins() {
+        let users = [
+            UserJson {
+                name: "admin".into(),
+                role: "admin",
+                access_token: None,
+            },
+            UserJson {
+                name: "alice".into(),
+                role: "user",
+                access_token: None,
+            },
+        ];
+        assert_eq!(
+            users_table(&users),
+            "NAME   ROLE\nadmin  admin [ADMIN]\nalice  user\n"
+        );
+        assert_eq!(users_table(&[]), "No users.");
     }
 
     #[test]

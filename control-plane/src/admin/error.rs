@@ -36,6 +36,14 @@ pub enum AdminError {
         server: String,
         source: UpstreamError,
     },
+    /// As `Upstream`, with what the admin probably meant.
+    #[error("{action} server '{server}' failed: {source} ({hint})")]
+    UpstreamHint {
+        action: &'static str,
+        server: String,
+        source: Box<UpstreamError>,
+        hint: &'static str,
+    },
     #[error("server '{server}' answered the tool call with error {code}: {message}")]
     ToolCall {
         server: String,
@@ -55,17 +63,8 @@ impl AdminError {
             AdminError::InvalidArgument(_) => Code::InvalidArgument,
             AdminError::NotFound { .. } => Code::NotFound,
             AdminError::Store(e) => store_code(e),
-            AdminError::Upstream { source, .. } => match source {
-                UpstreamError::Unreachable { .. } => Code::Unavailable,
-                UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
-                UpstreamError::Protocol { .. }
-                | UpstreamError::HttpStatus { .. }
-                | UpstreamError::Spawn { .. }
-                | UpstreamError::Rpc { .. } => Code::FailedPrecondition,
-                UpstreamError::Config { .. } | UpstreamError::InvalidParams { .. } => {
-                    Code::InvalidArgument
-                }
-            },
+            AdminError::Upstream { source, .. } => upstream_code(source),
+            AdminError::UpstreamHint { source, .. } => upstream_code(source),
             AdminError::ToolCall { code, .. }
                 if *code == canopy_mcp::jsonrpc::code::INVALID_PARAMS =>
             {
@@ -73,6 +72,18 @@ impl AdminError {
             }
             AdminError::ToolCall { .. } => Code::FailedPrecondition,
         }
+    }
+}
+
+fn upstream_code(e: &UpstreamError) -> Code {
+    match e {
+        UpstreamError::Unreachable { .. } => Code::Unavailable,
+        UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
+        UpstreamError::Protocol { .. }
+        | UpstreamError::HttpStatus { .. }
+        | UpstreamError::Spawn { .. }
+        | UpstreamError::Rpc { .. } => Code::FailedPrecondition,
+        UpstreamError::Config { .. } | UpstreamError::InvalidParams { .. } => Code::InvalidArgument,
     }
 }
 

@@ -106,32 +106,70 @@ impl AdminService {
         Ok(pb::ListUsersResponse { users })
     }
 
-    pub(super) async fn rotate_user_token(
+    /// A new token (custom or generated) and/or a new role. A token change is acknowledged
+    /// like a revocation; a role change alone is a plain write, since data planes hold no roles.
+    pub(super) async fn change_user(
         &self,
         req: Request<pb::UpdateUserRequest>,
     ) -> Result<pb::MutationResult, AdminError> {
         self.authorize(req.metadata(), Need::IdentityAdmin)?;
         let req = req.into_inner();
-        if req.access_token.is_empty() {
-            return Err(AdminError::InvalidArgument(
-                "update user needs a new access token".into(),
-            ));
-        }
-        canopy_core::token::validate_custom(&req.access_token)
-            .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
-        let token = self.store.hasher().hash(&req.access_token);
-        let mutation = Mutation::UpdateUserToken {
+        let role = match req.role {
+            0 => None,
+            raw => Some(role_from_pb(raw)?),
+        };
+        let (token, generated) = match (req.access_token.is_empty(), req.new_token) {
+            (false, true) => {
+                return Err(AdminError::InvalidArgument(
+                    "give either a new access token or new_token, not both".into(),
+                ))
+            }
+            (false, false) => {
+                canopy_core::token::validate_custom(&req.access_token)
+                    .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
+                (Some(self.store.hasher().hash(&req.access_token)), None)
+            }
+            (true, true) => {
+                let t = TokenKind::User.generate();
+                (Some(self.store.hasher().hash(&t)), Some(t))
+            }
+            (true, false) if role.is_some() => (None, None),
+            (true, false) => {
+                return Err(AdminError::InvalidArgument(
+                    "update user needs a new access token or a role".into(),
+                ))
+            }
+        };
+        let token_changed = token.is_some();
+        let mutation = Mutation::UpdateUser {
             name: req.name.clone(),
             token,
             grace_ms: req.grace_ms,
+            role,
         };
         let revision = self.store.apply(mutation).await?;
-        tracing::info!(revision, user = %req.name, grace_ms = req.grace_ms, "user token rotated");
+        tracing::info!(
+            revision,
+            user = %req.name,
+            token_changed,
+            role = role.map(|r| r.as_str()),
+            grace_ms = req.grace_ms,
+            "user updated"
+        );
+        if !token_changed {
+            return Ok(pb::MutationResult {
+                revision,
+                ..Default::default()
+            });
+        }
         let report = self
             .fleet
             .wait_for(revision, wait_duration(req.wait.as_ref()))
             .await;
-        Ok(mutation_result(report))
+        Ok(pb::MutationResult {
+            access_token: generated.unwrap_or_default(),
+            ..mutation_result(report)
+        })
     }
 
     pub(super) async fn remove_user(

@@ -28,11 +28,13 @@ pub enum Mutation {
         role: Role,
         token: TokenHash,
     },
-    /// Replace the user's token; the old one stays valid for `grace_ms` (0 = revoke now).
-    UpdateUserToken {
+    /// Replace the user's token (the old one stays valid for `grace_ms`, 0 = revoke now)
+    /// and/or change their role (the last admin cannot lose it).
+    UpdateUser {
         name: String,
-        token: TokenHash,
+        token: Option<TokenHash>,
         grace_ms: u64,
+        role: Option<Role>,
     },
     DeleteUser {
         name: String,
@@ -153,14 +155,28 @@ impl Tx<'_> {
                 self.create_user(name, Role::Admin, *token)
             }
             Mutation::CreateUser { name, role, token } => self.create_user(name, *role, *token),
-            Mutation::UpdateUserToken {
+            Mutation::UpdateUser {
                 name,
                 token,
                 grace_ms,
+                role,
             } => {
                 let mut user: UserRecord = self.get(self.users, "user", name)?;
-                let principal = Principal::User(name.clone());
-                user.tokens = self.rotate(&principal, &user.tokens, *token, *grace_ms)?;
+                if let Some(token) = token {
+                    let principal = Principal::User(name.clone());
+                    user.tokens = self.rotate(&principal, &user.tokens, *token, *grace_ms)?;
+                }
+                if let Some(role) = role.filter(|r| *r != user.role) {
+                    let mut admins = self.admins()?;
+                    admins.retain(|a| a != name);
+                    if role == Role::Admin {
+                        admins.push(name.clone());
+                    } else if admins.is_empty() {
+                        return abort(StoreError::LastAdmin(name.clone()));
+                    }
+                    self.set_admins(&admins)?;
+                    user.role = role;
+                }
                 self.put(self.users, name, &user)?;
                 Ok(Change::UserUpserted {
                     name: user.name,

@@ -16,7 +16,7 @@ use super::checks;
 use super::envelope::{Envelope, Message, Params};
 use super::modern;
 use super::reply::{self, Failure};
-use super::stamp::write_stamped;
+use super::stamp::{write_identified, write_stamped};
 use crate::app::DataPlane;
 use crate::json;
 use crate::metrics::MethodLabel;
@@ -338,7 +338,8 @@ fn whole_server_allowed(ctx: &Ctx<'_>, server: &Server) -> bool {
 }
 
 /// Sends one request to `server` and relays its answer: the result byte for byte (stamped for
-/// 2026-07-28 clients), or the upstream's JSON-RPC error.
+/// 2026-07-28 clients; an upstream's serverInfo replaced by ours for the others, see
+/// `stamp`), or the upstream's JSON-RPC error.
 async fn relay(
     dp: &DataPlane,
     ctx: &Ctx<'_>,
@@ -362,7 +363,7 @@ async fn relay(
             if ctx.modern() {
                 write_stamped(&mut out, result.get(), &dp.wire.server_info_member);
             } else {
-                out.extend_from_slice(result.get().as_bytes());
+                write_identified(&mut out, result.get(), &dp.wire.server_info_member);
             }
             out.push(b'}');
         }
