@@ -181,28 +181,28 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
         (None, Ok(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
         _ => None,
     };
-    let data_plane_token = std::env::var("CANOPY_DATA_PLANE_TOKEN")
+    let env_token = std::env::var("CANOPY_DATA_PLANE_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let data_plane_token = canopy_control_plane::data_plane_token::resolve(
-        &args.data_dir,
-        data_plane_token.as_deref(),
-    )
-    .map_err(|e| CliError::Other(e.to_string()))?;
 
     let mut cp_config = canopy_control_plane::ControlPlaneConfig::new(&args.data_dir);
     cp_config.listen = args.grpc_listen;
     cp_config.enterprise = args.enterprise;
     cp_config.init_token = init_token;
-    cp_config.data_plane_token = Some(data_plane_token.clone());
+    cp_config.data_plane_token = env_token.clone();
     cp_config.refresh_interval = nonzero(args.refresh_interval);
     cp_config.changelog_max_age = nonzero(args.changelog_max_age);
     cp_config.tls = tls.as_ref().map(|t| t.files.clone());
     // The store opens first: a data dir of the other mode fails here, before anything
-    // binds or claims to have started.
+    // binds, writes the data-plane token or claims to have started.
     let opened = canopy_control_plane::open(cp_config)
         .await
         .map_err(|e| CliError::Other(format!("control plane: {e}")))?;
+    // The same token the control plane resolves when it starts serving (the env's, else
+    // the data dir's file).
+    let data_plane_token =
+        canopy_control_plane::data_plane_token::resolve(&args.data_dir, env_token.as_deref())
+            .map_err(|e| CliError::Other(e.to_string()))?;
 
     let grpc = bind(args.grpc_listen, "the control plane").await?;
     let http = bind(args.http_listen, "the data plane").await?;
