@@ -18,6 +18,7 @@ mod faults;
 mod faults_fleet;
 mod faults_outage;
 mod faults_upstream;
+mod first_hour;
 mod fixtures;
 mod interop_upstreams;
 mod modes;
