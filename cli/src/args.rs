@@ -222,6 +222,7 @@ pub enum CreateCommand {
 Examples:
   canopy create mcp-client claude-desktop --allow \"github, jira\"
   canopy create mcp-client ci-bot --allow \"github__search_code\" --description \"CI reviewer\"
+  canopy create mcp-client later-bot --allow \"jira\" --force   # jira is registered later
   canopy create mcp-client --conf ./claude-client.json
 
 Client file (JSON; unknown fields are rejected; exactly one token source):
@@ -230,7 +231,8 @@ Client file (JSON; unknown fields are rejected; exactly one token source):
   Token sources: \"access_token\": \"...\", \"access_token_ref\": {\"env\": \"VAR\"} or
   \"access_token_ref\": {\"file\": \"/run/secrets/token\"} (relative to the file's directory).
 
-A generated token is printed once and never shown again.")]
+Every allow-list entry must name a registered server or tool (or be *); a misspelled one is
+refused with what exists, unless --force. A generated token is printed once and never shown again.")]
     McpClient(CreateClientArgs),
 
     /// Create a user who can use the CLI (role user: read and invoke; admin: everything).
