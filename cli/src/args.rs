@@ -301,6 +301,7 @@ pub enum CreateCommand {
 Examples:
   canopy create mcp-client claude-desktop --allow \"github, jira\"
   canopy create mcp-client ci-bot --allow \"github__search_code\" --description \"CI reviewer\"
+  canopy create mcp-client later-bot --allow \"jira\" --force   # jira is registered later
   canopy create mcp-client --conf ./claude-client.json
 
 Client file (JSON; unknown fields are rejected; exactly one token source):
@@ -309,7 +310,8 @@ Client file (JSON; unknown fields are rejected; exactly one token source):
   Token sources: \"access_token\": \"...\", \"access_token_ref\": {\"env\": \"VAR\"} or
   \"access_token_ref\": {\"file\": \"/run/secrets/token\"} (relative to the file's directory).
 
-A generated token is printed once and never shown again.")]
+Every allow-list entry must name a registered server or tool (or be *); a misspelled one is
+refused with what exists, unless --force. A generated token is printed once and never shown again.")]
     McpClient(CreateClientArgs),
 
     /// Create a user who can use the CLI (role user: read and invoke within an allow list;
@@ -392,6 +394,11 @@ pub struct CreateClientArgs {
     /// Read the client's definition from a JSON file instead of flags.
     #[arg(short = 'c', long, value_name = "FILE")]
     pub conf: Option<PathBuf>,
+
+    /// Store allow-list entries that name no registered server or tool (e.g. a server you
+    /// register later) instead of refusing them.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -481,22 +488,29 @@ pub enum UpdateCommand {
     /// Rotate an MCP client's token, replace its allow list or change its description.
     #[command(after_help = "\
 Examples:
-  canopy update mcp-client claude-desktop --access-token \"$NEW_TOKEN\" --grace 10m
+  canopy update mcp-client claude-desktop --new-token --grace 10m
+  canopy update mcp-client claude-desktop --access-token \"$NEW_TOKEN\"
   canopy update mcp-client claude-desktop --allow \"github, jira__search\"
   canopy update mcp-client claude-desktop --allow \"\"      # no access at all
 
+A generated token (--new-token) is printed once (JSON: access_token) and never shown again.
 A token or allow-list change returns once every connected data plane applied it
 (or --wait ran out: exit code 3).")]
     McpClient(UpdateClientArgs),
 
-    /// Rotate a user's token or replace their allow list.
+    /// Rotate a user's token, replace their allow list or change their role.
     #[command(after_help = "\
 Examples:
-  canopy update user alice --access-token \"$NEW_TOKEN\"
+  canopy update user alice --new-token
+  canopy update user alice --access-token \"$NEW_TOKEN\" --grace 10m
   canopy update user alice --allow \"github, jira__search\"
   canopy update user alice --allow \"*\"     # every server again
+  canopy update user bob --role admin
 
-The new allow list applies to the user's next command. Admins are not restricted.")]
+A generated token (--new-token) is printed once (JSON: access_token) with the
+`canopy login` line to give the user. A token change returns once every connected data
+plane applied it (or --wait ran out: exit code 3). The new allow list applies to the
+user's next command; admins are not restricted. The last admin cannot be made a user.")]
     User(UpdateUserArgs),
 
     /// Change an identity provider; flags given replace the current values.
@@ -520,7 +534,8 @@ Returns once every connected data plane applied it (or --wait ran out: exit code
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "allow", "description"])))]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "new_token", "allow", "description"])))]
+#[command(group(ArgGroup::new("token").args(["access_token", "new_token"])))]
 pub struct UpdateClientArgs {
     /// The client's name.
     pub name: String,
@@ -528,6 +543,10 @@ pub struct UpdateClientArgs {
     /// New token (at least 16 characters, no whitespace); the old one stops working.
     #[arg(long, value_name = "TOKEN")]
     pub access_token: Option<String>,
+
+    /// Generate a new token and print it once; the old one stops working (see --grace).
+    #[arg(long)]
+    pub new_token: bool,
 
     /// New allow list, replacing the old one (same syntax as `create`; "" = no access).
     #[arg(long, value_name = "LIST")]
@@ -538,15 +557,21 @@ pub struct UpdateClientArgs {
     pub description: Option<String>,
 
     /// Keep the old token valid this long after a token change (e.g. 10m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "access_token")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "token")]
     pub grace: Option<Duration>,
+
+    /// Store allow-list entries that name no registered server or tool (e.g. a server you
+    /// register later) instead of refusing them.
+    #[arg(long, requires = "allow")]
+    pub force: bool,
 
     #[command(flatten)]
     pub wait: WaitArg,
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "allow"])))]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["access_token", "new_token", "allow", "role"])))]
+#[command(group(ArgGroup::new("token").args(["access_token", "new_token"])))]
 pub struct UpdateUserArgs {
     /// The user's name.
     pub name: String,
@@ -559,8 +584,16 @@ pub struct UpdateUserArgs {
     #[arg(long, value_name = "LIST")]
     pub allow: Option<String>,
 
+    /// Generate a new token and print it once; the old one stops working (see --grace).
+    #[arg(long)]
+    pub new_token: bool,
+
+    /// New role: `user` may list and invoke; `admin` may do everything.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+
     /// Keep the old token valid this long (e.g. 10m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "access_token")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "token")]
     pub grace: Option<Duration>,
 
     #[command(flatten)]

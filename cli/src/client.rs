@@ -2,7 +2,7 @@
 //! and the deadline every call runs under.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use canopy_proto::v1::admin_client::AdminClient;
@@ -32,6 +32,9 @@ pub struct Admin {
 #[derive(Clone)]
 pub struct Target {
     pub registry: String,
+    /// The config file that was read for a token and held none: an "unauthenticated"
+    /// answer then names it.
+    pub tokenless_config: Option<PathBuf>,
 }
 
 impl Target {
@@ -53,10 +56,18 @@ impl Target {
     {
         match tokio::time::timeout(deadline, call).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(status)) => Err(CliError::Rpc {
-                status,
-                registry: self.registry.clone(),
-            }),
+            Ok(Err(status)) => match &self.tokenless_config {
+                Some(path) if status.code() == tonic::Code::Unauthenticated => {
+                    Err(CliError::NotLoggedIn {
+                        exists: path.exists(),
+                        path: path.clone(),
+                    })
+                }
+                _ => Err(CliError::Rpc {
+                    status,
+                    registry: self.registry.clone(),
+                }),
+            },
             Err(_) => Err(CliError::Timeout {
                 registry: self.registry.clone(),
                 after: deadline,
@@ -164,6 +175,7 @@ pub fn admin(
         rpc,
         at: Target {
             registry: registry.to_owned(),
+            tokenless_config: None,
         },
     })
 }

@@ -184,7 +184,12 @@ impl Ctx {
     /// A client authenticated with the saved token (if any; development-mode servers
     /// need none, so a missing token is the server's call, not ours).
     pub fn admin(&self) -> Result<Admin, CliError> {
-        self.connect(&self.registry()?, self.config.access_token.as_deref())
+        let token = self.config.access_token.as_deref();
+        let mut admin = self.connect(&self.registry()?, token)?;
+        if token.is_none() {
+            admin.at.tokenless_config = self.config_path.as_ref().ok().cloned();
+        }
+        Ok(admin)
     }
 
     pub fn emit<T: Serialize>(
@@ -214,16 +219,58 @@ pub fn waiting_deadline(wait: Duration) -> Duration {
         .max(client::DEFAULT_CALL_TIMEOUT)
 }
 
-/// Prints the outcome of a revoking / re-scoping change and turns "some data planes had
-/// not applied it" into exit code 3 with their ids on stderr.
+/// How a command words its change, for both endings of the wait.
+pub struct Outcome {
+    /// When every connected data plane applied it: "MCP client 'x' deleted; its token no
+    /// longer works."
+    pub done: String,
+    /// The change as a noun phrase, for when some have not: "The deletion of MCP client 'x'".
+    pub change: String,
+    /// Printed in both cases, after the report (e.g. a generated token, shown once).
+    pub extra: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(done: impl Into<String>, change: impl Into<String>) -> Self {
+        Self {
+            done: done.into(),
+            change: change.into(),
+            extra: None,
+        }
+    }
+
+    /// The text output: a success sentence only when no data plane is left pending.
+    fn text(&self, report: &MutationReport) -> String {
+        let mut t = if report.pending.is_empty() {
+            format!("{}\n{}", self.done, report.text())
+        } else {
+            format!(
+                "{} is saved (revision {}) but not applied yet by data plane(s): {}; \
+                 until they apply it, they act on the previous state.\n{}",
+                self.change,
+                report.revision,
+                report.pending.join(", "),
+                report.text()
+            )
+        };
+        if let Some(extra) = &self.extra {
+            t.push_str("\n\n");
+            t.push_str(extra);
+        }
+        t
+    }
+}
+
+/// Prints the outcome of an acknowledged change and turns "some data planes had not
+/// applied it" into exit code 3 with their ids on stderr.
 pub fn finish_mutation(
     ctx: &Ctx,
-    headline: &str,
+    outcome: &Outcome,
     result: &pb::MutationResult,
     waited: Duration,
 ) -> Result<(), CliError> {
     let report = MutationReport::from(result);
-    ctx.emit(&report, || format!("{headline}\n{}", report.text()))?;
+    ctx.emit(&report, || outcome.text(&report))?;
     if report.pending.is_empty() {
         return Ok(());
     }
@@ -235,20 +282,20 @@ pub fn finish_mutation(
     })
 }
 
-/// Sends a revoking / re-scoping change (`call`, made with [`wait_options`]`(wait)`) under
+/// Sends an acknowledged change (`call`, made with [`wait_options`]`(wait)`) under
 /// [`waiting_deadline`]`(wait)` and reports it with [`finish_mutation`].
 pub async fn send_mutation<F>(
     ctx: &Ctx,
     at: &Target,
     wait: Duration,
     call: F,
-    headline: &str,
+    outcome: &Outcome,
 ) -> Result<(), CliError>
 where
     F: std::future::Future<Output = Result<tonic::Response<pb::MutationResult>, tonic::Status>>,
 {
     let result = at.call_within(waiting_deadline(wait), call).await?;
-    finish_mutation(ctx, headline, &result, wait)
+    finish_mutation(ctx, outcome, &result, wait)
 }
 
 /// Reads `--input`/`--conf`-style arguments that may be `@file` or `-` (stdin).

@@ -36,6 +36,14 @@ pub enum CliError {
         registry: String,
     },
 
+    /// The control plane wants a token and the config file read held none.
+    #[error(
+        "not logged in: {} {}; run `canopy login <token>` (or set CANOPY_CONFIG to the file you logged in with)",
+        .path.display(),
+        if *.exists { "holds no access token" } else { "does not exist" }
+    )]
+    NotLoggedIn { path: PathBuf, exists: bool },
+
     #[error("the control plane at {registry} did not answer within {}", humantime::format_duration(*.after))]
     Timeout { registry: String, after: Duration },
 
@@ -126,6 +134,16 @@ fn describe_status(status: &tonic::Status, registry: &str) -> String {
             );
         }
     }
+    if let Some(http) = msg.strip_prefix(NOT_GRPC) {
+        // An HTTP server answered (a data plane's /mcp port, a web server): no gRPC at all.
+        return format!(
+            "{registry} is not a Canopy control plane: it answered plain HTTP (status {}), not gRPC \
+             (is that the data plane's HTTP port? the control plane's gRPC port is {} unless it was \
+             started with another --grpc-listen)",
+            http.trim(),
+            default_grpc_port()
+        );
+    }
     match status.code() {
         Code::Unauthenticated => "not logged in or token invalid: run `canopy login <token>`".to_owned(),
         Code::PermissionDenied => format!("permission denied: {msg}"),
@@ -162,6 +180,15 @@ fn describe_status(status: &tonic::Status, registry: &str) -> String {
         }
         code => format!("control plane error ({}): {msg}", code_name(code)),
     }
+}
+
+/// How tonic words a reply without gRPC status: an HTTP server that does not speak gRPC.
+const NOT_GRPC: &str = "grpc-status header missing, mapped from HTTP status code";
+
+fn default_grpc_port() -> &'static str {
+    crate::args::DEFAULT_REGISTRY
+        .rsplit_once(':')
+        .map_or("9090", |(_, port)| port)
 }
 
 /// The innermost error of a local status, which names the real problem
@@ -259,6 +286,29 @@ mod tests {
                  certificate not trusted: pass --ca-file"
             ),
             "{m}"
+        );
+    }
+
+    #[test]
+    fn an_http_server_is_not_a_control_plane() {
+        let m = msg(tonic::Status::unimplemented(
+            "grpc-status header missing, mapped from HTTP status code 404",
+        ));
+        assert!(
+            m.starts_with(
+                "http://127.0.0.1:9090 is not a Canopy control plane: it answered plain HTTP (status 404)"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("the control plane's gRPC port is 9090"), "{m}");
+        let gone = CliError::NotLoggedIn {
+            path: "/h/.canopy.conf".into(),
+            exists: false,
+        };
+        assert!(
+            gone.to_string()
+                .starts_with("not logged in: /h/.canopy.conf does not exist; run `canopy login"),
+            "{gone}"
         );
     }
 

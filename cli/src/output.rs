@@ -219,25 +219,36 @@ pub fn pretty_json(text: &str) -> Result<String, serde_json::Error> {
     Ok(out)
 }
 
-/// The JSON every revoking/re-scoping command prints.
+/// The JSON every acknowledged command prints.
 #[derive(Debug, Serialize)]
 pub struct MutationReport {
     pub revision: u64,
     pub confirmed: u32,
     pub expected: u32,
-    pub elapsed_ms: u64,
+    /// Milliseconds, with microsecond precision (a change can apply in 0.4 ms).
+    pub elapsed_ms: f64,
     /// Connected data planes that had not applied `revision` when the wait ended.
     pub pending: Vec<String>,
+    /// A token the control plane generated for this change (`--new-token`); shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 impl From<&pb::MutationResult> for MutationReport {
     fn from(r: &pb::MutationResult) -> Self {
+        // An older control plane sends whole milliseconds only.
+        let elapsed_ms = if r.elapsed_us > 0 {
+            r.elapsed_us as f64 / 1000.0
+        } else {
+            r.elapsed_ms as f64
+        };
         Self {
             revision: r.revision,
             confirmed: r.confirmed,
             expected: r.expected,
-            elapsed_ms: r.elapsed_ms,
+            elapsed_ms,
             pending: r.pending.clone(),
+            access_token: (!r.access_token.is_empty()).then(|| r.access_token.clone()),
         }
     }
 }
@@ -246,12 +257,31 @@ impl MutationReport {
     pub fn text(&self) -> String {
         let mut s = format!(
             "applied on {}/{} data planes in {} ms (revision {})",
-            self.confirmed, self.expected, self.elapsed_ms, self.revision
+            self.confirmed,
+            self.expected,
+            millis(self.elapsed_ms),
+            self.revision
         );
         if self.expected == 0 {
             s.push_str("; no data plane is connected, they get it when they connect");
         }
         s
+    }
+}
+
+/// Milliseconds as people read them: `0.412`, `14.2`, `5001`.
+fn millis(ms: f64) -> String {
+    let text = if ms < 10.0 {
+        format!("{ms:.3}")
+    } else if ms < 1000.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
     }
 }
 
@@ -322,19 +352,32 @@ mod tests {
 
     #[test]
     fn mutation_text() {
-        let r = MutationReport {
+        let r = MutationReport::from(&pb::MutationResult {
             revision: 9,
             confirmed: 2,
             expected: 2,
             elapsed_ms: 14,
-            pending: vec![],
-        };
-        assert_eq!(r.text(), "applied on 2/2 data planes in 14 ms (revision 9)");
+            elapsed_us: 14_250,
+            ..Default::default()
+        });
+        assert_eq!(
+            r.text(),
+            "applied on 2/2 data planes in 14.2 ms (revision 9)"
+        );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["revision"], 9);
         assert_eq!(json["confirmed"], 2);
         assert_eq!(json["expected"], 2);
-        assert_eq!(json["elapsed_ms"], 14);
+        assert_eq!(json["elapsed_ms"], 14.25);
+        assert!(json.get("access_token").is_none());
+        let fast = MutationReport::from(&pb::MutationResult {
+            elapsed_us: 412,
+            ..Default::default()
+        });
+        assert!(fast.text().contains(" in 0.412 ms "), "{}", fast.text());
+        assert_eq!(serde_json::to_value(&fast).unwrap()["elapsed_ms"], 0.412);
+        assert_eq!(millis(5001.4), "5001");
+        assert_eq!(millis(2.0), "2");
     }
 
     #[test]

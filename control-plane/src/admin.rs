@@ -10,6 +10,7 @@
 //! Tokens: plaintexts exist only in requests and in the one response that creates them;
 //! they are hashed at once and never logged or echoed in errors.
 
+mod allow_refs;
 mod auth;
 mod clients;
 mod convert;
@@ -165,7 +166,7 @@ impl Admin for AdminService {
         reply(self.user_list(r))
     }
     async fn update_user(&self, r: Request<pb::UpdateUserRequest>) -> Reply<pb::MutationResult> {
-        reply(self.update_user_record(r).await)
+        reply(self.change_user(r).await)
     }
     async fn delete_user(&self, r: Request<pb::DeleteUserRequest>) -> Reply<pb::MutationResult> {
         reply(self.remove_user(r).await)

@@ -30,4 +30,4 @@ pub mod sync;
 pub mod tls;
 
 pub use config::{ControlPlaneConfig, DEFAULT_CHANGELOG_MAX_AGE, DEFAULT_REFRESH_INTERVAL};
-pub use server::{serve, ControlPlaneError};
+pub use server::{open, serve, ControlPlaneError, Opened};

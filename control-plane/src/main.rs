@@ -11,7 +11,22 @@ use std::time::Duration;
 
 /// Canopy control plane: users, MCP clients, tokens and upstream servers, served over gRPC.
 #[derive(Debug, Parser)]
-#[command(name = "canopy-control-plane", version, about)]
+#[command(
+    name = "canopy-control-plane",
+    version,
+    about,
+    after_help = "\
+Examples:
+  canopy-control-plane --enterprise --data-dir /var/lib/canopy
+  canopy-control-plane --enterprise --data-dir /var/lib/canopy --listen 0.0.0.0:9090 \\
+      --tls-cert /etc/canopy/cp.pem --tls-key /etc/canopy/cp.key
+  CANOPY_INIT_TOKEN_FILE=/run/secrets/init canopy-control-plane --enterprise
+
+Then, from an admin's machine: `canopy --registry http://HOST:9090 init-server`.
+Data planes authenticate with the token in <data-dir>/data-plane.token (generated at first
+start unless --data-plane-token-file or CANOPY_DATA_PLANE_TOKEN gives one); give them
+that token and this address (canopy-data-plane --control-plane)."
+)]
 struct Args {
     /// Where the store, the token-hash key and the data-plane token live.
     #[arg(long, env = "CANOPY_DATA_DIR", default_value = "./canopy-data")]

@@ -47,6 +47,21 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControlPlaneError> {
+    open(config).await?.serve(listener, shutdown).await
+}
+
+/// A control plane with its configuration checked and its store open (so the data dir's
+/// mode is known to match), not serving yet: a caller can report a wrong data dir before
+/// it binds or prints anything.
+pub struct Opened {
+    config: ControlPlaneConfig,
+    tls: Option<crate::tls::LoadedTls>,
+    store: Store,
+    mode: Mode,
+}
+
+/// Checks the configuration and opens the store; see [`Opened::serve`].
+pub async fn open(config: ControlPlaneConfig) -> Result<Opened, ControlPlaneError> {
     if config
         .init_token
         .as_deref()
@@ -65,6 +80,39 @@ pub async fn serve(
     options.changelog_retain = config.changelog_retain;
     options.changelog_max_age = config.changelog_max_age;
     let store = Store::open(options).await?;
+    Ok(Opened {
+        config,
+        tls,
+        store,
+        mode,
+    })
+}
+
+impl Opened {
+    /// Runs the control plane on `listener` until `shutdown` resolves (see [`serve`]).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ControlPlaneError> {
+        let Opened {
+            config,
+            tls,
+            store,
+            mode,
+        } = self;
+        serve_opened(config, tls, store, mode, listener, shutdown).await
+    }
+}
+
+async fn serve_opened(
+    config: ControlPlaneConfig,
+    tls: Option<crate::tls::LoadedTls>,
+    store: Store,
+    mode: Mode,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlPlaneError> {
     let data_plane_token =
         crate::data_plane_token::resolve(&config.data_dir, config.data_plane_token.as_deref())?;
     let data_plane_token_hash = store.hasher().hash(&data_plane_token);

@@ -8,7 +8,21 @@ use std::path::PathBuf;
 
 /// Canopy data plane: serves MCP at /mcp, authorizes from memory, syncs from the control plane.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "\
+Examples:
+  CANOPY_DATA_PLANE_TOKEN=\"$(cat data-plane.token)\" canopy-data-plane \\
+      --control-plane http://cp.internal:9090 --listen 0.0.0.0:8080
+  canopy-data-plane --control-plane https://cp.internal:9090 --control-plane-ca-file ca.pem \\
+      --data-plane-token-file /run/secrets/data-plane.token --listen 10.0.1.5:8080 \\
+      --cache-file /var/lib/canopy-data-plane/state.cache --node-id dp-eu-1
+
+The data-plane token is the one in the control plane's <data-dir>/data-plane.token.
+Behind a load balancer, listen on the interface it reaches (e.g. --listen 10.0.1.5:8080, or
+0.0.0.0:8080 for every interface); AI clients then use http://<balancer>/mcp."
+)]
 struct Args {
     /// gRPC URL of the control plane (https:// when it serves TLS).
     #[arg(

@@ -4,8 +4,10 @@ use canopy_mcp::upstream::CallLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::Notify;
 
 use crate::app::{DataPlane, HttpSettings, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
 use crate::cache;
@@ -15,6 +17,8 @@ use crate::sync::{self, SyncConfig};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `on_ready` checks readiness while starting.
+const READY_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub struct DataPlaneConfig {
@@ -41,6 +45,9 @@ pub struct DataPlaneConfig {
     /// The origin clients reach this data plane at (`https://mcp.example.com`), behind a
     /// load balancer; `None` = `http://` + the listen address (development).
     pub public_url: Option<String>,
+    /// Notified once, when the first full state is applied (what `/readyz` reports):
+    /// `canopy start` says "started" only then.
+    pub on_ready: Option<Arc<Notify>>,
 }
 
 impl DataPlaneConfig {
@@ -63,6 +70,7 @@ impl DataPlaneConfig {
             call_limits: CallLimits::default(),
             allowed_origins: Vec::new(),
             public_url: None,
+            on_ready: None,
         }
     }
 }
@@ -83,6 +91,7 @@ impl std::fmt::Debug for DataPlaneConfig {
             .field("call_limits", &self.call_limits)
             .field("allowed_origins", &self.allowed_origins)
             .field("public_url", &self.public_url)
+            .field("on_ready", &self.on_ready.is_some())
             .finish()
     }
 }
@@ -160,6 +169,17 @@ pub async fn serve(
         address: config.listen.unwrap_or(local).to_string(),
     };
     let sync_task = tokio::spawn(sync::run(dp.clone(), sync_cfg));
+    let ready_task = config.on_ready.clone().map(|notify| {
+        let dp = dp.clone();
+        tokio::spawn(async move {
+            // Only while starting up, so a short poll costs nothing worth a hook in the
+            // state's apply path.
+            while !dp.state.status.ready() {
+                tokio::time::sleep(READY_POLL).await;
+            }
+            notify.notify_one();
+        })
+    });
     let cache_task = config
         .cache_file
         .clone()
@@ -189,6 +209,9 @@ pub async fn serve(
         }
     };
     sync_task.abort();
+    if let Some(t) = ready_task {
+        t.abort();
+    }
     if let Some(t) = cache_task {
         t.abort();
     }

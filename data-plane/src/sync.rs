@@ -182,6 +182,10 @@ async fn session(
 
     let mut builder: Option<SnapshotBuilder> = None;
     let mut first = true;
+    // A snapshot is the control plane's cached clients at some older revision plus the
+    // changes since, sent right after it: "snapshot applied" waits for those, so it reports
+    // the revision the data plane holds (what /readyz says), not the cache's.
+    let mut snapshot_at: Option<u64> = None;
     while let Some(msg) = stream.message().await? {
         state.status.touch();
         let acked = match msg.msg {
@@ -201,7 +205,7 @@ async fn session(
                     let rev =
                         tokio::task::spawn_blocking(move || dp2.state.finish_snapshot(b)).await??;
                     dp.state.metrics.snapshots.fetch_add(1, Relaxed);
-                    tracing::info!(revision = rev, "snapshot applied");
+                    snapshot_at = Some(rev);
                     Some(rev)
                 } else {
                     builder = Some(b);
@@ -219,13 +223,21 @@ async fn session(
                         "sync resumed without snapshot"
                     );
                 }
-                if batch.changes.is_empty() {
+                let acked = if batch.changes.is_empty() {
                     // A heartbeat (or "you are current" after a resume): re-ack the held
                     // revision so the control plane's last-seen and lag stay fresh.
                     Some(state.applied_revision())
                 } else {
                     state.apply_changes(batch.changes)?
+                };
+                if let Some(snapshot_revision) = snapshot_at.take() {
+                    tracing::info!(
+                        revision = state.applied_revision(),
+                        snapshot_revision,
+                        "snapshot applied"
+                    );
                 }
+                acked
             }
             None => None,
         };

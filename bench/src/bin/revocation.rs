@@ -170,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
                         description: String::new(),
                         allowed_servers: vec![fixture::SERVER.into()],
                         access_token: token.clone(),
+                        ..Default::default()
                     }))
                     .await?;
                 token

@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
                         description: String::new(),
                         allowed_servers: vec![fixture::SERVER.into()],
                         access_token: String::new(),
+                        ..Default::default()
                     }))
                     .await;
                 i += 1;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::args::{
     CreateRuleArgs, DeleteArgs, ExplainAccessArgs, IdpFilter, RuleConditions, UpdateRuleArgs,
 };
-use crate::commands::{read_arg_source, send_mutation, wait_options, Ctx};
+use crate::commands::{read_arg_source, send_mutation, wait_options, Ctx, Outcome};
 use crate::error::CliError;
 use crate::output::table;
 
@@ -146,7 +146,10 @@ pub async fn update(ctx: &Ctx, args: UpdateRuleArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!("Access rule '{}' updated.", args.name);
+    let headline = Outcome::new(
+        format!("Access rule '{}' updated.", args.name),
+        format!("The update of access rule '{}'", args.name),
+    );
     send_mutation(
         ctx,
         &a.at,
@@ -163,7 +166,10 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!("Access rule '{}' deleted.", args.name);
+    let headline = Outcome::new(
+        format!("Access rule '{}' deleted.", args.name),
+        format!("The deletion of access rule '{}'", args.name),
+    );
     send_mutation(
         ctx,
         &a.at,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::args::{CreateClientArgs, DeleteArgs, UpdateClientArgs};
 use crate::commands::{
-    finish_mutation, grace_ms, send_mutation, wait_options, waiting_deadline, Ctx,
+    finish_mutation, grace_ms, send_mutation, wait_options, waiting_deadline, Ctx, Outcome,
 };
 use crate::conf_file;
 use crate::error::CliError;
@@ -22,6 +22,10 @@ pub struct ClientJson {
     /// Only when the control plane generated the token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    /// Listings: the allow-list entries that name no registered server or tool (e.g. the
+    /// server was deregistered, or the entry was stored with --force).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_entries: Option<Vec<String>>,
 }
 
 impl From<pb::McpClient> for ClientJson {
@@ -31,6 +35,7 @@ impl From<pb::McpClient> for ClientJson {
             description: c.description,
             allowed_servers: c.allowed_servers,
             access_token: None,
+            unknown_entries: Some(c.unknown_entries),
         }
     }
 }
@@ -44,6 +49,7 @@ pub async fn create(ctx: &Ctx, args: CreateClientArgs) -> Result<(), CliError> {
                 description: d.description,
                 allowed_servers: d.allowed.to_strings(),
                 access_token: d.access_token,
+                force: args.force,
             }
         }
         (None, Some(name)) => {
@@ -57,6 +63,7 @@ pub async fn create(ctx: &Ctx, args: CreateClientArgs) -> Result<(), CliError> {
                 description: args.description.unwrap_or_default(),
                 allowed_servers: allowed.to_strings(),
                 access_token: args.access_token.unwrap_or_default(),
+                force: args.force,
             }
         }
         (None, None) => return Err(CliError::usage("give the client's name or --conf FILE")),
@@ -69,10 +76,13 @@ pub async fn create(ctx: &Ctx, args: CreateClientArgs) -> Result<(), CliError> {
         name: req.name,
         description: req.description,
         allowed_servers: req.allowed_servers,
+        unknown_entries: Vec::new(),
     });
+    warn_if_unknown(&client.name, &client.unknown_entries);
     let generated = (!resp.access_token.is_empty()).then_some(resp.access_token);
     let json = ClientJson {
         access_token: generated,
+        unknown_entries: None,
         ..ClientJson::from(client)
     };
     ctx.emit(&json, || created_text(&json))
@@ -111,6 +121,36 @@ fn warn_if_all(name: &str, allowed: &[String]) {
     }
 }
 
+/// After `--force`: the entries stored although they name nothing (yet).
+fn warn_if_unknown(name: &str, unknown: &[String]) {
+    if !unknown.is_empty() {
+        output::warn(&format!(
+            "'{name}' has allow-list entries that name no registered server or tool: {}; \
+             they grant nothing until one by that name is registered",
+            unknown.join(", ")
+        ));
+    }
+}
+
+/// The ALLOWED column: entries that name nothing are marked.
+fn allowed_cell(c: &ClientJson) -> String {
+    if c.allowed_servers.is_empty() {
+        return "(none)".into();
+    }
+    let unknown = c.unknown_entries.as_deref().unwrap_or_default();
+    c.allowed_servers
+        .iter()
+        .map(|e| {
+            if unknown.contains(e) {
+                format!("{e} (not registered)")
+            } else {
+                e.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
     let mut a = ctx.admin()?;
     let resp =
@@ -121,14 +161,9 @@ pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
         let rows: Vec<Vec<String>> = clients
             .iter()
             .map(|c| {
-                let allowed = if c.allowed_servers.is_empty() {
-                    "(none)".into()
-                } else {
-                    c.allowed_servers.join(", ")
-                };
                 vec![
                     c.name.clone(),
-                    allowed,
+                    allowed_cell(c),
                     output::one_line(&c.description, 60),
                 ]
             })
@@ -151,7 +186,7 @@ pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
     };
     let grants_all = allowed.as_ref().is_some_and(|e| e.iter().any(|x| x == "*"));
     let mut changed = Vec::new();
-    if args.access_token.is_some() {
+    if args.access_token.is_some() || args.new_token {
         changed.push("access token");
     }
     if allowed.is_some() {
@@ -163,7 +198,7 @@ pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
     if changed.is_empty() {
         // clap's argument group already demands one; kept for callers that bypass clap.
         return Err(CliError::usage(
-            "give at least one of --access-token, --allow, --description",
+            "give at least one of --access-token, --new-token, --allow, --description",
         ));
     }
     let req = pb::UpdateMcpClientRequest {
@@ -173,6 +208,8 @@ pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
         description: args.description,
         grace_ms: grace_ms(args.grace),
         wait: wait_options(args.wait.wait),
+        force: args.force,
+        new_token: args.new_token,
     };
     let mut a = ctx.admin()?;
     let result =
@@ -184,12 +221,22 @@ pub async fn update(ctx: &Ctx, args: UpdateClientArgs) -> Result<(), CliError> {
     if grants_all {
         warn_if_all(&args.name, &["*".to_owned()]);
     }
-    let headline = format!(
-        "MCP client '{}' updated ({}).",
-        args.name,
-        changed.join(", ")
+    let what = changed.join(", ");
+    let mut outcome = Outcome::new(
+        format!("MCP client '{}' updated ({what}).", args.name),
+        format!("The update of MCP client '{}' ({what})", args.name),
     );
-    finish_mutation(ctx, &headline, &result, args.wait.wait)
+    if !result.access_token.is_empty() {
+        outcome.extra = Some(new_token_text(&result.access_token));
+    }
+    finish_mutation(ctx, &outcome, &result, args.wait.wait)
+}
+
+fn new_token_text(token: &str) -> String {
+    format!(
+        "New access token (copy it now, it won't be shown again):\n\n    {token}\n\n\
+         AI clients send it as `Authorization: Bearer <token>` to a data plane's /mcp endpoint."
+    )
 }
 
 pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
@@ -198,16 +245,19 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!(
-        "MCP client '{}' deleted; its access token no longer works.",
-        args.name
+    let outcome = Outcome::new(
+        format!(
+            "MCP client '{}' deleted; its access token no longer works.",
+            args.name
+        ),
+        format!("The deletion of MCP client '{}'", args.name),
     );
     send_mutation(
         ctx,
         &a.at,
         args.wait.wait,
         a.rpc.delete_mcp_client(req),
-        &headline,
+        &outcome,
     )
     .await
 }
@@ -224,6 +274,7 @@ mod tests {
             description: String::new(),
             allowed_servers: vec!["gh".into()],
             access_token: None,
+            unknown_entries: None,
         };
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(
@@ -247,10 +298,26 @@ mod tests {
             description: String::new(),
             allowed_servers: vec![],
             access_token: Some("canopy_mcp_x".into()),
+            unknown_entries: None,
         };
         let t = created_text(&c);
         assert_eq!(t.matches("canopy_mcp_x").count(), 1);
         assert!(t.contains("won't be shown again"));
         assert!(t.contains("Allowed: nothing"));
+    }
+
+    #[test]
+    fn listing_marks_entries_that_name_nothing() {
+        let c = ClientJson::from(pb::McpClient {
+            name: "a".into(),
+            description: String::new(),
+            allowed_servers: vec!["gh".into(), "pyhtp".into()],
+            unknown_entries: vec!["pyhtp".into()],
+        });
+        assert_eq!(allowed_cell(&c), "gh, pyhtp (not registered)");
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["unknown_entries"],
+            serde_json::json!(["pyhtp"])
+        );
     }
 }

@@ -7,7 +7,7 @@ use canopy_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{CreateIdpArgs, DeleteArgs, IdpSettings, UpdateIdpArgs};
-use crate::commands::{send_mutation, wait_options, Ctx};
+use crate::commands::{send_mutation, wait_options, Ctx, Outcome};
 use crate::conf_file::{read_json, ConfFileError};
 use crate::error::CliError;
 use crate::output::{now_ms, relative_time, table};
@@ -293,7 +293,10 @@ pub async fn update(ctx: &Ctx, args: UpdateIdpArgs) -> Result<(), CliError> {
         spec: Some(spec),
         wait: wait_options(args.wait.wait),
     };
-    let headline = format!("Identity provider '{}' updated.", args.name);
+    let headline = Outcome::new(
+        format!("Identity provider '{}' updated.", args.name),
+        format!("The update of identity provider '{}'", args.name),
+    );
     send_mutation(
         ctx,
         &a.at,
@@ -310,9 +313,12 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!(
-        "Identity provider '{}' deleted with its access rules and revocations; its tokens no longer work.",
-        args.name
+    let headline = Outcome::new(
+        format!(
+            "Identity provider '{}' deleted with its access rules and revocations; its tokens no longer work.",
+            args.name
+        ),
+        format!("The deletion of identity provider '{}'", args.name),
     );
     send_mutation(
         ctx,

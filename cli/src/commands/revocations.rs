@@ -5,7 +5,7 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{IdpFilter, RevokeSubjectArgs, UnrevokeArgs};
-use crate::commands::{send_mutation, wait_options, Ctx};
+use crate::commands::{send_mutation, wait_options, Ctx, Outcome};
 use crate::error::CliError;
 use crate::output::{now_ms, relative_time, table, MutationReport};
 
@@ -25,9 +25,15 @@ pub async fn revoke(ctx: &Ctx, args: RevokeSubjectArgs) -> Result<(), CliError> 
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!(
-        "Subject '{}' of identity provider '{}' revoked; their tokens no longer work.",
-        args.subject, args.idp
+    let headline = Outcome::new(
+        format!(
+            "Subject '{}' of identity provider '{}' revoked; their tokens no longer work.",
+            args.subject, args.idp
+        ),
+        format!(
+            "The revocation of subject '{}' of identity provider '{}'",
+            args.subject, args.idp
+        ),
     );
     send_mutation(
         ctx,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::args::{DeleteArgs, NameArg, RegisterArgs, Transport};
 use crate::client::DEFAULT_CALL_TIMEOUT;
-use crate::commands::{send_mutation, wait_options, Ctx};
+use crate::commands::{send_mutation, wait_options, Ctx, Outcome};
 use crate::conf_file;
 use crate::error::CliError;
 use crate::output::{one_line, table, transport_name};
@@ -163,16 +163,19 @@ pub async fn deregister(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!(
-        "Deregistered server '{}' and its tools and prompts; data planes no longer route to it.",
-        args.name
+    let outcome = Outcome::new(
+        format!(
+            "Deregistered server '{}' and its tools and prompts; data planes no longer route to it.",
+            args.name
+        ),
+        format!("The deregistration of server '{}'", args.name),
     );
     send_mutation(
         ctx,
         &a.at,
         args.wait.wait,
         a.rpc.deregister_server(req),
-        &headline,
+        &outcome,
     )
     .await
 }

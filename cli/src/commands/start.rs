@@ -5,10 +5,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::error::CliError;
 
@@ -180,14 +181,28 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
         (None, Ok(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
         _ => None,
     };
-    let data_plane_token = std::env::var("CANOPY_DATA_PLANE_TOKEN")
+    let env_token = std::env::var("CANOPY_DATA_PLANE_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let data_plane_token = canopy_control_plane::data_plane_token::resolve(
-        &args.data_dir,
-        data_plane_token.as_deref(),
-    )
-    .map_err(|e| CliError::Other(e.to_string()))?;
+
+    let mut cp_config = canopy_control_plane::ControlPlaneConfig::new(&args.data_dir);
+    cp_config.listen = args.grpc_listen;
+    cp_config.enterprise = args.enterprise;
+    cp_config.init_token = init_token;
+    cp_config.data_plane_token = env_token.clone();
+    cp_config.refresh_interval = nonzero(args.refresh_interval);
+    cp_config.changelog_max_age = nonzero(args.changelog_max_age);
+    cp_config.tls = tls.as_ref().map(|t| t.files.clone());
+    // The store opens first: a data dir of the other mode fails here, before anything
+    // binds, writes the data-plane token or claims to have started.
+    let opened = canopy_control_plane::open(cp_config)
+        .await
+        .map_err(|e| CliError::Other(format!("control plane: {e}")))?;
+    // The same token the control plane resolves when it starts serving (the env's, else
+    // the data dir's file).
+    let data_plane_token =
+        canopy_control_plane::data_plane_token::resolve(&args.data_dir, env_token.as_deref())
+            .map_err(|e| CliError::Other(e.to_string()))?;
 
     let grpc = bind(args.grpc_listen, "the control plane").await?;
     let http = bind(args.http_listen, "the data plane").await?;
@@ -200,13 +215,6 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let mut cp_config = canopy_control_plane::ControlPlaneConfig::new(&args.data_dir);
-    cp_config.listen = grpc_addr;
-    cp_config.enterprise = args.enterprise;
-    cp_config.init_token = init_token;
-    cp_config.data_plane_token = Some(data_plane_token.clone());
-    cp_config.refresh_interval = nonzero(args.refresh_interval);
-    cp_config.changelog_max_age = nonzero(args.changelog_max_age);
     let dial = dial_addr(grpc_addr);
     let scheme = if tls.is_some() { "https" } else { "http" };
     // What to tell the CLI: a host the certificate is valid for, and the file to trust.
@@ -221,12 +229,7 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
         ),
         None => (format!("http://{dial}"), String::new()),
     };
-    cp_config.tls = tls.as_ref().map(|t| t.files.clone());
-    let control_plane = tokio::spawn(canopy_control_plane::serve(
-        cp_config,
-        grpc,
-        stopped(stop_rx.clone()),
-    ));
+    let control_plane = tokio::spawn(opened.serve(grpc, stopped(stop_rx.clone())));
 
     let mut dp_config = canopy_data_plane::DataPlaneConfig::new(
         format!("{scheme}://{dial}"),
@@ -235,28 +238,54 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
     );
     dp_config.control_plane_tls = tls.map(|t| t.client);
     dp_config.cache_file = args.cache_file;
+    let ready = Arc::new(Notify::new());
+    dp_config.on_ready = Some(ready.clone());
     let data_plane = tokio::spawn(canopy_data_plane::serve(dp_config, http, stopped(stop_rx)));
 
-    eprintln!(
-        "canopy started in {} mode: MCP endpoint http://{}/mcp, registry {scheme}://{grpc_addr}",
-        if args.enterprise {
-            "enterprise"
-        } else {
-            "development"
-        },
-        args.http_listen,
-    );
-    if args.enterprise {
-        eprintln!("next: canopy --registry {registry_hint}{ca_hint} init-server");
-    }
-
-    // Whichever ends first (a signal, or a component failing) stops the other.
+    // Whichever ends first (a signal, or a component failing) stops the other; "started"
+    // is said only once the data plane holds the control plane's state, i.e. both serve.
     let mut control_plane = control_plane;
     let mut data_plane = data_plane;
-    let (first, other_is_cp) = tokio::select! {
-        _ = shutdown_signal() => (None, None),
-        r = &mut control_plane => (Some(join_result(r, "control plane")), Some(false)),
-        r = &mut data_plane => (Some(join_result(r, "data plane")), Some(true)),
+    let mut signal = std::pin::pin!(shutdown_signal());
+    let early = tokio::select! {
+        () = ready.notified() => None,
+        () = &mut signal => Some((None, None)),
+        r = &mut control_plane => Some((Some(join_result(r, "control plane")), Some(false))),
+        r = &mut data_plane => Some((Some(join_result(r, "data plane")), Some(true))),
+    };
+    let (first, other_is_cp) = match early {
+        Some(ended) => ended,
+        None => {
+            let registry_flag =
+                if registry_hint == crate::args::DEFAULT_REGISTRY && ca_hint.is_empty() {
+                    String::new()
+                } else {
+                    format!("--registry {registry_hint}{ca_hint} ")
+                };
+            eprintln!(
+                "canopy started in {} mode: MCP endpoint http://{}/mcp, registry {scheme}://{grpc_addr}",
+                if args.enterprise {
+                    "enterprise"
+                } else {
+                    "development"
+                },
+                args.http_listen,
+            );
+            if args.enterprise {
+                eprintln!("next: canopy {registry_flag}init-server");
+            } else {
+                eprintln!(
+                    "next: canopy {registry_flag}register --name NAME --url http://HOST:PORT/mcp \
+                     (an upstream MCP server), then point an MCP client at http://{}/mcp",
+                    args.http_listen
+                );
+            }
+            tokio::select! {
+                () = &mut signal => (None, None),
+                r = &mut control_plane => (Some(join_result(r, "control plane")), Some(false)),
+                r = &mut data_plane => (Some(join_result(r, "data plane")), Some(true)),
+            }
+        }
     };
     let _ = stop_tx.send(true);
     let rest = match other_is_cp {

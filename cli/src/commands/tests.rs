@@ -28,8 +28,19 @@ fn pending_data_planes_fail_with_exit_3() {
         expected: 2,
         elapsed_ms: 5000,
         pending: vec!["dp-b".into()],
+        ..Default::default()
     };
-    let err = finish_mutation(&ctx(), "x", &r, Duration::from_secs(5)).unwrap_err();
+    let outcome = Outcome::new("x deleted; it no longer works.", "The deletion of x");
+    let report = MutationReport::from(&r);
+    let text = outcome.text(&report);
+    assert!(
+        text.starts_with(
+            "The deletion of x is saved (revision 12) but not applied yet by data plane(s): dp-b;"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("no longer works"), "{text}");
+    let err = finish_mutation(&ctx(), &outcome, &r, Duration::from_secs(5)).unwrap_err();
     assert!(
         matches!(&err, CliError::NotConfirmed { pending, .. } if pending == &["dp-b".to_owned()])
     );
@@ -39,7 +50,10 @@ fn pending_data_planes_fail_with_exit_3() {
         confirmed: 2,
         ..r
     };
-    assert!(finish_mutation(&ctx(), "x", &ok, Duration::from_secs(5)).is_ok());
+    assert!(outcome
+        .text(&MutationReport::from(&ok))
+        .starts_with("x deleted; it no longer works.\napplied on 2/2"));
+    assert!(finish_mutation(&ctx(), &outcome, &ok, Duration::from_secs(5)).is_ok());
 }
 
 #[test]
@@ -155,6 +169,7 @@ impl AdminService for Mock {
             expected: 2,
             elapsed_ms: 1500,
             pending: vec!["dp-b".into()],
+            ..Default::default()
         }))
     }
     async fn create_user(&self, _: Request<pb::CreateUserRequest>) -> R<pb::CreateUserResponse> {
@@ -401,12 +416,17 @@ async fn saved_token_is_sent_and_statuses_are_mapped() {
     session::whoami(&ctx_at(&url, dir.path(), Some(GOOD_TOKEN)))
         .await
         .unwrap();
+    // No token saved: the error names the config file that was read.
     let err = session::whoami(&ctx_at(&url, dir.path(), None))
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "not logged in or token invalid: run `canopy login <token>`"
+        format!(
+            "not logged in: {} does not exist; run `canopy login <token>` \
+             (or set CANOPY_CONFIG to the file you logged in with)",
+            dir.path().join("canopy.conf").display()
+        )
     );
     let err = clients::list(&ctx_at(&url, dir.path(), Some(GOOD_TOKEN)))
         .await

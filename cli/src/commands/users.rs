@@ -6,7 +6,9 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{CreateUserArgs, DeleteArgs, UpdateUserArgs, DEFAULT_REGISTRY};
-use crate::commands::{grace_ms, send_mutation, wait_options, Ctx};
+use crate::commands::{
+    finish_mutation, grace_ms, send_mutation, wait_options, waiting_deadline, Ctx, Outcome,
+};
 use crate::conf_file;
 use crate::error::CliError;
 use crate::output::{role_name, table};
@@ -144,34 +146,79 @@ fn list_text(users: &[UserJson]) -> String {
 }
 
 pub async fn update(ctx: &Ctx, args: UpdateUserArgs) -> Result<(), CliError> {
-    if let Some(t) = &args.access_token {
-        token::validate_custom(t)?;
-    }
     let allowed = args
         .allow
         .as_deref()
         .map(AllowList::parse_csv)
         .transpose()?;
-    if args.access_token.is_none() && allowed.is_none() {
+    let token_change = args.access_token.is_some() || args.new_token;
+    if !token_change && args.role.is_none() && allowed.is_none() {
         // clap's argument group already demands one; kept for callers that bypass clap.
-        return Err(CliError::usage("give --access-token, --allow or both"));
+        return Err(CliError::usage(
+            "give at least one of --access-token, --new-token, --allow, --role",
+        ));
     }
-    let headline = update_headline(
-        &args.name,
-        args.access_token.is_some(),
-        args.grace,
-        allowed.as_ref(),
-    );
+    let headline = update_headline(&args.name, token_change, args.grace, allowed.as_ref());
     let req = pb::UpdateUserRequest {
         name: args.name.clone(),
         access_token: args.access_token.unwrap_or_default(),
         grace_ms: grace_ms(args.grace),
         wait: wait_options(args.wait.wait),
-        allowed_servers: allowed.map(wire_list),
+        allowed_servers: allowed.as_ref().map(|l| wire_list(l.clone())),
+        new_token: args.new_token,
+        role: req_role(args.role),
     };
     let mut a = ctx.admin()?;
-    let call = a.rpc.update_user(req);
-    send_mutation(ctx, &a.at, args.wait.wait, call, &headline).await
+    let result =
+        a.at.call_within(waiting_deadline(args.wait.wait), a.rpc.update_user(req))
+            .await?;
+    let role_text = args
+        .role
+        .map(|r| format!("role: {}", role_name(r.to_proto() as i32)));
+    if !token_change {
+        // Data planes hold neither roles nor users' allow lists: a plain write, nothing to wait for.
+        let json = RoleJson {
+            name: args.name.clone(),
+            role: args.role.map(|r| role_name(r.to_proto() as i32)),
+            allowed_servers: allowed.map(|l| l.to_strings()),
+            revision: result.revision,
+        };
+        let text = match (&role_text, &json.allowed_servers) {
+            (Some(r), None) => format!("User '{}' updated ({r})", json.name),
+            (None, Some(_)) => headline.trim_end_matches('.').to_owned(),
+            (Some(r), Some(_)) => format!("{} ({r})", headline.trim_end_matches('.')),
+            (None, None) => format!("User '{}' updated", json.name),
+        };
+        return ctx.emit(&json, || format!("{text} at revision {}.", json.revision));
+    }
+    let also = role_text.map(|r| format!(" ({r})")).unwrap_or_default();
+    let mut outcome = Outcome::new(
+        format!("{}{also}", headline),
+        format!("The new access token of user '{}'{also}", args.name),
+    );
+    if !result.access_token.is_empty() {
+        outcome.extra = Some(format!(
+            "The access token is shown only this once. The user should now run the following \
+             command to log in:\n\n    canopy login {}\n",
+            result.access_token
+        ));
+    }
+    finish_mutation(ctx, &outcome, &result, args.wait.wait)
+}
+
+fn req_role(role: Option<crate::args::Role>) -> i32 {
+    role.map_or(0, |r| r.to_proto() as i32)
+}
+
+/// `update user` JSON without a token change: a plain write, no data-plane report.
+#[derive(Debug, Serialize)]
+struct RoleJson {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_servers: Option<Vec<String>>,
+    revision: u64,
 }
 
 fn update_headline(
@@ -202,18 +249,14 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         wait: wait_options(args.wait.wait),
     };
     let mut a = ctx.admin()?;
-    let headline = format!(
-        "User '{}' deleted; their access token no longer works.",
-        args.name
+    let outcome = Outcome::new(
+        format!(
+            "User '{}' deleted; their access token no longer works.",
+            args.name
+        ),
+        format!("The deletion of user '{}'", args.name),
     );
-    send_mutation(
-        ctx,
-        &a.at,
-        args.wait.wait,
-        a.rpc.delete_user(req),
-        &headline,
-    )
-    .await
+    send_mutation(ctx, &a.at, args.wait.wait, a.rpc.delete_user(req), &outcome).await
 }
 
 #[cfg(test)]

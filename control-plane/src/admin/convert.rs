@@ -56,7 +56,9 @@ pub(super) fn mutation_result(report: WaitReport) -> pb::MutationResult {
         confirmed: report.confirmed,
         expected: report.expected,
         elapsed_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        elapsed_us: u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
         pending: report.pending,
+        access_token: String::new(),
     }
 }
 

@@ -44,6 +44,14 @@ pub enum AdminError {
         name: String,
         source: crate::identity::FetchError,
     },
+    /// As `Upstream`, with what the admin probably meant.
+    #[error("{action} server '{server}' failed: {source} ({hint})")]
+    UpstreamHint {
+        action: &'static str,
+        server: String,
+        source: Box<UpstreamError>,
+        hint: &'static str,
+    },
     #[error("server '{server}' answered the tool call with error {code}: {message}")]
     ToolCall {
         server: String,
@@ -64,18 +72,8 @@ impl AdminError {
             AdminError::SsoNotOffered(_) => Code::FailedPrecondition,
             AdminError::NotFound { .. } => Code::NotFound,
             AdminError::Store(e) => store_code(e),
-            AdminError::Upstream { source, .. } => match source {
-                UpstreamError::Unreachable { .. } => Code::Unavailable,
-                UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
-                UpstreamError::CallLimit { .. } => Code::ResourceExhausted,
-                UpstreamError::Protocol { .. }
-                | UpstreamError::HttpStatus { .. }
-                | UpstreamError::Spawn { .. }
-                | UpstreamError::Rpc { .. } => Code::FailedPrecondition,
-                UpstreamError::Config { .. } | UpstreamError::InvalidParams { .. } => {
-                    Code::InvalidArgument
-                }
-            },
+            AdminError::Upstream { source, .. } => upstream_code(source),
+            AdminError::UpstreamHint { source, .. } => upstream_code(source),
             AdminError::ToolCall { code, .. }
                 if *code == canopy_mcp::jsonrpc::code::INVALID_PARAMS =>
             {
@@ -84,6 +82,19 @@ impl AdminError {
             AdminError::ToolCall { .. } => Code::FailedPrecondition,
             AdminError::IdentityProvider { source, .. } => super::identity::fetch_code(source),
         }
+    }
+}
+
+fn upstream_code(e: &UpstreamError) -> Code {
+    match e {
+        UpstreamError::Unreachable { .. } => Code::Unavailable,
+        UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
+        UpstreamError::CallLimit { .. } => Code::ResourceExhausted,
+        UpstreamError::Protocol { .. }
+        | UpstreamError::HttpStatus { .. }
+        | UpstreamError::Spawn { .. }
+        | UpstreamError::Rpc { .. } => Code::FailedPrecondition,
+        UpstreamError::Config { .. } | UpstreamError::InvalidParams { .. } => Code::InvalidArgument,
     }
 }
 

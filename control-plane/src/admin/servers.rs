@@ -10,7 +10,7 @@ use super::convert::{
 use super::scope::caller_scope;
 use super::tools::visible_counts;
 use super::{AdminError, AdminService};
-use crate::store::{Mutation, ServerRecord, ServerSpec, StoreError};
+use crate::store::{Mutation, ServerRecord, ServerSpec, StoreError, Transport};
 use canopy_mcp::upstream::{Discovery, Upstream, UpstreamError};
 use canopy_proto::v1 as pb;
 use serde_json::value::RawValue;
@@ -39,12 +39,31 @@ async fn discover(
         Ok(d) => Ok((up, d)),
         Err(source) => {
             up.shutdown().await;
-            Err(AdminError::Upstream {
-                action,
-                server: spec.name.clone(),
-                source,
+            let server = spec.name.clone();
+            Err(match transport_hint(spec, &source) {
+                Some(hint) => AdminError::UpstreamHint {
+                    action,
+                    server,
+                    source: Box::new(source),
+                    hint,
+                },
+                None => AdminError::Upstream {
+                    action,
+                    server,
+                    source,
+                },
             })
         }
+    }
+}
+
+/// A legacy HTTP+SSE endpoint answers a streamable-HTTP POST with 405 (it serves GET only).
+fn transport_hint(spec: &ServerSpec, e: &UpstreamError) -> Option<&'static str> {
+    match (spec.transport, e) {
+        (Transport::StreamableHttp, UpstreamError::HttpStatus { status: 405, .. }) => Some(
+            "it does not accept POST: if it is a legacy SSE endpoint, register it with --transport sse",
+        ),
+        _ => None,
     }
 }
 

@@ -258,6 +258,8 @@ async fn duplicates_unknowns_last_admin_and_bad_input() {
         name: name.into(),
         allowed_servers: vec!["github, jira".into(), "*".into()],
         access_token: token.into(),
+        // Neither server is registered here.
+        force: true,
         ..Default::default()
     };
     let created = s
@@ -729,4 +731,146 @@ async fn user_allow_list_bad_input() {
         .await
         .unwrap_err();
     assert_eq!(ghost.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn unregistered_allow_entries_are_refused_unless_forced_and_listed() {
+    let (e, admin) = enterprise().await;
+    let s = &e.svc;
+    let mk = |force| pb::CreateMcpClientRequest {
+        name: "bot".into(),
+        allowed_servers: vec!["pyhtp".into()],
+        force,
+        ..Default::default()
+    };
+    let refused = s
+        .create_mcp_client(req(mk(false), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("'pyhtp'"),
+        "{}",
+        refused.message()
+    );
+    let created = s
+        .create_mcp_client(req(mk(true), Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.client.unwrap().unknown_entries, vec!["pyhtp"]);
+    let update = |force| pb::UpdateMcpClientRequest {
+        name: "bot".into(),
+        allowed_servers: Some(pb::AllowList {
+            entries: vec!["*".into(), "gh__x".into()],
+        }),
+        force,
+        wait: Some(pb::WaitOptions { wait_ms: 0 }),
+        ..Default::default()
+    };
+    let refused = s
+        .update_mcp_client(req(update(false), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("'gh__x'"),
+        "{}",
+        refused.message()
+    );
+    s.update_mcp_client(req(update(true), Some(&admin)))
+        .await
+        .unwrap();
+    let listed = s
+        .list_mcp_clients(req(pb::ListMcpClientsRequest {}, Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.clients[0].unknown_entries, vec!["gh__x"]);
+}
+
+#[tokio::test]
+async fn new_tokens_are_generated_once_and_roles_change() {
+    let (e, admin) = enterprise().await;
+    let s = &e.svc;
+    let old = create_user(s, &admin, "alice", pb::Role::User).await;
+    let rotated = s
+        .update_user(req(
+            pb::UpdateUserRequest {
+                name: "alice".into(),
+                new_token: true,
+                wait: Some(pb::WaitOptions { wait_ms: 0 }),
+                ..Default::default()
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rotated.access_token.starts_with("canopy_usr_"));
+    assert_ne!(rotated.access_token, old);
+    assert_eq!(
+        code(s.who_am_i(req(pb::WhoAmIRequest {}, Some(&old))).await),
+        Code::Unauthenticated
+    );
+    let role = |name: &str, role: pb::Role| pb::UpdateUserRequest {
+        name: name.into(),
+        role: role.into(),
+        ..Default::default()
+    };
+    let promoted = s
+        .update_user(req(role("alice", pb::Role::Admin), Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(promoted.access_token.is_empty() && promoted.revision > rotated.revision);
+    let me = s
+        .who_am_i(req(pb::WhoAmIRequest {}, Some(&rotated.access_token)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.role, pb::Role::Admin as i32);
+    // Two admins: one may become a user; then the other is the last and may not.
+    s.update_user(req(
+        role("admin", pb::Role::User),
+        Some(&rotated.access_token),
+    ))
+    .await
+    .unwrap();
+    let last = s
+        .update_user(req(
+            role("alice", pb::Role::User),
+            Some(&rotated.access_token),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(last.code(), Code::FailedPrecondition);
+    assert!(last.message().contains("last admin"), "{}", last.message());
+
+    let client = s
+        .create_mcp_client(req(
+            pb::CreateMcpClientRequest {
+                name: "bot".into(),
+                ..Default::default()
+            },
+            Some(&rotated.access_token),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let new = s
+        .update_mcp_client(req(
+            pb::UpdateMcpClientRequest {
+                name: "bot".into(),
+                new_token: true,
+                wait: Some(pb::WaitOptions { wait_ms: 0 }),
+                ..Default::default()
+            },
+            Some(&rotated.access_token),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    assert!(new.starts_with("canopy_mcp_") && new != client, "{new}");
 }

@@ -125,49 +125,78 @@ impl AdminService {
         Ok(pb::ListUsersResponse { users })
     }
 
-    pub(super) async fn update_user_record(
+    /// A new token (custom or generated), a new allow list and/or a new role. A token change is
+    /// acknowledged like a revocation; a role or allow-list change alone is a plain write, since
+    /// data planes hold neither.
+    pub(super) async fn change_user(
         &self,
         req: Request<pb::UpdateUserRequest>,
     ) -> Result<pb::MutationResult, AdminError> {
         self.authorize(req.metadata(), Need::IdentityAdmin)?;
         let req = req.into_inner();
-        if req.access_token.is_empty() && req.allowed_servers.is_none() {
-            return Err(AdminError::InvalidArgument(
-                "nothing to update: give a new access token or allow list".into(),
-            ));
-        }
-        let token = if req.access_token.is_empty() {
-            None
-        } else {
-            canopy_core::token::validate_custom(&req.access_token)
-                .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
-            Some(self.store.hasher().hash(&req.access_token))
+        let role = match req.role {
+            0 => None,
+            raw => Some(role_from_pb(raw)?),
         };
         let allowed = req
             .allowed_servers
             .as_ref()
             .map(|a| allow_list(&a.entries))
             .transpose()?;
+        let (token, generated) = match (req.access_token.is_empty(), req.new_token) {
+            (false, true) => {
+                return Err(AdminError::InvalidArgument(
+                    "give either a new access token or new_token, not both".into(),
+                ))
+            }
+            (false, false) => {
+                canopy_core::token::validate_custom(&req.access_token)
+                    .map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
+                (Some(self.store.hasher().hash(&req.access_token)), None)
+            }
+            (true, true) => {
+                let t = TokenKind::User.generate();
+                (Some(self.store.hasher().hash(&t)), Some(t))
+            }
+            (true, false) if role.is_some() || allowed.is_some() => (None, None),
+            (true, false) => {
+                return Err(AdminError::InvalidArgument(
+                    "nothing to update: give a new access token, an allow list or a role".into(),
+                ))
+            }
+        };
+        let token_changed = token.is_some();
         let mutation = Mutation::UpdateUser {
             name: req.name.clone(),
             token,
             grace_ms: req.grace_ms,
             allowed,
+            role,
         };
         let revision = self.store.apply(mutation).await?;
         tracing::info!(
             revision,
             user = %req.name,
-            token_changed = token.is_some(),
+            token_changed,
+            role = role.map(|r| r.as_str()),
             grace_ms = req.grace_ms,
             scope_changed = req.allowed_servers.is_some(),
             "user updated"
         );
+        if !token_changed {
+            return Ok(pb::MutationResult {
+                revision,
+                ..Default::default()
+            });
+        }
         let report = self
             .fleet
             .wait_for(revision, wait_duration(req.wait.as_ref()))
             .await;
-        Ok(mutation_result(report))
+        Ok(pb::MutationResult {
+            access_token: generated.unwrap_or_default(),
+            ..mutation_result(report)
+        })
     }
 
     pub(super) async fn remove_user(

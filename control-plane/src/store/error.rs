@@ -64,7 +64,7 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{kind} '{name}' not found")]
     NotFound { kind: &'static str, name: String },
-    #[error("'{0}' is the last admin and cannot be deleted; create another admin first")]
+    #[error("'{0}' is the last admin and cannot be deleted or made a user; make another user admin first")]
     LastAdmin(String),
     #[error("the server is already initialized")]
     AlreadyInitialized,

@@ -33,12 +33,14 @@ pub enum Mutation {
         allowed: Vec<String>,
     },
     /// Replace the user's token (the old one stays valid for `grace_ms`, 0 = revoke now)
-    /// and/or allow list. An admin's allow list can only be `*`.
+    /// and/or allow list (an admin's can only hold `*`), and/or change their role (the last
+    /// admin cannot lose it).
     UpdateUser {
         name: String,
         token: Option<TokenHash>,
         grace_ms: u64,
         allowed: Option<Vec<String>>,
+        role: Option<Role>,
     },
     DeleteUser {
         name: String,
@@ -188,6 +190,7 @@ impl Tx<'_> {
                 token,
                 grace_ms,
                 allowed,
+                role,
             } => {
                 let mut user: UserRecord = self.get(self.users, "user", name)?;
                 let principal = Principal::User(name.clone());
@@ -195,6 +198,19 @@ impl Tx<'_> {
                     Some(token) => self.rotate(&principal, &user.tokens, *token, *grace_ms)?,
                     None => self.prune(&user.tokens)?,
                 };
+                if let Some(role) = role.filter(|r| *r != user.role) {
+                    let mut admins = self.admins()?;
+                    admins.retain(|a| a != name);
+                    if role == Role::Admin {
+                        admins.push(name.clone());
+                        // Admins are not restricted: their list is always `*`.
+                        user.allowed = vec!["*".to_owned()];
+                    } else if admins.is_empty() {
+                        return abort(StoreError::LastAdmin(name.clone()));
+                    }
+                    self.set_admins(&admins)?;
+                    user.role = role;
+                }
                 if let Some(allowed) = allowed {
                     check_user_scope(name, user.role, allowed)?;
                     user.allowed = allowed.clone();

@@ -329,6 +329,7 @@ async fn user_allow_lists_and_records_from_before_them() {
         token,
         grace_ms: 0,
         allowed: Some(allowed.into_iter().map(str::to_owned).collect()),
+        role: None,
     };
     let refused = store.apply(scope(vec![], Some(TokenHash([9; 32])))).await;
     assert!(matches!(refused, Err(StoreError::AdminScope(_))));
@@ -342,6 +343,7 @@ async fn user_allow_lists_and_records_from_before_them() {
         token: None,
         grace_ms: 0,
         allowed: Some(vec!["gh".into(), "jira".into()]),
+        role: None,
     };
     store.apply(rescoped).await.unwrap();
     let alice = store.user("alice").unwrap().unwrap();

@@ -19,7 +19,7 @@ use super::checks;
 use super::envelope::{Envelope, Message, Params};
 use super::modern;
 use super::reply::{self, Echoed, Failure};
-use super::stamp::write_stamped;
+use super::stamp::{write_identified, write_stamped};
 use super::stream;
 use crate::app::DataPlane;
 use crate::json;
@@ -327,8 +327,9 @@ fn whole_server_allowed(ctx: &Ctx<'_>, server: &Server) -> bool {
 }
 
 /// Sends one request to `server` and relays its answer: the result byte for byte (stamped for
-/// 2026-07-28 clients), or the upstream's JSON-RPC error. Notifications the upstream sends
-/// first are streamed to a client that takes SSE, and dropped for one that does not.
+/// 2026-07-28 clients; an upstream's serverInfo replaced by ours for the others, see
+/// `stamp`), or the upstream's JSON-RPC error. Notifications the upstream sends first are
+/// streamed to a client that takes SSE, and dropped for one that does not.
 async fn relay(
     dp: &DataPlane,
     ctx: &Ctx<'_>,
@@ -352,8 +353,8 @@ async fn relay(
         Ok(Call::Streaming(stream)) if ctx.accepts_sse => {
             // Latency up to the first notification: the rest is paced by the client.
             server.metrics.observe(started.elapsed(), false);
-            let stamp = ctx.modern().then(|| dp.wire.server_info_member.clone());
-            return Ok(stream::sse(stream, id, stamp));
+            let info = dp.wire.server_info_member.clone();
+            return Ok(stream::sse(stream, id, ctx.modern(), info));
         }
         Ok(Call::Streaming(mut stream)) => loop {
             // Nothing can carry notifications to a JSON-only client: drop each as it comes.
@@ -373,8 +374,13 @@ async fn relay(
     server.metrics.observe(started.elapsed(), false);
 
     let mut out = Vec::with_capacity(64 + resp.outcome.as_ref().map_or(64, |r| r.get().len()));
-    let stamp = ctx.modern().then_some(&dp.wire.server_info_member[..]);
-    write_outcome(&mut out, id, &resp.outcome, stamp);
+    write_outcome(
+        &mut out,
+        id,
+        &resp.outcome,
+        ctx.modern(),
+        &dp.wire.server_info_member,
+    );
     if ctx.accepts_sse && !resp.notifications.is_empty() {
         return Ok(reply::sse(&resp.notifications, &out));
     }
@@ -394,14 +400,16 @@ pub(super) fn write_outcome(
     out: &mut Vec<u8>,
     id: &RawValue,
     outcome: &Result<Box<RawValue>, ErrorObject>,
-    stamp: Option<&[u8]>,
+    modern: bool,
+    server_info: &[u8],
 ) {
     match outcome {
         Ok(result) => {
             reply::open_result(out, id);
-            match stamp {
-                Some(member) => write_stamped(out, result.get(), member),
-                None => out.extend_from_slice(result.get().as_bytes()),
+            if modern {
+                write_stamped(out, result.get(), server_info);
+            } else {
+                write_identified(out, result.get(), server_info);
             }
             out.push(b'}');
         }

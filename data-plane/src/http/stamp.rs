@@ -2,6 +2,10 @@
 //! (`complete` unless the upstream set one, e.g. `input_required`, which passes
 //! unchanged) and the gateway's serverInfo in `_meta`. Everything else is copied
 //! byte for byte.
+//!
+//! A handshake-era client gets the result unchanged, except that a serverInfo an upstream
+//! put in `_meta` is replaced by the gateway's: a result names the server that answered
+//! the client, Canopy, in both eras (as `initialize` and `server/discover` do).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -48,6 +52,28 @@ pub(crate) fn write_stamped(out: &mut Vec<u8>, result: &str, member: &[u8]) {
             write_meta(out, meta.get(), member);
             out.extend_from_slice(&text.as_bytes()[range.end..]);
         }
+    }
+}
+
+/// A handshake-era result: byte for byte, unless its `_meta` carries a serverInfo (an
+/// upstream's), which becomes `member`, the gateway's.
+pub(crate) fn write_identified(out: &mut Vec<u8>, result: &str, member: &[u8]) {
+    // Most results carry no serverInfo: no parse on that path.
+    if !result.contains(META_SERVER_INFO) {
+        return out.extend_from_slice(result.as_bytes());
+    }
+    let text = result.trim();
+    let meta = match serde_json::from_str::<Top<'_>>(text) {
+        Ok(t) if text.starts_with('{') => t.meta,
+        _ => None,
+    };
+    match meta.and_then(|m| span_in(text, m.get()).map(|r| (m, r))) {
+        Some((meta, range)) if meta.get().trim_start().starts_with('{') => {
+            out.extend_from_slice(&text.as_bytes()[..range.start]);
+            write_meta(out, meta.get(), member);
+            out.extend_from_slice(&text.as_bytes()[range.end..]);
+        }
+        _ => out.extend_from_slice(result.as_bytes()),
     }
 }
 
@@ -108,5 +134,26 @@ mod tests {
     #[test]
     fn non_objects_pass_through() {
         assert_eq!(stamp("[1]"), "[1]");
+    }
+
+    fn identify(s: &str) -> String {
+        let mut out = Vec::new();
+        write_identified(&mut out, s, M);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn handshake_era_replaces_only_an_upstream_server_info() {
+        let plain = r#"{"content":[],"_meta":{"a":1}}"#;
+        assert_eq!(identify(plain), plain);
+        assert_eq!(
+            identify(
+                r#"{"content":[],"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"up"},"a":1}}"#
+            ),
+            r#"{"content":[],"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"canopy"},"a":1}}"#
+        );
+        // The key elsewhere (inside content) is the upstream's data, not its identity.
+        let text = r#"{"content":[{"type":"text","text":"io.modelcontextprotocol/serverInfo"}]}"#;
+        assert_eq!(identify(text), text);
     }
 }

@@ -19,15 +19,23 @@ struct Relay {
     upstream: ResponseStream,
     /// The client's request id (copied: the request body is gone by the time events flow).
     id: Box<RawValue>,
-    /// The serverInfo member for 2026-07-28 clients.
-    stamp: Option<Bytes>,
+    /// Whether the client speaks 2026-07-28 (see `write_outcome`).
+    modern: bool,
+    /// Canopy's serverInfo member, stamped on the result.
+    server_info: Bytes,
 }
 
-pub(super) fn sse(upstream: ResponseStream, id: &RawValue, stamp: Option<Bytes>) -> Response {
+pub(super) fn sse(
+    upstream: ResponseStream,
+    id: &RawValue,
+    modern: bool,
+    server_info: Bytes,
+) -> Response {
     let relay = Relay {
         upstream,
         id: id.to_owned(),
-        stamp,
+        modern,
+        server_info,
     };
     let events = futures::stream::unfold(Some(relay), |relay| async move {
         let mut relay = relay?;
@@ -40,7 +48,13 @@ pub(super) fn sse(upstream: ResponseStream, id: &RawValue, stamp: Option<Bytes>)
             Ok(Streamed::Response(outcome)) => {
                 let mut msg =
                     Vec::with_capacity(64 + outcome.as_ref().map_or(64, |r| r.get().len()));
-                write_outcome(&mut msg, &relay.id, &outcome, relay.stamp.as_deref());
+                write_outcome(
+                    &mut msg,
+                    &relay.id,
+                    &outcome,
+                    relay.modern,
+                    &relay.server_info,
+                );
                 reply::push_event(&mut out, &msg);
                 false
             }

@@ -27,7 +27,10 @@ fn call(dp: &DataPlane, token: &str, tool: &str, modern: bool) -> crate::datapla
 fn assert_confirmed_by_both(report: &Value) {
     assert_eq!(report["expected"], 2, "{report}");
     assert_eq!(report["confirmed"], 2, "{report}");
-    assert!(report["elapsed_ms"].is_u64(), "{report}");
+    assert!(
+        report["elapsed_ms"].is_f64(),
+        "elapsed_ms is a float (sub-millisecond): {report}"
+    );
     revision(report);
 }
 

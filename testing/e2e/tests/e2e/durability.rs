@@ -22,6 +22,8 @@ fn acknowledged_writes_survive_kill9_and_revisions_have_no_gaps() {
             &format!("client-{i:03}"),
             "--allow",
             "rmcp",
+            // No server is registered here; only the writes matter.
+            "--force",
         ]);
     }
     // N creations are N changes: the next change is start + N + 1.

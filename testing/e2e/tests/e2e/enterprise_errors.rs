@@ -167,7 +167,8 @@ fn token_refs_in_config_files() {
         .assert_stderr_mentions("CANOPY_TEST_UNSET_TOKEN_VAR");
     // Set: works, and the client has the file's fields.
     let created = admin.json_with_env(
-        &["create", "mcp-client", "--conf", conf],
+        // No server `x` is registered: stored on purpose.
+        &["create", "mcp-client", "--conf", conf, "--force"],
         &[("CANOPY_TEST_UNSET_TOKEN_VAR", "env-ref-token-0123456789")],
     );
     assert_eq!(created["name"], "envclient");

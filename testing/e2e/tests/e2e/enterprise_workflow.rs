@@ -273,6 +273,8 @@ fn create_mcp_clients_with_allow_lists() {
         "rmcp , other",
         "--description",
         "CI agent",
+        // `other` is registered later (or never): stored on purpose.
+        "--force",
     ]);
     assert_eq!(agent["name"], "my-agent");
     assert_eq!(agent["description"], "CI agent");

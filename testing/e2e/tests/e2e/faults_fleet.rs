@@ -53,7 +53,15 @@ fn faults_wait_names_a_stopped_data_plane_and_exits_non_zero() {
 
     admin.json(&["create", "mcp-client", "scoped"]);
     admin.json(&["create", "user", "bob"]);
-    let viewer = access_token(&admin.json(&["create", "mcp-client", "viewer", "--allow", "rmcp"]));
+    // rmcp is registered just below: stored ahead of it on purpose.
+    let viewer = access_token(&admin.json(&[
+        "create",
+        "mcp-client",
+        "viewer",
+        "--allow",
+        "rmcp",
+        "--force",
+    ]));
     let upstream = canopy_e2e::FixtureServer::http();
     admin.ok(&["register", "--name", "rmcp", "--url", &upstream.url()]);
     let sees_tools = |dp: &DataPlane| !tool_names(dp, Some(&viewer)).1.is_empty();
@@ -103,6 +111,17 @@ fn faults_wait_names_a_stopped_data_plane_and_exits_non_zero() {
             resume_b();
             panic!("{args:?}: expected exit 3 naming wait-b, got {out:?}");
         }
+        // stdout must not claim success: the change is saved, wait-b has not applied it.
+        let honest = out.stdout.contains("is saved (revision")
+            && out
+                .stdout
+                .contains("not applied yet by data plane(s): wait-b")
+            && !out.stdout.contains("no longer works")
+            && !out.stdout.contains("updated (");
+        if !honest {
+            resume_b();
+            panic!("{args:?}: stdout claims more than was confirmed: {out:?}");
+        }
     }
     // JSON output: the counts and the pending data plane, still exit 3.
     let out = admin.run_json(&["delete", "mcp-client", "two", "--wait", "1s"]);
@@ -113,7 +132,7 @@ fn faults_wait_names_a_stopped_data_plane_and_exits_non_zero() {
     assert_eq!(json["confirmed"], 1, "{json}");
     assert_eq!(json["expected"], 2, "{json}");
     assert_eq!(json["pending"], serde_json::json!(["wait-b"]), "{json}");
-    assert!(json["elapsed_ms"].is_u64(), "{json}");
+    assert!(json["elapsed_ms"].is_f64(), "{json}");
     assert!(out.stderr.contains("wait-b"), "{out:?}");
 
     // wait-a applied both revocations at once; wait-b catches up once it runs again.

@@ -601,8 +601,9 @@ fn modern_only_upstream_for_both_client_eras() {
     assert_eq!(first_text(&r["call"]), "new client", "{r}");
 
     // Byte for byte from a 2026-07-28 upstream: a handshake-era client gets its result
-    // unchanged; a modern client gets it with the gateway's serverInfo in `_meta` (the upstream's
-    // own `resultType` kept).
+    // unchanged but for the serverInfo in `_meta`, which names the gateway as in the other era;
+    // a modern client gets it with the gateway's serverInfo in `_meta` (the upstream's own
+    // `resultType` kept).
     let args = json!({"message": "bytes \u{e9}\u{1f600} \"quoted\""});
     let direct_echo = || {
         let r = post_modern(
@@ -622,10 +623,26 @@ fn modern_only_upstream_for_both_client_eras() {
         "tools/call",
         json!({"name": "echo", "arguments": args}),
     );
+    let handshake = raw_result(&message_text(&r, 7));
+    let info = |text: &str| {
+        serde_json::from_str::<Value>(text).expect("result JSON")["_meta"][SERVER_INFO_META].clone()
+    };
+    assert_ne!(
+        info(&want)["name"],
+        "canopy",
+        "the upstream names itself: {want}"
+    );
     assert_eq!(
-        raw_result(&message_text(&r, 7)),
-        want,
-        "handshake-era client"
+        info(&handshake)["name"],
+        "canopy",
+        "handshake-era client: {handshake}"
+    );
+    let mut expected: Value = serde_json::from_str(&want).expect("upstream result JSON");
+    expected["_meta"][SERVER_INFO_META] = info(&handshake);
+    assert_eq!(
+        serde_json::from_str::<Value>(&handshake).expect("gateway result JSON"),
+        expected,
+        "handshake-era client: more than the serverInfo changed"
     );
     let r = post_modern(
         &one,
@@ -634,7 +651,14 @@ fn modern_only_upstream_for_both_client_eras() {
         "tools/call",
         json!({"name": "echo", "arguments": args}),
     );
-    assert_modern_stamp("modern-only echo", &want, &raw_result(&message_text(&r, 8)));
+    let modern = raw_result(&message_text(&r, 8));
+    assert_modern_stamp("modern-only echo", &want, &modern);
+    // Both eras name the same server in `_meta`: the gateway.
+    assert_eq!(
+        info(&handshake),
+        info(&modern),
+        "serverInfo differs between the eras"
+    );
 
     // Everything the gateway (control plane and data plane) sent was a valid 2026-07-28
     // request: discovery included, nothing was ever rejected, no `initialize` was tried.

@@ -19,6 +19,7 @@ mod faults;
 mod faults_fleet;
 mod faults_outage;
 mod faults_upstream;
+mod first_hour;
 mod fixtures;
 mod identity_providers;
 mod interop_upstreams;

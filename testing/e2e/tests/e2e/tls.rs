@@ -329,7 +329,12 @@ fn canopy_start_with_tls() {
         SYNC_DEADLINE,
         || matches!(http_get(http, "/readyz"), Some((200, _))).then_some(()),
     );
-    assert!(logs().contains(&format!("https://{grpc}")), "{}", logs());
+    // "started" (with the registry) follows readiness: it is said once both planes serve.
+    eventually(
+        "the started line names the https registry",
+        SYNC_DEADLINE,
+        || logs().contains(&format!("https://{grpc}")).then_some(()),
+    );
 
     let admin = Cli::with_registry(&format!("https://{grpc}"));
     let init = admin.json(&["--ca-file", &pki.ca(), "init-server"]);
