@@ -183,7 +183,7 @@ fn describe_status(status: &tonic::Status, registry: &str) -> String {
 }
 
 /// How tonic words a reply without gRPC status: an HTTP server that does not speak gRPC.
-const NOT_GRPC: &str = "grpc-status header missing, mapped from HTTP status code";
+pub(crate) const NOT_GRPC: &str = "grpc-status header missing, mapped from HTTP status code";
 
 fn default_grpc_port() -> &'static str {
     crate::args::DEFAULT_REGISTRY

@@ -130,19 +130,20 @@ pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
     ctx.emit(&users, || list_text(&users))
 }
 
+/// NAME, ROLE (admins marked `[ADMIN]` as the reference page shows them) and ALLOWED.
 fn list_text(users: &[UserJson]) -> String {
     let rows: Vec<Vec<String>> = users
         .iter()
         .map(|u| {
-            let name = if u.role == "admin" {
-                format!("{} [ADMIN]", u.name)
+            let role = if u.role == "admin" {
+                "admin [ADMIN]".to_owned()
             } else {
-                u.name.clone()
+                u.role.to_owned()
             };
-            vec![name, allowed_text(&u.allowed_servers)]
+            vec![u.name.clone(), role, allowed_text(&u.allowed_servers)]
         })
         .collect();
-    table(&["NAME", "ALLOWED"], &rows, "No users.")
+    table(&["NAME", "ROLE", "ALLOWED"], &rows, "No users.")
 }
 
 pub async fn update(ctx: &Ctx, args: UpdateUserArgs) -> Result<(), CliError> {
@@ -317,8 +318,10 @@ mod tests {
             },
         ];
         let t = list_text(&users);
-        assert!(t.contains("admin [ADMIN]  *"), "{t}");
-        assert!(t.contains("carol          (none)"), "{t}");
+        assert_eq!(
+            t,
+            "NAME   ROLE           ALLOWED\nadmin  admin [ADMIN]  *\ncarol  user           (none)\n"
+        );
         let list = AllowList::parse_csv("gh, jira__search").unwrap();
         assert_eq!(
             update_headline("carol", false, None, Some(&list)),
