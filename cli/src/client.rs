@@ -192,6 +192,43 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A connection that closed during the HTTP/2 handshake may be an HTTP/1.1-only server (a data
+/// plane's `/mcp` port serves HTTP/1.1 only and drops an HTTP/2 preface). Ask it once in
+/// HTTP/1.1: if it answers, report the call as "plain HTTP, not gRPC" (see `cli/src/error.rs`)
+/// instead of a lost connection. Any other status is returned as it was.
+async fn http1_diagnosis(registry: &str, status: tonic::Status) -> tonic::Status {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let local = std::error::Error::source(&status).is_some();
+    if !local || status.code() == tonic::Code::Unavailable {
+        return status;
+    }
+    let Ok(url) = url::Url::parse(registry) else {
+        return status;
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return status;
+    };
+    if url.scheme() != "http" {
+        return status;
+    }
+    let probe = async {
+        let mut conn = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 32];
+        let n = conn.read(&mut head).await.ok()?;
+        let line = std::str::from_utf8(&head[..n]).ok()?;
+        let code = line.strip_prefix("HTTP/1.")?.get(2..5)?;
+        code.parse::<u16>().ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Some(code)) => {
+            tonic::Status::unimplemented(format!("{} {code}", crate::error::NOT_GRPC))
+        }
+        _ => status,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
@@ -283,42 +320,5 @@ mod tests {
             err.starts_with("cannot reach the control plane at http://127.0.0.1:1: is it running?"),
             "{err}"
         );
-    }
-}
-
-/// A connection that closed during the HTTP/2 handshake may be an HTTP/1.1-only server (a data
-/// plane's `/mcp` port serves HTTP/1.1 only and drops an HTTP/2 preface). Ask it once in
-/// HTTP/1.1: if it answers, report the call as "plain HTTP, not gRPC" (see `cli/src/error.rs`)
-/// instead of a lost connection. Any other status is returned as it was.
-async fn http1_diagnosis(registry: &str, status: tonic::Status) -> tonic::Status {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let local = std::error::Error::source(&status).is_some();
-    if !local || status.code() == tonic::Code::Unavailable {
-        return status;
-    }
-    let Ok(url) = url::Url::parse(registry) else {
-        return status;
-    };
-    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-        return status;
-    };
-    if url.scheme() != "http" {
-        return status;
-    }
-    let probe = async {
-        let mut conn = tokio::net::TcpStream::connect((host, port)).await.ok()?;
-        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        conn.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 32];
-        let n = conn.read(&mut head).await.ok()?;
-        let line = std::str::from_utf8(&head[..n]).ok()?;
-        let code = line.strip_prefix("HTTP/1.")?.get(2..5)?;
-        code.parse::<u16>().ok()
-    };
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Some(code)) => {
-            tonic::Status::unimplemented(format!("{} {code}", crate::error::NOT_GRPC))
-        }
-        _ => status,
     }
 }
