@@ -179,6 +179,7 @@ pub fn load_server(path: &Path) -> Result<pb::ServerSpec, ConfFileError> {
         args: f.args,
         env: f.env.into_iter().collect::<HashMap<_, _>>(),
         timeout_ms: f.timeout_ms.unwrap_or(0),
+        audit_payload: pb::AuditPayload::Off as i32,
     };
     check_server_spec(&spec).map_err(|message| ConfFileError::Invalid {
         path: path.to_owned(),
