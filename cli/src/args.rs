@@ -62,7 +62,9 @@ pub struct Cli {
 
     /// PEM file of the CA certificate(s) that signed an https:// registry's certificate
     /// (or its self-signed certificate). Saved next to the registry by `init-server` and
-    /// `login`. Default: the system's trust store and the webpki roots.
+    /// `login`. Default: the system's trust store and the webpki roots. After
+    /// `create|update identity-provider`, `--ca-file` is the issuer's CA instead (see
+    /// their --help).
     #[arg(
         long,
         global = true,
@@ -338,7 +340,7 @@ Examples:
   canopy create identity-provider entra --issuer https://login.microsoftonline.com/TENANT/v2.0 \\
       --audience api://canopy --groups-claim groups --algorithms RS256
   canopy create identity-provider kc --issuer https://kc.internal/realms/acme \\
-      --issuer-ca-file kc-ca.pem --groups-claim realm_access.roles
+      --ca-file kc-ca.pem --groups-claim realm_access.roles
   canopy create identity-provider -c ./corp-idp.json
   canopy create identity-provider corp --issuer https://corp.okta.com/oauth2/default \\
       --cli-client-id 0oa1canopycli --admin-group canopy-admins   # for `canopy login --sso`
@@ -355,7 +357,12 @@ Provider file (JSON; unknown fields are rejected):
    \"required_scopes\": [\"mcp\"], \"ca_file\": \"corp-ca.pem\",
    \"cli_client_id\": \"0oa1canopycli\", \"admin_group\": \"canopy-admins\",
    \"admin_audience\": \"https://canopy-cp.corp.example\"}
-  ca_file is relative to the file's directory.")]
+  ca_file is relative to the file's directory.
+
+--ca-file on this command is the issuer's CA (a private CA that signed the issuer's
+https certificate). The registry's CA comes from --ca-file written before the
+subcommand (`canopy --ca-file cp-ca.pem create identity-provider ...`), else
+--registry-ca-file, else CANOPY_CA_FILE, else the one saved in the config file.")]
     IdentityProvider(CreateIdpArgs),
 
     /// Let the people an identity provider vouches for use servers and tools, by claims.
@@ -518,9 +525,15 @@ user's next command; admins are not restricted. The last admin cannot be made a 
 Examples:
   canopy update identity-provider corp --algorithms RS256 --leeway 30s
   canopy update identity-provider corp --audience api://canopy --audience canopy
+  canopy --ca-file cp-ca.pem update identity-provider kc --ca-file kc-ca.pem
 
 Discovery and keys are fetched again first (nothing changes if that fails); returns
-once every connected data plane applied it (or --wait ran out: exit code 3).")]
+once every connected data plane applied it (or --wait ran out: exit code 3).
+
+--ca-file on this command is the issuer's CA (a private CA that signed the issuer's
+https certificate). The registry's CA comes from --ca-file written before the
+subcommand (`canopy --ca-file cp-ca.pem create identity-provider ...`), else
+--registry-ca-file, else CANOPY_CA_FILE, else the one saved in the config file.")]
     IdentityProvider(UpdateIdpArgs),
 
     /// Change an access rule's conditions or allow list.
@@ -752,6 +765,123 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    /// (registry CA, issuer CA) of a parsed command line.
+    fn ca_files(args: &[&str]) -> (Option<PathBuf>, Option<PathBuf>) {
+        let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let issuer = match cli.command {
+            Command::Create(CreateCommand::IdentityProvider(a)) => a.settings.issuer_ca_file,
+            Command::Update(UpdateCommand::IdentityProvider(a)) => a.settings.issuer_ca_file,
+            _ => None,
+        };
+        (cli.ca_file, issuer)
+    }
+
+    fn some(p: &str) -> Option<PathBuf> {
+        Some(PathBuf::from(p))
+    }
+
+    #[test]
+    fn ca_file_after_identity_provider_is_the_issuers() {
+        let create = ["create", "identity-provider", "kc", "--issuer", "https://kc"];
+        let with = |before: &[&'static str], after: &[&'static str]| {
+            let mut v: Vec<&str> = before.to_vec();
+            v.extend_from_slice(&create);
+            v.extend_from_slice(after);
+            ca_files(&v)
+        };
+        assert_eq!(
+            with(&["--ca-file", "cp.pem"], &["--ca-file", "kc.pem"]),
+            (some("cp.pem"), some("kc.pem"))
+        );
+        assert_eq!(with(&[], &["--ca-file", "kc.pem"]), (None, some("kc.pem")));
+        assert_eq!(with(&[], &["--ca-file=kc.pem"]), (None, some("kc.pem")));
+        assert_eq!(with(&["--ca-file", "cp.pem"], &[]), (some("cp.pem"), None));
+        // The old spelling still works, hidden.
+        assert_eq!(
+            with(&["--ca-file", "cp.pem"], &["--issuer-ca-file", "kc.pem"]),
+            (some("cp.pem"), some("kc.pem"))
+        );
+        // The registry's CA may also be named after the subcommand.
+        assert_eq!(
+            with(&[], &["--ca-file", "kc.pem", "--registry-ca-file", "cp.pem"]),
+            (some("cp.pem"), some("kc.pem"))
+        );
+        assert_eq!(
+            ca_files(&[
+                "--ca-file",
+                "cp.pem",
+                "update",
+                "identity-provider",
+                "kc",
+                "--ca-file",
+                "kc.pem"
+            ]),
+            (some("cp.pem"), some("kc.pem"))
+        );
+        assert_eq!(
+            ca_files(&["update", "identity-provider", "kc", "--ca-file", "kc.pem"]),
+            (None, some("kc.pem"))
+        );
+        // Everywhere else --ca-file is the registry's, before or after the subcommand.
+        assert_eq!(
+            ca_files(&["list", "identity-providers", "--ca-file", "cp.pem"]),
+            (some("cp.pem"), None)
+        );
+        assert_eq!(
+            ca_files(&["--ca-file", "cp.pem", "login", "canopy_usr_x"]),
+            (some("cp.pem"), None)
+        );
+        let help = Cli::command()
+            .find_subcommand_mut("create")
+            .and_then(|c| c.find_subcommand_mut("identity-provider"))
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("--ca-file <FILE>"), "{help}");
+        assert!(help.contains("CANOPY_CA_FILE"), "{help}");
+        assert!(!help.contains("--issuer-ca-file"), "{help}");
+    }
+
+    /// CANOPY_CA_FILE is the registry's CA on these commands too, and never the issuer's.
+    /// The environment is the process's, so the assertions run in a child test process.
+    #[test]
+    fn ca_file_env_is_the_registrys() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "args::tests::ca_file_env_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("CANOPY_CA_FILE", "env.pem")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}{stderr}");
+    }
+
+    #[test]
+    #[ignore = "run by ca_file_env_is_the_registrys with CANOPY_CA_FILE set"]
+    fn ca_file_env_child() {
+        assert_eq!(std::env::var("CANOPY_CA_FILE").as_deref(), Ok("env.pem"));
+        let idp = ["create", "identity-provider", "kc", "--issuer", "https://kc"];
+        assert_eq!(ca_files(&idp), (some("env.pem"), None));
+        let mut v = idp.to_vec();
+        v.extend(["--ca-file", "kc.pem"]);
+        assert_eq!(ca_files(&v), (some("env.pem"), some("kc.pem")));
+        let mut v = vec!["--ca-file", "cp.pem"];
+        v.extend(idp);
+        v.extend(["--ca-file", "kc.pem"]);
+        assert_eq!(ca_files(&v), (some("cp.pem"), some("kc.pem")));
+        assert_eq!(
+            ca_files(&["update", "identity-provider", "kc", "--ca-file", "kc.pem"]),
+            (some("env.pem"), some("kc.pem"))
+        );
+        assert_eq!(ca_files(&["list", "users"]), (some("env.pem"), None));
     }
 
     #[test]

@@ -49,9 +49,30 @@ pub struct IdpSettings {
     pub required_scopes: Vec<String>,
 
     /// PEM file of the CA certificate(s) that signed the issuer's https certificate (a
-    /// private CA). Not `--ca-file`: that global flag is the control plane's own CA.
-    #[arg(long, value_name = "FILE")]
+    /// private CA). On this command `--ca-file` is the issuer's CA, not the registry's.
+    #[arg(
+        long = "ca-file",
+        id = "issuer_ca_file",
+        alias = "issuer-ca-file",
+        value_name = "FILE"
+    )]
     pub issuer_ca_file: Option<PathBuf>,
+
+    /// The registry's CA on this command, where `--ca-file` is the issuer's: the same
+    /// as the global `--ca-file` (which may also be written before the subcommand),
+    /// CANOPY_CA_FILE or the one saved in the config file.
+    ///
+    /// Its id is the global `--ca-file`'s: clap then keeps the global flag out of this
+    /// command (so `--ca-file` here is free for the issuer) and merges this value with
+    /// the global one into `Cli::ca_file`.
+    #[arg(
+        long = "registry-ca-file",
+        id = "ca_file",
+        env = "CANOPY_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub registry_ca_file: Option<PathBuf>,
 
     /// `canopy login --sso`: people whose groups claim holds this group are admins on the
     /// Admin API, everyone else signed in through this provider is a user. Empty ("")
