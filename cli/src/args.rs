@@ -784,7 +784,13 @@ mod tests {
 
     #[test]
     fn ca_file_after_identity_provider_is_the_issuers() {
-        let create = ["create", "identity-provider", "kc", "--issuer", "https://kc"];
+        let create = [
+            "create",
+            "identity-provider",
+            "kc",
+            "--issuer",
+            "https://kc",
+        ];
         let with = |before: &[&'static str], after: &[&'static str]| {
             let mut v: Vec<&str> = before.to_vec();
             v.extend_from_slice(&create);
@@ -805,7 +811,10 @@ mod tests {
         );
         // The registry's CA may also be named after the subcommand.
         assert_eq!(
-            with(&[], &["--ca-file", "kc.pem", "--registry-ca-file", "cp.pem"]),
+            with(
+                &[],
+                &["--ca-file", "kc.pem", "--registry-ca-file", "cp.pem"]
+            ),
             (some("cp.pem"), some("kc.pem"))
         );
         assert_eq!(
@@ -868,7 +877,13 @@ mod tests {
     #[ignore = "run by ca_file_env_is_the_registrys with CANOPY_CA_FILE set"]
     fn ca_file_env_child() {
         assert_eq!(std::env::var("CANOPY_CA_FILE").as_deref(), Ok("env.pem"));
-        let idp = ["create", "identity-provider", "kc", "--issuer", "https://kc"];
+        let idp = [
+            "create",
+            "identity-provider",
+            "kc",
+            "--issuer",
+            "https://kc",
+        ];
         assert_eq!(ca_files(&idp), (some("env.pem"), None));
         let mut v = idp.to_vec();
         v.extend(["--ca-file", "kc.pem"]);

@@ -47,6 +47,8 @@ pub struct ControlPlaneConfig {
     pub tls: Option<TlsFiles>,
     /// Connection cap and first-byte timeout of the gRPC listener.
     pub listener: ListenerLimits,
+    /// Serve Prometheus metrics (`GET /metrics`, `GET /healthz`) over HTTP here (`None` = off).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ControlPlaneConfig {
@@ -66,6 +68,7 @@ impl ControlPlaneConfig {
             tls: None,
             public_url: None,
             listener: ListenerLimits::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -88,6 +91,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("tls", &self.tls)
             .field("listener", &self.listener)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }

@@ -14,5 +14,5 @@ mod policy;
 mod test_server;
 
 pub use fetch::{fetch, FetchError, Fetched};
-pub use keys::{KeyStatus, Keys, DEFAULT_REFETCH_COOLDOWN};
+pub use keys::{KeyMetrics, KeyStatus, Keys, DEFAULT_REFETCH_COOLDOWN};
 pub use policy::{check_algorithms, check_url, DEFAULT_ALGORITHMS};

@@ -19,6 +19,8 @@ pub mod fleet;
 pub mod identity;
 /// The gRPC listener: connection cap, first-byte timeout, accept errors.
 pub mod listener;
+/// Prometheus metrics on their own listener (`--metrics-listen`).
+pub mod metrics;
 /// Periodic re-discovery of every registered server's tools and prompts.
 mod refresh;
 mod server;

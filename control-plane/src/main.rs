@@ -97,6 +97,12 @@ struct Args {
     /// is closed. Example: --handshake-timeout 5s
     #[arg(long, env = "CANOPY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     handshake_timeout: Duration,
+    /// Serve Prometheus metrics over plain HTTP on this address: `GET /metrics` (identity
+    /// provider refreshes, connected data planes, revision, Admin calls, Sync streams) and
+    /// `GET /healthz`. Off by default; no authentication, so bind it to a private
+    /// interface. Example: --metrics-listen 127.0.0.1:9091
+    #[arg(long, env = "CANOPY_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Zero means "off".
@@ -158,6 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         handshake_timeout: args.handshake_timeout,
     };
+    config.metrics_listen = args.metrics_listen;
     config.init_token = secret(args.init_token_file.as_deref(), "CANOPY_INIT_TOKEN")?;
     config.data_plane_token = secret(
         args.data_plane_token_file.as_deref(),

@@ -34,6 +34,8 @@ pub enum ControlPlaneError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Runs a control plane on `listener` until `shutdown` resolves.
@@ -56,6 +58,8 @@ pub async fn serve(
 pub struct Opened {
     config: ControlPlaneConfig,
     tls: Option<crate::tls::LoadedTls>,
+    /// Bound `--metrics-listen`, when set.
+    metrics: Option<TcpListener>,
     store: Store,
     mode: Mode,
 }
@@ -71,6 +75,10 @@ pub async fn open(config: ControlPlaneConfig) -> Result<Opened, ControlPlaneErro
     }
     // Before the store opens: a wrong certificate file must not cost a store open/close.
     let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
     let mode = if config.enterprise {
         Mode::Enterprise
     } else {
@@ -83,12 +91,18 @@ pub async fn open(config: ControlPlaneConfig) -> Result<Opened, ControlPlaneErro
     Ok(Opened {
         config,
         tls,
+        metrics,
         store,
         mode,
     })
 }
 
 impl Opened {
+    /// Where `/metrics` is served (`None` without `metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Runs the control plane on `listener` until `shutdown` resolves (see [`serve`]).
     pub async fn serve(
         self,
@@ -98,16 +112,18 @@ impl Opened {
         let Opened {
             config,
             tls,
+            metrics,
             store,
             mode,
         } = self;
-        serve_opened(config, tls, store, mode, listener, shutdown).await
+        serve_opened(config, tls, metrics, store, mode, listener, shutdown).await
     }
 }
 
 async fn serve_opened(
     config: ControlPlaneConfig,
     tls: Option<crate::tls::LoadedTls>,
+    metrics_listener: Option<TcpListener>,
     store: Store,
     mode: Mode,
     listener: TcpListener,
@@ -167,8 +183,33 @@ async fn serve_opened(
         fleet.clone(),
         data_plane_token_hash,
     )
-    .with_keys(keys);
+    .with_keys(Arc::clone(&keys));
     let streams = sync.closer();
+    let admin_calls = Arc::new(crate::metrics::AdminCalls::default());
+    let metrics_task = metrics_listener.map(|listener| {
+        let mut registry = crate::metrics::Registry::default();
+        registry.register(Arc::new(crate::metrics::ProcessCollector {
+            fleet: Arc::clone(&fleet),
+            store: store.clone(),
+            streams: streams.clone(),
+        }));
+        registry.register(Arc::clone(&admin_calls) as Arc<dyn crate::metrics::Collect>);
+        registry.register(Arc::new(crate::metrics::IdentityCollector {
+            keys: Arc::clone(&keys),
+            store: store.clone(),
+        }));
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!("metrics on http://{addr}/metrics"),
+            Err(e) => tracing::warn!(error = %e, "metrics listener has no address"),
+        }
+        tokio::spawn(async move {
+            // Aborted with the other background tasks when the control plane stops.
+            if let Err(e) = crate::metrics::serve(listener, registry, std::future::pending()).await
+            {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        })
+    });
     let closing = streams.clone();
     // Shutdown: the caller's future stops accepting and closes the Sync streams (they never
     // end by themselves); `stopping` starts the grace timer for what is left in flight.
@@ -188,7 +229,8 @@ async fn serve_opened(
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION));
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .layer(crate::metrics::AdminCallsLayer(admin_calls));
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.server_config())?;
     }
@@ -210,7 +252,10 @@ async fn serve_opened(
             tokio::time::sleep(grace).await;
         } => Ok(false),
     };
-    for task in [refresh_task, idp_refresh_task].into_iter().flatten() {
+    for task in [refresh_task, idp_refresh_task, metrics_task]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     let drained = match drained {
@@ -303,6 +348,69 @@ mod tests {
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
         assert!(dir.path().join(crate::data_plane_token::FILE_NAME).exists());
+    }
+
+    /// `metrics_listen`: Prometheus text at `/metrics` with every family of the control
+    /// plane, Admin calls counted by result, and `/healthz`.
+    #[tokio::test]
+    async fn serves_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ControlPlaneConfig::new(dir.path());
+        config.enterprise = true;
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        let opened = open(config).await.unwrap();
+        let metrics = format!("http://{}", opened.metrics_addr().unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(opened.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        let mut admin = loop {
+            match AdminClient::connect(format!("http://{addr}")).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        admin
+            .get_server_info(pb::GetServerInfoRequest {})
+            .await
+            .unwrap();
+        // No token in enterprise mode: refused.
+        assert!(admin.who_am_i(pb::WhoAmIRequest {}).await.is_err());
+        assert!(admin.who_am_i(pb::WhoAmIRequest {}).await.is_err());
+
+        let http = reqwest::Client::new();
+        let page = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        let text = page.text().await.unwrap();
+        assert!(
+            text.contains("canopy_cp_admin_rpcs_total{result=\"ok\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("canopy_cp_admin_rpcs_total{result=\"error\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("canopy_cp_data_planes_connected 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("canopy_cp_sync_streams 0\n"), "{text}");
+        for family in crate::metrics::families_for_tests() {
+            let help = format!("# HELP {} ", family.name);
+            assert_eq!(text.matches(&help).count(), 1, "{help} in {text}");
+        }
+        let health = http.get(format!("{metrics}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+
+        drop(admin);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
     }
 
     /// With `config.tls` the same services answer over TLS, verified against the

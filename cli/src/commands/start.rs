@@ -66,6 +66,11 @@ pub struct StartArgs {
     /// Change records older than this are compacted away (e.g. 7d, 12h; 0 = keep by count only).
     #[arg(long, env = "CANOPY_CHANGELOG_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
     pub changelog_max_age: Duration,
+    /// Serve the control plane's Prometheus metrics on this address (`GET /metrics`,
+    /// `GET /healthz`; off by default). The data plane's are at /metrics on --http-listen.
+    /// Example: --metrics-listen 127.0.0.1:9091
+    #[arg(long, env = "CANOPY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Zero means "off".
@@ -193,6 +198,7 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
     cp_config.refresh_interval = nonzero(args.refresh_interval);
     cp_config.changelog_max_age = nonzero(args.changelog_max_age);
     cp_config.tls = tls.as_ref().map(|t| t.files.clone());
+    cp_config.metrics_listen = args.metrics_listen;
     // The store opens first: a data dir of the other mode fails here, before anything
     // binds, writes the data-plane token or claims to have started.
     let opened = canopy_control_plane::open(cp_config)

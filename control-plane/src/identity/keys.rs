@@ -36,9 +36,24 @@ pub enum Refreshed {
     Unchanged,
 }
 
+/// One provider's refresh counters since this control plane started, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyMetrics {
+    pub status: KeyStatus,
+    /// Fetches by [`Keys`] (periodic, unknown-`kid`, explicit), not create/update's own.
+    pub attempts: u64,
+    /// Those that failed.
+    pub failures_total: u64,
+    /// Fetches started by a data plane's unknown-`kid` report.
+    pub unknown_kid_fetches: u64,
+}
+
 #[derive(Default)]
 struct PerProvider {
     status: KeyStatus,
+    attempts: u64,
+    failures_total: u64,
+    unknown_kid_fetches: u64,
     /// Held while a fetch of this provider runs.
     fetching: Arc<tokio::sync::Mutex<()>>,
     /// When the last fetch prompted by an unknown `kid` started.
@@ -72,6 +87,22 @@ impl Keys {
 
     pub fn status(&self, name: &str) -> KeyStatus {
         self.with(name, |p| p.status.clone())
+    }
+
+    /// `name`'s counters (all zero for a provider not fetched by [`Keys`] yet).
+    pub fn metrics(&self, name: &str) -> KeyMetrics {
+        let map = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(name)
+            .map(|p| KeyMetrics {
+                status: p.status.clone(),
+                attempts: p.attempts,
+                failures_total: p.failures_total,
+                unknown_kid_fetches: p.unknown_kid_fetches,
+            })
+            .unwrap_or_default()
     }
 
     /// Records a successful fetch done elsewhere (create/update).
@@ -116,6 +147,7 @@ impl Keys {
         let now = crate::clock::now_ms();
         self.with(name, |p| {
             p.status.attempted_ms = now;
+            p.attempts += 1;
             match &result {
                 Ok(_) => {
                     p.status.fetched_ms = now;
@@ -125,6 +157,7 @@ impl Keys {
                 Err(e) => {
                     p.status.error = Some(e.clone());
                     p.status.failures = p.status.failures.saturating_add(1);
+                    p.failures_total += 1;
                 }
             }
         });
@@ -182,6 +215,7 @@ impl Keys {
             }
             let lock = Arc::clone(&p.fetching).try_lock_owned().ok()?;
             p.last_prompted = Some(now);
+            p.unknown_kid_fetches += 1;
             Some(lock)
         });
         let Some(lock) = lock else {
@@ -353,6 +387,28 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(server.hits("/jwks"), before + 1);
         assert!(keys.status("corp").error.is_none());
+    }
+
+    #[tokio::test]
+    async fn counts_attempts_failures_and_unknown_kid_fetches() {
+        let (keys, _store, server, _dir) = setup(Duration::from_secs(3600)).await;
+        assert_eq!(keys.metrics("corp"), KeyMetrics::default());
+        server.set("/jwks", 200, "garbage");
+        assert!(keys.refresh("corp").await.is_err());
+        assert!(keys.refresh("corp").await.is_err());
+        let m = keys.metrics("corp");
+        assert_eq!((m.attempts, m.failures_total, m.status.failures), (2, 2, 2));
+        assert_eq!(m.status.fetched_ms, 0);
+        server.set("/jwks", 200, K2);
+        keys.unknown_key(&server.url, "k2");
+        eventually("the prompted fetch counted", || {
+            let m = keys.metrics("corp");
+            m.attempts == 3 && m.status.failures == 0
+        })
+        .await;
+        let m = keys.metrics("corp");
+        assert_eq!((m.failures_total, m.unknown_kid_fetches), (2, 1));
+        assert!(m.status.fetched_ms > 0);
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! each session ends with `UNAVAILABLE`, and its data plane reconnects, to this control
 //! plane once it is back or to another one. Then only unary calls are left to drain.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -16,6 +16,8 @@ pub struct StreamCloser {
     open: Arc<watch::Sender<usize>>,
     /// How many were open when [`StreamCloser::close`] was called.
     at_close: Arc<AtomicUsize>,
+    /// Sessions registered since the start (for `/metrics`).
+    opened: Arc<AtomicU64>,
 }
 
 impl Default for StreamCloser {
@@ -24,6 +26,7 @@ impl Default for StreamCloser {
             closing: watch::Sender::new(false),
             open: Arc::new(watch::Sender::new(0)),
             at_close: Arc::new(AtomicUsize::new(0)),
+            opened: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -32,6 +35,7 @@ impl StreamCloser {
     /// Registers a session; it ends when [`OpenStream::closing`] resolves.
     pub(super) fn open(&self) -> OpenStream {
         self.open.send_modify(|n| *n += 1);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         OpenStream {
             closing: self.closing.subscribe(),
             open: Arc::clone(&self.open),
@@ -45,6 +49,16 @@ impl StreamCloser {
         self.at_close.store(open, Ordering::Relaxed);
         self.closing.send_replace(true);
         open
+    }
+
+    /// Sessions open now.
+    pub fn open_now(&self) -> usize {
+        *self.open.borrow()
+    }
+
+    /// Sessions registered since the start.
+    pub fn opened_total(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// What [`StreamCloser::close`] returned.
