@@ -21,6 +21,7 @@ mod faults_outage;
 mod faults_upstream;
 mod first_hour;
 mod fixtures;
+mod identity_metrics;
 mod identity_providers;
 mod interop_upstreams;
 mod modes;
