@@ -1,17 +1,10 @@
-//! Verifying one JWT access token from memory: the provider named by its `iss`, a key of
-//! that provider that fits the header's `alg`, then the claims.
-//!
-//! What counts as an access token (and not an ID token): the header's `typ` must be
-//! `at+jwt` (RFC 9068), or `JWT` or absent for providers that still mint such access tokens
-//! (Entra ID, Okta's org server, Auth0, Keycloak); any other type (logout tokens, DPoP
-//! proofs…) is refused. Whatever the `typ`, a token carrying a mark of an OpenID Connect ID
-//! token is refused: a `nonce`, `at_hash` or `c_hash` claim, or Keycloak's `typ: ID`
-//! claim. An ID token also names its client, not this resource, in `aud`, so it usually
-//! fails the audience check first.
+//! Verifying one JWT access token from memory: the provider named by its `iss`, then the
+//! shared checks of `canopy-jwt` (algorithm, key, signature, `iss`/`aud`/`exp`/`nbf`, access
+//! tokens only) with this data plane's audiences, then what only a data plane asks: the
+//! subject, revocations, required scopes, and which endpoints the audience covers.
 
 use canopy_core::access::ClaimView;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use canopy_jwt::{Refusal, Rules};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -79,32 +72,30 @@ pub struct Audiences<'a> {
     pub server: Option<(&'a str, String)>,
 }
 
-#[derive(serde::Deserialize)]
-struct Peek {
-    iss: Option<String>,
-}
-
 pub(crate) fn verify(
     dir: &Directory,
     token: &str,
     aud: &Audiences<'_>,
 ) -> Result<Principal, Rejection> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
-    let peek: Peek =
-        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| Rejection::Malformed)?;
-    let iss = peek.iss.ok_or(Rejection::UnknownIssuer)?;
+    let header = canopy_jwt::decode_header(token).map_err(|_| Rejection::Malformed)?;
+    let iss = canopy_jwt::unverified_issuer(token)
+        .map_err(|_| Rejection::Malformed)?
+        .ok_or(Rejection::UnknownIssuer)?;
     let provider = dir
         .provider_by_issuer(&iss)
         .ok_or(Rejection::UnknownIssuer)?;
-    let alg = header.alg;
-    if !provider.algorithms.contains(&alg) {
-        return Err(Rejection::Algorithm(super::provider::alg_name(alg)));
+    let mut audiences: Vec<&str> = aud.gateway.iter().map(String::as_str).collect();
+    audiences.extend(provider.audiences.iter().map(String::as_str));
+    if let Some((_, url)) = &aud.server {
+        audiences.push(url);
     }
-    let validation = validation(provider, alg, aud);
-    let claims = check_signature(provider, token, header.kid.as_deref(), alg, &validation)?;
-    if !access_token_type(header.typ.as_deref()) || looks_like_id_token(&claims) {
-        return Err(Rejection::IdToken);
-    }
+    let rules = Rules {
+        issuer: &provider.issuer,
+        audiences: &audiences,
+        leeway_secs: provider.leeway_secs,
+    };
+    let claims = canopy_jwt::verify(token, &header, &provider.algorithms, &provider.keys, &rules)
+        .map_err(|r| rejection(r, provider))?;
     let view = ClaimView::from_claims(&claims, &provider.subject_claim, &provider.groups_claim);
     let Some(subject) = view.subject.as_deref().filter(|s| !s.is_empty()) else {
         return Err(Rejection::Claim(provider.subject_claim.clone()));
@@ -137,101 +128,26 @@ pub(crate) fn verify(
     })
 }
 
-fn validation(provider: &Provider, alg: Algorithm, aud: &Audiences<'_>) -> Validation {
-    let mut v = Validation::new(alg);
-    v.leeway = provider.leeway_secs;
-    v.validate_nbf = true;
-    v.validate_exp = true;
-    v.validate_aud = true;
-    v.set_required_spec_claims(&["exp", "iss", "aud"]);
-    v.set_issuer(&[&provider.issuer]);
-    let mut audiences: Vec<&str> = aud.gateway.iter().map(String::as_str).collect();
-    audiences.extend(provider.audiences.iter().map(String::as_str));
-    if let Some((_, url)) = &aud.server {
-        audiences.push(url);
+/// The shared refusal in this data plane's terms (naming the provider where it helps).
+fn rejection(r: Refusal, provider: &Provider) -> Rejection {
+    match r {
+        Refusal::Malformed => Rejection::Malformed,
+        Refusal::Algorithm(alg) => Rejection::Algorithm(canopy_jwt::alg_name(alg)),
+        Refusal::UnknownKid(kid) => Rejection::UnknownKid {
+            provider: provider.name.clone(),
+            issuer: provider.issuer.clone(),
+            kid,
+        },
+        Refusal::NoKey => Rejection::NoKey(provider.name.clone()),
+        Refusal::Signature => Rejection::Signature,
+        Refusal::Issuer => Rejection::Issuer,
+        Refusal::Audience => Rejection::Audience,
+        Refusal::Expired => Rejection::Expired,
+        Refusal::NotYetValid => Rejection::NotYetValid,
+        Refusal::IdToken => Rejection::IdToken,
+        Refusal::MissingClaim(c) => Rejection::Claim(c),
+        Refusal::Invalid(why) => Rejection::Invalid(why),
     }
-    v.set_audience(&audiences);
-    v
-}
-
-/// Picks the key by `kid` (or, without one, tries the provider's keys of that family) and
-/// checks signature and registered claims.
-fn check_signature(
-    provider: &Provider,
-    token: &str,
-    kid: Option<&str>,
-    alg: Algorithm,
-    validation: &Validation,
-) -> Result<Map<String, Value>, Rejection> {
-    let candidates: Vec<_> = match kid {
-        Some(kid) => {
-            let Some(k) = provider.keys.iter().find(|k| k.kid.as_deref() == Some(kid)) else {
-                return Err(Rejection::UnknownKid {
-                    provider: provider.name.clone(),
-                    issuer: provider.issuer.clone(),
-                    kid: kid.to_owned(),
-                });
-            };
-            if !k.fits(alg) {
-                return Err(Rejection::Signature);
-            }
-            vec![k]
-        }
-        None => provider.keys.iter().filter(|k| k.fits(alg)).collect(),
-    };
-    if candidates.is_empty() {
-        return Err(Rejection::NoKey(provider.name.clone()));
-    }
-    let mut last = Rejection::Signature;
-    for k in candidates {
-        match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, validation) {
-            Ok(data) => return Ok(data.claims),
-            Err(e) => {
-                last = rejection(e.kind());
-                if last != Rejection::Signature {
-                    // The signature held; the claims are what is wrong.
-                    return Err(last);
-                }
-            }
-        }
-    }
-    Err(last)
-}
-
-fn rejection(kind: &ErrorKind) -> Rejection {
-    match kind {
-        ErrorKind::InvalidSignature
-        | ErrorKind::InvalidAlgorithm
-        | ErrorKind::InvalidEcdsaKey
-        | ErrorKind::InvalidEddsaKey
-        | ErrorKind::InvalidRsaKey(_)
-        | ErrorKind::InvalidKeyFormat => Rejection::Signature,
-        ErrorKind::ExpiredSignature => Rejection::Expired,
-        ErrorKind::ImmatureSignature => Rejection::NotYetValid,
-        ErrorKind::InvalidAudience => Rejection::Audience,
-        ErrorKind::InvalidIssuer => Rejection::Issuer,
-        ErrorKind::InvalidToken
-        | ErrorKind::Base64(_)
-        | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => Rejection::Malformed,
-        ErrorKind::MissingRequiredClaim(c) => Rejection::Claim(c.clone()),
-        other => Rejection::Invalid(format!("{other:?}")),
-    }
-}
-
-fn access_token_type(typ: Option<&str>) -> bool {
-    typ.is_none_or(|t| {
-        ["at+jwt", "application/at+jwt", "JWT"]
-            .iter()
-            .any(|a| t.eq_ignore_ascii_case(a))
-    })
-}
-
-fn looks_like_id_token(claims: &Map<String, Value>) -> bool {
-    ["nonce", "at_hash", "c_hash"]
-        .iter()
-        .any(|c| claims.contains_key(*c))
-        || claims.get("typ").and_then(Value::as_str) == Some("ID")
 }
 
 /// OAuth scopes granted: `scope` (space-separated, RFC 9068) or Entra's `scp`.

@@ -308,3 +308,14 @@ fn algorithms_by_name() {
     assert_eq!(crate::algorithm("none"), None);
     assert_eq!(crate::alg_name(Algorithm::EdDSA), "EdDSA");
 }
+
+#[test]
+fn id_tokens_and_other_types_are_not_access_tokens() {
+    assert!(access_token_type(None) && access_token_type(Some("at+JWT")));
+    assert!(access_token_type(Some("application/at+jwt")) && access_token_type(Some("JWT")));
+    assert!(!access_token_type(Some("id_token+jwt")));
+    let claims = |json: &str| serde_json::from_str::<Map<String, Value>>(json).unwrap_or_default();
+    assert!(looks_like_id_token(&claims(r#"{"nonce":"n"}"#)));
+    assert!(looks_like_id_token(&claims(r#"{"typ":"ID"}"#)));
+    assert!(!looks_like_id_token(&claims(r#"{"scope":"openid"}"#)));
+}
