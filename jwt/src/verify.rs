@@ -104,8 +104,7 @@ pub fn verify(
     for k in candidates {
         match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, &validation) {
             Ok(data) => {
-                if !access_token_type(header.typ.as_deref()) || looks_like_id_token(&data.claims)
-                {
+                if !access_token_type(header.typ.as_deref()) || looks_like_id_token(&data.claims) {
                     return Err(Refusal::IdToken);
                 }
                 return Ok(data.claims);

@@ -285,21 +285,7 @@ mod fetch_tests {
     use crate::identity::test_server::TestServer;
 
     fn spec(issuer: &str) -> ProviderSpec {
-        ProviderSpec {
-            name: "corp".into(),
-            issuer: issuer.into(),
-            audiences: vec![],
-            jwks_uri: None,
-            subject_claim: "sub".into(),
-            groups_claim: "groups".into(),
-            algorithms: vec!["RS256".into()],
-            leeway_ms: 60_000,
-            ca_pem: None,
-            required_scopes: vec![],
-            admin_group: None,
-            admin_audience: None,
-            cli_client_id: None,
-        }
+        ProviderSpec::for_tests("corp", issuer)
     }
 
     #[tokio::test]

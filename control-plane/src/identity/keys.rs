@@ -307,21 +307,7 @@ mod tests {
             .unwrap();
         let server = TestServer::start().await;
         server.provider(K1);
-        let spec = ProviderSpec {
-            name: "corp".into(),
-            issuer: server.url.clone(),
-            audiences: vec![],
-            jwks_uri: None,
-            subject_claim: "sub".into(),
-            groups_claim: "groups".into(),
-            algorithms: vec!["RS256".into()],
-            leeway_ms: 60_000,
-            ca_pem: None,
-            required_scopes: vec![],
-            admin_group: None,
-            admin_audience: None,
-            cli_client_id: None,
-        };
+        let spec = ProviderSpec::for_tests("corp", &server.url);
         let found = fetch(&spec).await.unwrap();
         store
             .apply(Mutation::Identity(IdentityMutation::PutProvider {

@@ -49,6 +49,28 @@ pub struct ProviderSpec {
     pub cli_client_id: Option<String>,
 }
 
+#[cfg(test)]
+impl ProviderSpec {
+    /// A provider with the defaults `create identity-provider` gives (RS256 only), for tests.
+    pub(crate) fn for_tests(name: &str, issuer: &str) -> Self {
+        Self {
+            name: name.into(),
+            issuer: issuer.into(),
+            audiences: vec![],
+            jwks_uri: None,
+            subject_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            algorithms: vec!["RS256".into()],
+            leeway_ms: 60_000,
+            ca_pem: None,
+            required_scopes: vec![],
+            admin_group: None,
+            admin_audience: None,
+            cli_client_id: None,
+        }
+    }
+}
+
 /// What discovery found (empty strings where the provider advertises nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoints {

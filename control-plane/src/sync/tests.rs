@@ -231,19 +231,10 @@ async fn identity_state_in_snapshot_and_changes() {
     };
     let (url, store, _dir) = serve_store(3).await;
     let spec = ProviderSpec {
-        name: "corp".into(),
-        issuer: "https://corp.example".into(),
         audiences: vec!["api://canopy".into()],
-        jwks_uri: None,
-        subject_claim: "sub".into(),
-        groups_claim: "groups".into(),
-        algorithms: vec!["RS256".into()],
-        leeway_ms: 60_000,
         ca_pem: Some("PEM".into()),
         required_scopes: vec!["mcp".into()],
-        admin_group: None,
-        admin_audience: None,
-        cli_client_id: None,
+        ..ProviderSpec::for_tests("corp", "https://corp.example")
     };
     let id = |m| Mutation::Identity(m);
     let created = store

@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::keys::parse_jwks;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
@@ -125,7 +127,9 @@ fn good_tokens_verify_with_either_key() {
         assert_eq!(got["sub"], "alice");
     }
     // An extra audience; `typ` absent or `JWT`; no `kid` (each key of the family is tried).
-    assert!(f.check(&f.ec.sign(&with(json!({"aud": "api://canopy"})))).is_ok());
+    assert!(f
+        .check(&f.ec.sign(&with(json!({"aud": "api://canopy"}))))
+        .is_ok());
     let mut h = Header::new(Algorithm::ES256);
     h.typ = None;
     assert!(f.check(&f.ec.sign_with(h.clone(), &claims())).is_ok());
@@ -199,7 +203,10 @@ fn claims_refusals() {
     let f = Fixture::new();
     let cases = [
         (json!({"iss": "https://evil.example"}), Refusal::Issuer),
-        (json!({"aud": "https://other.example/mcp"}), Refusal::Audience),
+        (
+            json!({"aud": "https://other.example/mcp"}),
+            Refusal::Audience,
+        ),
         (json!({"exp": now() - 3600}), Refusal::Expired),
         (json!({"nbf": now() + 3600}), Refusal::NotYetValid),
         (json!({"exp": null}), Refusal::MissingClaim("exp".into())),
@@ -298,7 +305,10 @@ fn issuer_is_read_unverified() {
     assert_eq!(unverified_issuer(&t).unwrap().as_deref(), Some(ISSUER));
     let t = f.ec.sign(&with(json!({"iss": null})));
     assert_eq!(unverified_issuer(&t).unwrap(), None);
-    assert_eq!(unverified_issuer("canopy_usr_x").unwrap_err(), Refusal::Malformed);
+    assert_eq!(
+        unverified_issuer("canopy_usr_x").unwrap_err(),
+        Refusal::Malformed
+    );
 }
 
 #[test]

@@ -162,21 +162,31 @@ impl AdminService {
         })
     }
 
-    pub(in crate::admin) async fn create_provider(
+    /// Create (`create`) or replace a provider: checks the spec and whether the name is
+    /// taken, fetches discovery and keys (nothing is stored if that fails), stores it.
+    /// Returns its name and the revision.
+    async fn put_provider(
         &self,
-        req: Request<pb::CreateIdentityProviderRequest>,
-    ) -> Result<pb::CreateIdentityProviderResponse, AdminError> {
-        self.authorize(req.metadata(), Need::IdentityAdmin)?;
-        let spec = req
-            .into_inner()
-            .spec
-            .ok_or_else(|| AdminError::InvalidArgument("the provider spec is missing".into()))?;
+        spec: Option<pb::IdentityProviderSpec>,
+        create: bool,
+    ) -> Result<(String, u64), AdminError> {
+        let spec =
+            spec.ok_or_else(|| AdminError::InvalidArgument("the provider spec is missing".into()))?;
         let spec = spec_from_pb(spec)?;
-        if self.store.identity_provider(&spec.name)?.is_some() {
-            return Err(AdminError::Store(crate::store::StoreError::AlreadyExists {
-                kind: "identity provider",
-                name: spec.name,
-            }));
+        match (create, self.store.identity_provider(&spec.name)?.is_some()) {
+            (true, true) => {
+                return Err(AdminError::Store(crate::store::StoreError::AlreadyExists {
+                    kind: "identity provider",
+                    name: spec.name,
+                }))
+            }
+            (false, false) => {
+                return Err(AdminError::NotFound {
+                    kind: "identity provider",
+                    name: spec.name,
+                })
+            }
+            _ => {}
         }
         let record = self.fetched_record(spec).await?;
         let name = record.spec.name.clone();
@@ -184,11 +194,21 @@ impl AdminService {
             .store
             .apply(Mutation::Identity(IdentityMutation::PutProvider {
                 record,
-                create: true,
+                create,
             }))
             .await?;
         self.keys.record_success(&name);
-        tracing::info!(revision, idp = %name, "identity provider created");
+        let done = if create { "created" } else { "updated" };
+        tracing::info!(revision, idp = %name, "identity provider {done}");
+        Ok((name, revision))
+    }
+
+    pub(in crate::admin) async fn create_provider(
+        &self,
+        req: Request<pb::CreateIdentityProviderRequest>,
+    ) -> Result<pb::CreateIdentityProviderResponse, AdminError> {
+        self.authorize(req.metadata(), Need::IdentityAdmin)?;
+        let (name, revision) = self.put_provider(req.into_inner().spec, true).await?;
         let stored = self
             .store
             .identity_provider(&name)?
@@ -222,27 +242,7 @@ impl AdminService {
     ) -> Result<pb::MutationResult, AdminError> {
         self.authorize(req.metadata(), Need::IdentityAdmin)?;
         let req = req.into_inner();
-        let spec = req
-            .spec
-            .ok_or_else(|| AdminError::InvalidArgument("the provider spec is missing".into()))?;
-        let spec = spec_from_pb(spec)?;
-        if self.store.identity_provider(&spec.name)?.is_none() {
-            return Err(AdminError::NotFound {
-                kind: "identity provider",
-                name: spec.name,
-            });
-        }
-        let record = self.fetched_record(spec).await?;
-        let name = record.spec.name.clone();
-        let revision = self
-            .store
-            .apply(Mutation::Identity(IdentityMutation::PutProvider {
-                record,
-                create: false,
-            }))
-            .await?;
-        self.keys.record_success(&name);
-        tracing::info!(revision, idp = %name, "identity provider updated");
+        let (_, revision) = self.put_provider(req.spec, false).await?;
         let report = self
             .fleet
             .wait_for(revision, wait_duration(req.wait.as_ref()))

@@ -4,21 +4,7 @@ use super::*;
 use crate::store::{Mode, Mutation, StoreOptions};
 
 fn spec(name: &str) -> ProviderSpec {
-    ProviderSpec {
-        name: name.into(),
-        issuer: format!("https://{name}.example"),
-        audiences: vec![],
-        jwks_uri: None,
-        subject_claim: "sub".into(),
-        groups_claim: "groups".into(),
-        algorithms: vec!["RS256".into()],
-        leeway_ms: 60_000,
-        ca_pem: None,
-        required_scopes: vec![],
-        admin_group: None,
-        admin_audience: None,
-        cli_client_id: None,
-    }
+    ProviderSpec::for_tests(name, &format!("https://{name}.example"))
 }
 
 fn put(name: &str, jwks: &str, create: bool) -> Mutation {

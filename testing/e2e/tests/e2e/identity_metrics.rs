@@ -119,9 +119,21 @@ fn failing_identity_provider_in_metrics_and_list() {
         let page = scrape(metrics);
         (corp(&page, "canopy_cp_idp_refresh_attempts_total") >= 1.0).then_some(page)
     });
-    assert_eq!(corp(&page, "canopy_cp_idp_refresh_failures_total"), 0.0, "{page}");
-    assert_eq!(corp(&page, "canopy_cp_idp_consecutive_failures"), 0.0, "{page}");
-    assert_eq!(corp(&page, "canopy_cp_idp_keys"), published as f64, "{page}");
+    assert_eq!(
+        corp(&page, "canopy_cp_idp_refresh_failures_total"),
+        0.0,
+        "{page}"
+    );
+    assert_eq!(
+        corp(&page, "canopy_cp_idp_consecutive_failures"),
+        0.0,
+        "{page}"
+    );
+    assert_eq!(
+        corp(&page, "canopy_cp_idp_keys"),
+        published as f64,
+        "{page}"
+    );
     assert!(corp(&page, "canopy_cp_idp_last_success_timestamp_seconds") > 1.0e9);
     assert_eq!(sample(&page, "canopy_cp_data_planes_connected"), Some(1.0));
     assert_eq!(sample(&page, "canopy_cp_sync_streams"), Some(1.0));
@@ -134,15 +146,26 @@ fn failing_identity_provider_in_metrics_and_list() {
         let page = scrape(metrics);
         (corp(&page, "canopy_cp_idp_consecutive_failures") >= 2.0).then_some(page)
     });
-    assert!(corp(&page, "canopy_cp_idp_refresh_failures_total") >= 2.0, "{page}");
-    assert_eq!(corp(&page, "canopy_cp_idp_keys"), published as f64, "{page}");
+    assert!(
+        corp(&page, "canopy_cp_idp_refresh_failures_total") >= 2.0,
+        "{page}"
+    );
+    assert_eq!(
+        corp(&page, "canopy_cp_idp_keys"),
+        published as f64,
+        "{page}"
+    );
     let last_success = corp(&page, "canopy_cp_idp_last_success_timestamp_seconds");
     assert!(last_success > 1.0e9, "{page}");
     let listed = admin.json(&["list", "identity-providers"]);
     let p = find(&listed, "corp");
     assert!(p["last_error"].is_string(), "{p}");
     assert!(p["refresh_failures"].as_u64().unwrap_or(0) >= 2, "{p}");
-    assert_eq!(p["key_ids"].as_array().map(Vec::len), Some(published), "{p}");
+    assert_eq!(
+        p["key_ids"].as_array().map(Vec::len),
+        Some(published),
+        "{p}"
+    );
     let text = admin.ok(&["list", "identity-providers"]);
     assert!(text.stdout.contains("FAILED"), "{text:?}");
 
