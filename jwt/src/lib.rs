@@ -16,8 +16,8 @@
 //! audiences they accept, subjects, revocations and scopes (data plane), roles (control
 //! plane). Nothing here logs or returns a token.
 //!
-//! Not in `canopy-core`: this pulls in `jsonwebtoken` and its crypto backend, which the
-//! core rules every program shares (the CLI included) do not need.
+//! Not a module of `canopy-core`: this pulls in `jsonwebtoken` and its aws-lc-rs backend,
+//! and core, linked by every crate of the workspace, keeps a small dependency set.
 
 mod keys;
 mod verify;
