@@ -1,11 +1,17 @@
 //! A tiny HTTP/1.1 server on loopback that answers fixed bodies by path, for tests that need
 //! an identity provider's discovery document and key set without a real provider. Routes
 //! can be changed while it runs (key rotation, an issuer that starts answering garbage).
+//! [`StaticHttpServer::start_tls`] serves the same over https with a given certificate (an
+//! issuer behind a private CA).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 type Routes = Arc<Mutex<HashMap<String, (u16, String)>>>;
 
@@ -16,10 +22,33 @@ type Routes = Arc<Mutex<HashMap<String, (u16, String)>>>;
 pub struct StaticHttpServer {
     addr: SocketAddr,
     routes: Routes,
+    scheme: &'static str,
 }
 
 impl StaticHttpServer {
     pub fn start() -> Self {
+        Self::serve(None)
+    }
+
+    /// The same over https, with the PEM certificate chain and key in these files.
+    pub fn start_tls(cert_pem: &Path, key_pem: &Path) -> Self {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_pem)
+            .and_then(|certs| certs.collect())
+            .unwrap_or_else(|e| panic!("cannot read {}: {e:?}", cert_pem.display()));
+        let key = PrivateKeyDer::from_pem_file(key_pem)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e:?}", key_pem.display()));
+        // An explicit provider: the test binary links more than one rustls backend.
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .unwrap_or_else(|e| panic!("test TLS server configuration: {e}"));
+        Self::serve(Some(Arc::new(config)))
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0")
             .expect("cannot bind a loopback port for the test HTTP server");
         let addr = listener
@@ -30,15 +59,28 @@ impl StaticHttpServer {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let routes = Arc::clone(&served);
-                std::thread::spawn(move || answer(stream, &routes));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => answer(stream, &routes),
+                    Some(config) => {
+                        // A client that refuses the certificate just ends the handshake.
+                        if let Ok(conn) = rustls::ServerConnection::new(config) {
+                            answer(rustls::StreamOwned::new(conn, stream), &routes);
+                        }
+                    }
+                });
             }
         });
-        Self { addr, routes }
+        Self {
+            addr,
+            routes,
+            scheme,
+        }
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT` (`https://` from [`Self::start_tls`]; no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Answers `path` with `status` and `body` (as `application/json`) from now on.
@@ -61,11 +103,8 @@ impl StaticHttpServer {
     }
 }
 
-fn answer(stream: TcpStream, routes: &Routes) {
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
+fn answer(stream: impl Read + Write, routes: &Routes) {
+    let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
         return;
@@ -86,7 +125,7 @@ fn answer(stream: TcpStream, routes: &Routes) {
         .get(&path)
         .cloned()
         .unwrap_or((404, r#"{"error":"not found"}"#.to_owned()));
-    let mut stream = stream;
+    let stream = reader.get_mut();
     let _ = write!(
         stream,
         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

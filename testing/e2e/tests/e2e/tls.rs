@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 
 use canopy_e2e::{
     bin_path, files_containing, free_port, http_get, wait_for_port, ChildProcess, Cli,
-    ControlPlane, ControlPlaneOptions, DataPlane, FixtureServer, StartOutcome, START_DEADLINE,
+    ControlPlane, ControlPlaneOptions, DataPlane, FixtureServer, StartOutcome, StaticHttpServer,
+    START_DEADLINE,
 };
 use serde_json::json;
 
@@ -382,4 +383,107 @@ fn clear_canopy_env(cmd: &mut Command) {
             cmd.env_remove(k);
         }
     }
+}
+
+/// An identity provider behind one private CA, registered through a control plane behind
+/// another: after `create|update identity-provider`, `--ca-file` is the issuer's CA, and
+/// the registry's comes from `--ca-file` before the subcommand, CANOPY_CA_FILE or the
+/// config file.
+#[test]
+fn identity_provider_behind_a_private_ca() {
+    const JWKS: &str =
+        r#"{"keys":[{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":"sXch","e":"AQAB"}]}"#;
+    let cp_pki = Pki::new(&["127.0.0.1", "localhost"]);
+    let idp_pki = Pki::new(&["127.0.0.1"]);
+    let cp = tls_control_plane(&cp_pki);
+    let admin = Cli::new(&cp);
+    // The registry's CA is saved in the config file with the registry.
+    admin.json(&["--ca-file", &cp_pki.ca(), "init-server"]);
+    let idp = StaticHttpServer::start_tls(&idp_pki.path("cert.pem"), &idp_pki.path("key.pem"));
+    idp.serve_provider(JWKS);
+    assert!(idp.url().starts_with("https://127.0.0.1:"), "{}", idp.url());
+    let private_ca = |admin: &Cli| {
+        let list = admin.json(&["list", "identity-providers"]);
+        list.as_array()
+            .and_then(|a| a.first())
+            .map(|p| p["private_ca"].clone())
+            .unwrap_or_default()
+    };
+
+    // Without the issuer's CA its certificate is not trusted: an error, nothing stored.
+    let out = admin.fail(&[
+        "create",
+        "identity-provider",
+        "corp",
+        "--issuer",
+        &idp.url(),
+    ]);
+    out.assert_one_line_error();
+    assert!(out.text_lower().contains("cannot reach"), "{out:?}");
+    assert_eq!(admin.json(&["list", "identity-providers"]), json!([]));
+    // The registry's CA after the subcommand is taken as the issuer's, and does not fit.
+    admin
+        .fail(&[
+            "create",
+            "identity-provider",
+            "corp",
+            "--issuer",
+            &idp.url(),
+            "--ca-file",
+            &cp_pki.ca(),
+        ])
+        .assert_one_line_error();
+    assert_eq!(admin.json(&["list", "identity-providers"]), json!([]));
+
+    // The issuer's CA after the subcommand; the registry's from the config file.
+    let created = admin.json(&[
+        "create",
+        "identity-provider",
+        "corp",
+        "--issuer",
+        &idp.url(),
+        "--ca-file",
+        &idp_pki.ca(),
+    ]);
+    assert_eq!(created["private_ca"], true, "{created}");
+    assert_eq!(created["key_ids"], json!(["k1"]), "{created}");
+
+    // Both on one line: the registry's before the subcommand, the issuer's after.
+    admin.json(&[
+        "--ca-file",
+        &cp_pki.ca(),
+        "update",
+        "identity-provider",
+        "corp",
+        "--ca-file",
+        &idp_pki.ca(),
+        "--leeway",
+        "30s",
+    ]);
+    // The registry's from CANOPY_CA_FILE; the old spelling for the issuer's.
+    admin.json_with_env(
+        &[
+            "update",
+            "identity-provider",
+            "corp",
+            "--issuer-ca-file",
+            &idp_pki.ca(),
+        ],
+        &[("CANOPY_CA_FILE", &cp_pki.ca())],
+    );
+    // An update naming the wrong issuer CA refetches, fails and changes nothing.
+    admin
+        .fail(&[
+            "--ca-file",
+            &cp_pki.ca(),
+            "update",
+            "identity-provider",
+            "corp",
+            "--ca-file",
+            &cp_pki.ca(),
+        ])
+        .assert_one_line_error();
+    assert_eq!(private_ca(&admin), true);
+    let p = &admin.json(&["list", "identity-providers"])[0];
+    assert_eq!(p["leeway_ms"], 30_000, "{p}");
 }
