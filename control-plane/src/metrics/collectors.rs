@@ -1,8 +1,9 @@
 //! The control plane's own collectors: process basics and identity providers.
 
 use super::families::*;
-use super::{Collect, Exposition};
+use super::{Collect, Exposition, Family};
 use crate::fleet::Fleet;
+use crate::identity::KeyMetrics;
 use crate::identity::Keys;
 use crate::store::Store;
 use crate::sync::StreamCloser;
@@ -73,8 +74,8 @@ impl Collect for IdentityCollector {
     }
 }
 
-use super::text::Family;
-type Row<'a> = (&'a str, crate::identity::KeyMetrics, usize);
+/// One provider at one scrape: name, counters, keys held.
+type Row<'a> = (&'a str, KeyMetrics, usize);
 
 /// Keys in a stored JWKS document.
 fn key_count(jwks_json: &str) -> usize {
