@@ -15,12 +15,13 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use http::header::ALLOW;
 use http::{HeaderValue, StatusCode};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::app::DataPlane;
@@ -50,7 +51,15 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
 
 async fn post_mcp(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    mcp::serve(&dp, None, &parts.headers, body).await
+    mcp::serve(&dp, None, &parts.headers, body, peer(&parts)).await
+}
+
+/// The client's address, as the listener put it on the request.
+fn peer(parts: &http::request::Parts) -> Option<SocketAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
 }
 
 async fn post_server(
@@ -59,7 +68,7 @@ async fn post_server(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    mcp::serve(&dp, Some(&name), &parts.headers, body).await
+    mcp::serve(&dp, Some(&name), &parts.headers, body, peer(&parts)).await
 }
 
 async fn metadata_root(State(dp): State<Arc<DataPlane>>) -> Response {

@@ -10,6 +10,7 @@
 //! serve resources, or discover upstream catalogues (the control plane does).
 
 pub mod app;
+pub mod audit;
 pub mod cache;
 pub mod http;
 pub mod identity;
@@ -24,4 +25,4 @@ pub mod tls;
 
 pub use app::{DataPlane, HttpSettings};
 pub use http::router;
-pub use serve::{serve, DataPlaneConfig, DataPlaneError, DRAIN_TIMEOUT};
+pub use serve::{serve, AuditOptions, DataPlaneConfig, DataPlaneError, DRAIN_TIMEOUT};
