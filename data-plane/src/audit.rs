@@ -20,6 +20,8 @@ mod queue;
 mod record;
 mod shipper;
 mod spool;
+#[cfg(test)]
+mod tests;
 mod trace;
 
 pub use queue::{Audit, AuditSettings, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE_CAPACITY};

@@ -40,8 +40,8 @@ mod tests {
         assert_eq!(h, blake3::hash(j.as_bytes()).to_hex().to_string());
         assert_eq!(h.len(), 64);
         assert_eq!(keep(AuditPayload::Full, j, 100).as_deref(), Some(j));
-        // 9 bytes would split "é": the cut backs off to a character boundary.
-        let cut = keep(AuditPayload::Full, j, 9).unwrap_or_default();
+        // 8 bytes would split "é" (bytes 7-8): the cut backs off to a character boundary.
+        let cut = keep(AuditPayload::Full, j, 8).unwrap_or_default();
         assert_eq!(cut, format!("{{\"q\":\"h{CUT_MARK}"));
         assert_eq!(keep(AuditPayload::Full, j, j.len()).as_deref(), Some(j));
     }

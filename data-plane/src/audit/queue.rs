@@ -151,6 +151,13 @@ impl Audit {
         })
     }
 
+    /// Puts back a gap that could not be delivered, for the next gap event.
+    pub(super) fn restore_gap(&self, gap: Gap) {
+        self.gap_dropped.fetch_add(gap.dropped, Relaxed);
+        self.gap_from.fetch_min(gap.from_unix_nanos, Relaxed);
+        self.gap_to.fetch_max(gap.to_unix_nanos, Relaxed);
+    }
+
     /// Events waiting in the in-memory queue.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

@@ -251,23 +251,54 @@ impl Shipper {
         if events.is_empty() {
             return;
         }
-        let (from, to) = span(&events);
         let n = events.len();
-        let result = self.with_spool(move |s| s.append(&events)).await;
-        let lost = match result {
-            Some(Ok(lost)) => lost,
-            Some(Err(e)) => {
+        let result = self
+            .with_spool(move |s| {
+                let r = s.append(&events);
+                (r, events)
+            })
+            .await;
+        let (kept, lost) = match result {
+            Some((Ok(lost), events)) => (n - lost, events),
+            Some((Err(e), events)) => {
                 tracing::warn!(error = %e, "cannot write the audit spool");
-                n
+                (0, events)
             }
-            None => n,
+            None => (0, Vec::new()),
         };
-        self.audit.spooled.fetch_add((n - lost) as u64, Relaxed);
-        if lost > 0 {
-            self.audit
-                .dropped_events(lost as u64, from, to, "the audit spool is full");
+        self.audit.spooled.fetch_add(kept as u64, Relaxed);
+        if n > kept {
+            self.lost(n - kept, lost.get(kept..).unwrap_or_default());
         } else {
             self.maybe_unblock(online);
+        }
+    }
+
+    /// `n` events could not be kept (`events`, when still at hand): counted for the next
+    /// gap event. A gap event itself is not lost: its count goes back into the next one.
+    fn lost(&self, n: usize, events: &[pb::AuditEvent]) {
+        let mut requests = n.saturating_sub(events.len()) as u64;
+        let (mut from, mut to) = (i64::MAX, i64::MIN);
+        for e in events {
+            match &e.kind {
+                Some(pb::audit_event::Kind::Gap(g)) => self.audit.restore_gap(Gap {
+                    dropped: g.dropped,
+                    from_unix_nanos: g.from_unix_nanos,
+                    to_unix_nanos: g.to_unix_nanos,
+                }),
+                _ => {
+                    requests += 1;
+                    from = from.min(e.time_unix_nanos);
+                    to = to.max(e.time_unix_nanos);
+                }
+            }
+        }
+        if requests > 0 {
+            if from > to {
+                (from, to) = (0, 0);
+            }
+            self.audit
+                .dropped_events(requests, from, to, "the audit spool is full");
         }
     }
 
@@ -347,7 +378,7 @@ impl Shipper {
         let resend = std::mem::take(&mut self.resend);
         let mut broken = false;
         for events in resend {
-            if !self.send(&tx, &mut in_flight, Source::Memory(events)).await {
+            if !self.send(&tx, &mut in_flight, events).await {
                 broken = true;
             }
         }
@@ -414,8 +445,15 @@ impl Shipper {
                     None => self.closed = true,
                 },
                 _ = tick.tick() => {
-                    if let Some(gap) = self.audit.take_gap() {
-                        self.buf.insert(0, gap_event(&self.audit.settings.node_id, gap));
+                    // The gap goes out on its own batch, only when the window has room (a
+                    // full spool cannot lose it).
+                    if in_flight.len() < self.cfg.window {
+                        if let Some(gap) = self.audit.take_gap() {
+                            let ev = gap_event(&self.audit.settings.node_id, gap);
+                            if !self.send(&tx, &mut in_flight, vec![ev]).await {
+                                break;
+                            }
+                        }
                     }
                     if !self.flush(&tx, &mut in_flight).await {
                         break;
@@ -458,7 +496,7 @@ impl Shipper {
                 return true;
             }
             let events = self.split_batch();
-            if !self.send(tx, in_flight, Source::Memory(events)).await {
+            if !self.send(tx, in_flight, events).await {
                 return false;
             }
         }
@@ -480,16 +518,13 @@ impl Shipper {
         std::mem::replace(&mut self.buf, rest)
     }
 
+    /// Sends in-memory events, kept until acknowledged (to be sent again otherwise).
     async fn send(
         &mut self,
         tx: &mpsc::Sender<pb::AuditBatch>,
         in_flight: &mut VecDeque<InFlight>,
-        source: Source,
+        events: Vec<pb::AuditEvent>,
     ) -> bool {
-        let Source::Memory(events) = source else {
-            return true;
-        };
-        // Kept for a re-send until acknowledged.
         let copy = events.clone();
         self.send_events(tx, in_flight, copy, Source::Memory(events))
             .await
