@@ -603,12 +603,6 @@ impl Shipper {
     }
 }
 
-fn span(events: &[pb::AuditEvent]) -> (i64, i64) {
-    let from = events.iter().map(|e| e.time_unix_nanos).min().unwrap_or(0);
-    let to = events.iter().map(|e| e.time_unix_nanos).max().unwrap_or(0);
-    (from, to)
-}
-
 fn gap_event(node_id: &str, gap: Gap) -> pb::AuditEvent {
     let mut id = vec![0u8; 16];
     rand::rng().fill(&mut id[..]);
