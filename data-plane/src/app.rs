@@ -110,8 +110,12 @@ impl DataPlane {
 
     /// A data plane that records an audit event per MCP request into `audit`.
     pub fn with_audit(settings: HttpSettings, audit: Option<Arc<Audit>>) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        if let Some(a) = &audit {
+            a.attach_metrics(metrics.clone());
+        }
         Arc::new(Self {
-            state: State::new(Arc::new(Metrics::default())),
+            state: State::new(metrics),
             settings,
             audit,
             wire: Wire::new(),

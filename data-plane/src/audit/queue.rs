@@ -54,6 +54,8 @@ pub struct Audit {
     pub(super) spooled: AtomicU64,
     pub(super) spool_bytes: AtomicU64,
     pub(super) connected: AtomicBool,
+    /// Where the per-principal and per-tool series go (the data plane's metrics).
+    pub(super) metrics: std::sync::OnceLock<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// A dropped-events report taken for a `GapEvent`.
@@ -82,8 +84,15 @@ impl Audit {
             spooled: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            metrics: std::sync::OnceLock::new(),
         };
         (std::sync::Arc::new(audit), rx)
+    }
+
+    /// Records the per-principal and per-tool series into `metrics` (once; later calls
+    /// are ignored).
+    pub fn attach_metrics(&self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     pub fn settings(&self) -> &AuditSettings {

@@ -13,10 +13,11 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{payload, trace, Audit};
 use crate::identity::SignedIn;
+use crate::metrics::Metrics;
 
 /// Who made the request, as the auth step found it.
 pub(crate) enum Principal {
@@ -311,11 +312,38 @@ fn outcome_of(status: u32) -> AuditOutcome {
     }
 }
 
+/// The per-principal and per-tool series of one request.
+fn observe(m: &Metrics, ev: &pb::McpRequestEvent, outcome: AuditOutcome, elapsed: Duration) {
+    // `OUTCOMES` follows the enum from 1; unspecified counts as an error.
+    let i = (outcome as usize).checked_sub(1).unwrap_or(2);
+    match ev.principal.as_ref().and_then(|p| p.kind.as_ref()) {
+        Some(pb::audit_principal::Kind::McpClient(c)) => m.principals.observe(c, i, elapsed),
+        Some(pb::audit_principal::Kind::Sso(s)) => {
+            let key = format!("{}:{}", s.idp, s.subject);
+            m.principals.observe(&key, i, elapsed);
+        }
+        _ => m.principals.observe("anonymous", i, elapsed),
+    }
+    // Only tools of the catalogue: names a client makes up must not take the cap's places.
+    if !ev.tool.is_empty() && !ev.server.is_empty() && ev.error_type != "unknown_tool" {
+        let mut key = String::with_capacity(ev.server.len() + 1 + ev.tool.len());
+        key.push_str(&ev.server);
+        key.push('\u{1}');
+        key.push_str(&ev.tool);
+        m.tools.observe(&key, i, elapsed);
+    }
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
         let mut ev = std::mem::take(&mut self.ev);
-        ev.outcome = self.outcome.unwrap_or_else(|| outcome_of(ev.http_status)) as i32;
-        ev.duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let outcome = self.outcome.unwrap_or_else(|| outcome_of(ev.http_status));
+        ev.outcome = outcome as i32;
+        let elapsed = self.started.elapsed();
+        ev.duration_ms = elapsed.as_secs_f64() * 1e3;
+        if let Some(m) = self.audit.metrics.get() {
+            observe(m, &ev, outcome, elapsed);
+        }
         ev.bytes_out = self.bytes_out;
         let (id, span, trace) = trace::ids(ev.trace_id.is_empty());
         ev.span_id = span;

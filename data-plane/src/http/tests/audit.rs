@@ -249,6 +249,29 @@ async fn every_outcome_gets_one_event_with_its_fields() {
             "{what}: payload is off"
         );
     }
+    // The same requests in the per-principal and per-tool series.
+    let r = Req {
+        method: "GET",
+        path: "/metrics".into(),
+        headers: vec![],
+        body: String::new(),
+    }
+    .send(&e.dp)
+    .await;
+    for line in [
+        "canopy_principal_requests_total{principal=\"alice\",outcome=\"ok\"} 2",
+        "canopy_principal_requests_total{principal=\"alice\",outcome=\"tool_error\"} 1",
+        "canopy_principal_requests_total{principal=\"bob\",outcome=\"denied\"} 1",
+        "canopy_principal_requests_total{principal=\"anonymous\",outcome=\"denied\"} 2",
+        "canopy_tool_calls_total{server=\"gh\",tool=\"gh__echo\",outcome=\"ok\"} 1",
+        "canopy_tool_calls_total{server=\"gh\",tool=\"gh__fail\",outcome=\"error\"} 1",
+        "canopy_tool_calls_duration_seconds_count{server=\"gh\",tool=\"gh__echo\"} 1",
+        "canopy_audit_queue_depth 0",
+    ] {
+        assert!(r.text.contains(line), "{line} not in\n{}", r.text);
+    }
+    // Made-up tool names take no place in the tool series.
+    assert!(!r.text.contains("gh__nope"), "{}", r.text);
 }
 
 #[tokio::test]
