@@ -247,7 +247,7 @@ impl Shipper {
     }
 
     /// Puts `events` into the spool; what does not fit (or no spool) is counted as dropped.
-    async fn to_spool(&mut self, events: Vec<pb::AuditEvent>, online: bool) {
+    async fn spool_events(&mut self, events: Vec<pb::AuditEvent>, online: bool) {
         if events.is_empty() {
             return;
         }
@@ -323,14 +323,14 @@ impl Shipper {
                         self.buf.push(ev);
                         if self.buf.len() >= self.cfg.batch_max_events {
                             let events = std::mem::take(&mut self.buf);
-                            self.to_spool(events, false).await;
+                            self.spool_events(events, false).await;
                         }
                     }
                     None => self.closed = true,
                 },
                 _ = tick.tick() => {
                     let events = std::mem::take(&mut self.buf);
-                    self.to_spool(events, false).await;
+                    self.spool_events(events, false).await;
                 }
             }
         }
@@ -383,9 +383,12 @@ impl Shipper {
             }
         }
         let mut tick = tokio::time::interval(self.cfg.flush_every);
+        // A spool that cannot be read is not retried in a loop: it waits for the next stream.
+        let mut spool_unreadable = false;
         while !broken {
             // Spooled events go out as the window allows.
             while in_flight.len() < self.cfg.window
+                && !spool_unreadable
                 && self.spool.as_ref().is_some_and(Spool::has_unsent)
             {
                 let (max_events, max_bytes) = (self.cfg.batch_max_events, self.cfg.batch_max_bytes);
@@ -405,6 +408,7 @@ impl Shipper {
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "cannot read the audit spool");
+                        spool_unreadable = true;
                         break;
                     }
                     _ => break,
@@ -473,7 +477,7 @@ impl Shipper {
         }
         if self.spool.is_some() {
             let events: Vec<_> = keep.into_iter().flatten().collect();
-            self.to_spool(events, false).await;
+            self.spool_events(events, false).await;
         } else {
             self.resend.extend(keep);
         }
@@ -490,7 +494,7 @@ impl Shipper {
             if in_flight.len() >= self.cfg.window {
                 if self.spool.is_some() {
                     let events = std::mem::take(&mut self.buf);
-                    self.to_spool(events, true).await;
+                    self.spool_events(events, true).await;
                 }
                 // Without a spool the events wait in `buf` (bounded by the queue guard).
                 return true;
@@ -593,7 +597,7 @@ impl Shipper {
             return;
         }
         if self.spool.is_some() {
-            self.to_spool(events, false).await;
+            self.spool_events(events, false).await;
         } else {
             tracing::warn!(
                 events = events.len(),
