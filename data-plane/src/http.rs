@@ -19,8 +19,6 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use http::header::ALLOW;
-use http::{HeaderValue, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -32,10 +30,15 @@ use crate::identity::WELL_KNOWN;
 /// so each failure gets its JSON-RPC body and the hot path pays for no extra layers.
 pub fn router(dp: Arc<DataPlane>) -> Router {
     Router::new()
-        .route("/mcp", post(post_mcp).get(not_allowed).delete(not_allowed))
+        .route(
+            "/mcp",
+            post(post_mcp).get(not_allowed_mcp).delete(not_allowed_mcp),
+        )
         .route(
             "/servers/{name}/mcp",
-            post(post_server).get(not_allowed).delete(not_allowed),
+            post(post_server)
+                .get(not_allowed_server)
+                .delete(not_allowed_server),
         )
         .route(WELL_KNOWN, get(metadata_root))
         .route(&format!("{WELL_KNOWN}/mcp"), get(metadata_mcp))
@@ -84,17 +87,16 @@ async fn metadata_server(State(dp): State<Arc<DataPlane>>, Path(name): Path<Stri
 }
 
 /// Stateless: no GET stream, no session to DELETE.
-async fn not_allowed() -> Response {
-    let mut body = Vec::new();
-    reply::write_error(
-        &mut body,
-        None,
-        canopy_mcp::jsonrpc::code::INVALID_REQUEST,
-        "Method Not Allowed: use POST",
-        None,
-    );
-    let mut r = reply::json(StatusCode::METHOD_NOT_ALLOWED, body);
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("POST"));
-    r
+async fn not_allowed_mcp(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    mcp::not_allowed(&dp, None, &parts.headers, peer(&parts))
+}
+
+async fn not_allowed_server(
+    State(dp): State<Arc<DataPlane>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    mcp::not_allowed(&dp, Some(&name), &parts.headers, peer(&parts))
 }

@@ -135,6 +135,15 @@ impl Recorder {
         }
     }
 
+    /// The version `initialize` settled on, when no header named one.
+    pub(crate) fn negotiated(&mut self, version: &str) {
+        if let Some(p) = &mut self.0 {
+            if p.ev.protocol_version.is_empty() {
+                p.ev.protocol_version = version.to_owned();
+            }
+        }
+    }
+
     pub(crate) fn bytes_in(&mut self, n: usize) {
         if let Some(p) = &mut self.0 {
             p.ev.bytes_in = n as u64;

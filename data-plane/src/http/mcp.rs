@@ -9,7 +9,8 @@ use canopy_mcp::protocol::{
 };
 use canopy_mcp::upstream::{Call, CallLimits, Streamed, UpstreamError, UpstreamResponse};
 use canopy_proto::v1::AuditPayload;
-use http::{HeaderMap, StatusCode};
+use http::header::ALLOW;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use super::reply::{self, Echoed, Failure};
 use super::stamp::{write_identified, write_stamped};
 use super::stream;
 use crate::app::DataPlane;
-use crate::audit::{Principal, Recorder};
+use crate::audit::{Principal, Recorder, Refusal};
 use crate::json;
 use crate::metrics::MethodLabel;
 use crate::state::{Kind, Mode, Scope, Server, View};
@@ -69,6 +70,35 @@ pub(crate) async fn serve(
         .record_request(label, resp.status().as_u16());
     rec.finish(&resp);
     resp
+}
+
+/// GET and DELETE on an MCP endpoint: stateless, so no stream to GET and no session to
+/// DELETE (405, recorded like every answer on the endpoint).
+pub(crate) fn not_allowed(
+    dp: &DataPlane,
+    target: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let mut rec = Recorder::start(dp.audit.as_ref(), target, headers, peer);
+    let mut body = Vec::new();
+    reply::write_error(
+        &mut body,
+        None,
+        canopy_mcp::jsonrpc::code::INVALID_REQUEST,
+        "Method Not Allowed: use POST",
+        None,
+    );
+    let mut r = reply::json(StatusCode::METHOD_NOT_ALLOWED, body);
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("POST"));
+    rec.refused(Refusal {
+        outcome: canopy_proto::v1::AuditOutcome::Error,
+        error_type: "method_not_allowed",
+        jsonrpc_code: canopy_mcp::jsonrpc::code::INVALID_REQUEST,
+    });
+    rec.finish(&r);
+    r
 }
 
 /// `f` as the client gets it, recorded for the audit trail.
@@ -211,7 +241,7 @@ async fn request(
         modern::validate(headers, hv, method, parsed.as_ref())?;
     }
     match method {
-        "initialize" if !ctx.modern() => Ok(initialize(dp, id, parsed.as_ref())),
+        "initialize" if !ctx.modern() => Ok(initialize(dp, id, parsed.as_ref(), rec)),
         "ping" if !ctx.modern() => Ok(result(id, b"{}")),
         "server/discover" if ctx.modern() => Ok(result(id, &dp.wire.discover)),
         "tools/list" => Ok(list(dp, ctx, id, Kind::Tool)),
@@ -252,7 +282,12 @@ fn result(id: &RawValue, result: &[u8]) -> Response {
     reply::json(StatusCode::OK, out)
 }
 
-fn initialize(dp: &DataPlane, id: &RawValue, params: Option<&Params<'_>>) -> Response {
+fn initialize(
+    dp: &DataPlane,
+    id: &RawValue,
+    params: Option<&Params<'_>>,
+    rec: &mut Recorder,
+) -> Response {
     let asked = params
         .and_then(|p| p.protocol_version)
         .and_then(json::as_str);
@@ -261,6 +296,7 @@ fn initialize(dp: &DataPlane, id: &RawValue, params: Option<&Params<'_>>) -> Res
         .and_then(|v| HANDSHAKE_VERSIONS.iter().find(|h| **h == v))
         .copied()
         .unwrap_or(LATEST_HANDSHAKE_VERSION);
+    rec.negotiated(version);
     let mut out = Vec::with_capacity(256);
     reply::open_result(&mut out, id);
     out.extend_from_slice(b"{\"protocolVersion\":\"");

@@ -308,6 +308,24 @@ async fn era_endpoint_notification_and_too_large() {
     assert_eq!(got.outcome, AuditOutcome::Ok as i32);
     assert_eq!(got.bytes_out, 0);
 
+    let r = Req::rpc("initialize", json!({"protocolVersion":"2025-03-26"}))
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(one(&mut rx, &[ALICE]).protocol_version, "2025-03-26");
+
+    for path in ["/mcp", "/servers/gh/mcp"] {
+        let mut get = Req::post("");
+        get.method = "GET";
+        let r = get.path(path).send(&e.dp).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+        let got = one(&mut rx, &[ALICE]);
+        assert_eq!(got.endpoint, path);
+        assert_eq!(got.http_status, 405);
+        assert_eq!(got.error_type, "method_not_allowed");
+        assert_eq!(got.outcome, AuditOutcome::Error as i32);
+    }
+
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#,
         "a".repeat(600)
