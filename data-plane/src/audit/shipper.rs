@@ -328,7 +328,8 @@ impl Shipper {
                     }
                     None => self.closed = true,
                 },
-                _ = tick.tick() => {
+                // Without a spool, `buf` (left from a stream) waits for the next one.
+                _ = tick.tick(), if self.spool.is_some() => {
                     let events = std::mem::take(&mut self.buf);
                     self.spool_events(events, false).await;
                 }

@@ -425,3 +425,26 @@ async fn audit_required_refuses_while_events_cannot_be_kept() {
     s.stop().await;
     cp.stop().await;
 }
+
+#[tokio::test]
+async fn without_a_spool_the_queue_waits_and_lost_acks_are_resent() {
+    let addr = free_addr().await;
+    let store = Arc::new(Store::default());
+    let s = ship_to(addr, None, DEFAULT_SPOOL_MAX_BYTES, false);
+    // Down: the events wait in the queue (it holds 64).
+    for n in 0..50 {
+        s.audit.submit(event(n));
+    }
+    let cp = start_cp(addr, store.clone()).await;
+    until("50 events stored", || store.len() == 50).await;
+    // A lost ack: the in-memory batch is sent again on the next stream.
+    store.lose_next_ack.store(true, Relaxed);
+    submit(&s.audit, 50, 60).await;
+    until("60 events stored", || store.len() == 60).await;
+    until("every event acknowledged", || s.audit.shipped_total() >= 60).await;
+    assert_eq!(request_ids(&store), (0..60).collect::<Vec<_>>());
+    assert!(store.duplicates.load(Relaxed) > 0);
+    assert_eq!(s.audit.dropped_total(), 0);
+    s.stop().await;
+    cp.stop().await;
+}
