@@ -19,6 +19,25 @@ use super::{payload, trace, Audit};
 use crate::identity::SignedIn;
 use crate::metrics::Metrics;
 
+/// The most bytes of a client-chosen text (method, tool name, URI, request id, …) an event
+/// keeps: a 3 MB method name must not become a 3 MB event in a queue of thousands.
+const FIELD_MAX_BYTES: usize = 512;
+
+/// `s` cut to [`FIELD_MAX_BYTES`] on a character boundary, `…` marking the cut.
+fn clip(s: &str) -> String {
+    if s.len() <= FIELD_MAX_BYTES {
+        return s.to_owned();
+    }
+    let mut end = FIELD_MAX_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + 3);
+    out.push_str(&s[..end]);
+    out.push('…');
+    out
+}
+
 /// Who made the request, as the auth step found it.
 pub(crate) enum Principal {
     Client(Arc<str>),
@@ -84,7 +103,7 @@ impl Recorder {
         let version = headers
             .get(canopy_mcp::protocol::HEADER_PROTOCOL_VERSION)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_owned())
+            .map(|v| clip(v.trim()))
             .unwrap_or_default();
         let trace_id = headers
             .get("traceparent")
@@ -97,7 +116,7 @@ impl Recorder {
             client_address: peer.map(|p| p.to_string()).unwrap_or_default(),
             endpoint: match target {
                 None => "/mcp".to_owned(),
-                Some(name) => format!("/servers/{name}/mcp"),
+                Some(name) => clip(&format!("/servers/{name}/mcp")),
             },
             protocol_version: version,
             trace_id,
@@ -127,7 +146,7 @@ impl Recorder {
                     }
                     Principal::SignedIn(s) => pb::audit_principal::Kind::Sso(pb::SsoPrincipal {
                         idp: s.idp.to_string(),
-                        subject: s.subject.to_string(),
+                        subject: clip(&s.subject),
                     }),
                     Principal::Anonymous => pb::audit_principal::Kind::Anonymous(true),
                 }),
@@ -154,10 +173,10 @@ impl Recorder {
     pub(crate) fn message(&mut self, id: Option<&RawValue>, method: Option<&str>) {
         if let Some(p) = &mut self.0 {
             if let Some(id) = id {
-                p.ev.request_id = id.get().to_owned();
+                p.ev.request_id = clip(id.get());
             }
             if let Some(m) = method {
-                p.ev.method = m.to_owned();
+                p.ev.method = clip(m);
             }
         }
     }
@@ -182,9 +201,9 @@ impl Recorder {
         if let Some(p) = &mut self.0 {
             p.ev.server = server.to_owned();
             if tool {
-                p.ev.tool = name.to_owned();
+                p.ev.tool = clip(name);
             } else {
-                p.ev.prompt = name.to_owned();
+                p.ev.prompt = clip(name);
             }
             p.payload = payload;
         }
@@ -195,7 +214,7 @@ impl Recorder {
         if let Some(p) = &mut self.0 {
             p.ev.server = server.to_owned();
             if let Some(u) = uri {
-                p.ev.resource_uri = u.to_owned();
+                p.ev.resource_uri = clip(u);
             }
             p.payload = payload;
         }

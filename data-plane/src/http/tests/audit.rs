@@ -480,6 +480,22 @@ async fn a_signed_in_caller_is_named_by_provider_and_subject() {
 }
 
 #[tokio::test]
+async fn client_chosen_text_is_bounded_in_the_event() {
+    let (e, mut rx) = audited().await;
+    let long = "é".repeat(100_000);
+    let r = Req::rpc(&long, json!({})).send(&e.dp).await;
+    assert_eq!(r.error_code(), -32601);
+    let got = one(&mut rx, &[ALICE]);
+    assert!(got.method.len() <= 512 + 3, "{}", got.method.len());
+    assert!(got.method.ends_with('…') && got.method.starts_with("éé"));
+    let r = Req::rpc("tools/call", json!({"name": long}))
+        .send(&e.dp)
+        .await;
+    assert_eq!(r.error_code(), -32602);
+    assert!(one(&mut rx, &[ALICE]).tool.len() <= 515);
+}
+
+#[tokio::test]
 async fn no_audit_no_events_and_same_answers() {
     let e = env().await;
     assert!(e.dp.audit.is_none());
