@@ -99,7 +99,8 @@ impl Audit {
         &self.settings
     }
 
-    /// Hands `event` to the shipper without waiting; a full queue drops it (counted).
+    /// Hands `event` to the shipper without waiting (and without waking it: it polls the
+    /// queue); a full queue drops it (counted).
     pub(crate) fn submit(&self, event: pb::AuditEvent) {
         let time = event.time_unix_nanos;
         if self.tx.try_send(event).is_err() {

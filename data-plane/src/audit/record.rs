@@ -111,8 +111,8 @@ impl Recorder {
             .and_then(trace::trace_id_of)
             .map(str::to_owned)
             .unwrap_or_default();
+        // `data_plane` is filled by the shipper, off the request path.
         let ev = pb::McpRequestEvent {
-            data_plane: audit.settings.node_id.clone(),
             client_address: peer.map(|p| p.to_string()).unwrap_or_default(),
             endpoint: match target {
                 None => "/mcp".to_owned(),
@@ -264,8 +264,9 @@ impl Recorder {
         match outcome {
             Ok(result) => {
                 let text = result.get();
-                // Only a result that mentions `isError` is parsed (its top level only).
-                if !p.ev.tool.is_empty() && text.contains("\"isError\"") && is_error(text) {
+                // Only a result where `"isError"` is followed by `true` is parsed (its top
+                // level only): the usual `false` or absent costs a byte scan.
+                if !p.ev.tool.is_empty() && may_be_error(text) && is_error(text) {
                     p.outcome = Some(AuditOutcome::ToolError);
                     p.ev.error_type = "tool_error".to_owned();
                 } else {
@@ -318,6 +319,23 @@ impl Recorder {
     }
 }
 
+/// Whether `"isError"` appears followed by `: true` anywhere (necessary for a top-level
+/// `isError: true`, not sufficient).
+fn may_be_error(result: &str) -> bool {
+    const KEY: &str = "\"isError\"";
+    let mut rest = result;
+    while let Some(i) = rest.find(KEY) {
+        rest = &rest[i + KEY.len()..];
+        let after = rest.trim_start();
+        if let Some(v) = after.strip_prefix(':') {
+            if v.trim_start().starts_with('t') {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 fn is_error(result: &str) -> bool {
     #[derive(Deserialize)]
     struct Top<'a> {
@@ -354,11 +372,20 @@ fn observe(m: &Metrics, ev: &pb::McpRequestEvent, outcome: AuditOutcome, elapsed
     }
     // Only tools of the catalogue: names a client makes up must not take the cap's places.
     if !ev.tool.is_empty() && !ev.server.is_empty() && ev.error_type != "unknown_tool" {
-        let mut key = String::with_capacity(ev.server.len() + 1 + ev.tool.len());
-        key.push_str(&ev.server);
-        key.push('\u{1}');
-        key.push_str(&ev.tool);
-        m.tools.observe(&key, i, elapsed);
+        // The key on the stack when it fits (names are short): no allocation per call.
+        let mut stack = [0u8; 256];
+        let n = ev.server.len() + 1 + ev.tool.len();
+        if let Some(buf) = stack.get_mut(..n) {
+            buf[..ev.server.len()].copy_from_slice(ev.server.as_bytes());
+            buf[ev.server.len()] = 1;
+            buf[ev.server.len() + 1..].copy_from_slice(ev.tool.as_bytes());
+            if let Ok(key) = std::str::from_utf8(buf) {
+                m.tools.observe(key, i, elapsed);
+            }
+        } else {
+            m.tools
+                .observe(&format!("{}\u{1}{}", ev.server, ev.tool), i, elapsed);
+        }
     }
 }
 
@@ -383,5 +410,51 @@ impl Drop for Pending {
             time_unix_nanos: self.time_unix_nanos,
             kind: Some(pb::audit_event::Kind::Request(ev)),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_error_only_for_a_top_level_true() {
+        for (text, want) in [
+            (r#"{"content":[],"isError":true}"#, true),
+            (r#"{"content":[], "isError" :  true }"#, true),
+            (r#"{"content":[],"isError":false}"#, false),
+            (r#"{"content":[]}"#, false),
+            (
+                r#"{"structuredContent":{"isError":true},"content":[]}"#,
+                false,
+            ),
+            (
+                r#"{"content":[{"type":"text","text":"\"isError\":true"}]}"#,
+                false,
+            ),
+            (r#"{"isError":"true"}"#, false),
+        ] {
+            assert_eq!(may_be_error(text) && is_error(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn status_decides_when_nothing_else_did() {
+        assert_eq!(outcome_of(200), AuditOutcome::Ok);
+        assert_eq!(outcome_of(202), AuditOutcome::Ok);
+        assert_eq!(outcome_of(401), AuditOutcome::Denied);
+        assert_eq!(outcome_of(403), AuditOutcome::Denied);
+        assert_eq!(outcome_of(429), AuditOutcome::Limited);
+        assert_eq!(outcome_of(413), AuditOutcome::Error);
+        assert_eq!(outcome_of(503), AuditOutcome::Error);
+    }
+
+    #[test]
+    fn clip_cuts_on_a_character_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(FIELD_MAX_BYTES);
+        let c = clip(&long);
+        assert!(c.len() <= FIELD_MAX_BYTES + '…'.len_utf8());
+        assert!(c.ends_with('…'));
     }
 }

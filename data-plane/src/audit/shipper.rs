@@ -48,6 +48,9 @@ pub struct ShipperConfig {
     /// About this many encoded bytes per batch (the control plane's message limit is 4 MiB).
     pub batch_max_bytes: usize,
     pub flush_every: Duration,
+    /// How often the queue is drained. The request path never wakes the shipper (a wake
+    /// per event would cost every request a task notification); it polls the queue instead.
+    pub drain_every: Duration,
     /// Batches sent and not yet acknowledged, at most.
     pub window: usize,
 }
@@ -63,6 +66,7 @@ impl ShipperConfig {
             batch_max_events: 512,
             batch_max_bytes: 1024 * 1024,
             flush_every: Duration::from_millis(200),
+            drain_every: Duration::from_millis(10),
             window: 8,
         }
     }
@@ -311,6 +315,7 @@ impl Shipper {
     ) -> Option<T> {
         tokio::pin!(fut);
         let mut tick = tokio::time::interval(self.cfg.flush_every);
+        let mut drain = tokio::time::interval(self.cfg.drain_every);
         loop {
             // Without a spool, events stay in the queue (bounded) rather than in `buf`.
             let take = !self.closed && self.spool.is_some();
@@ -318,20 +323,39 @@ impl Shipper {
                 biased;
                 _ = &mut *stop => return None,
                 r = &mut fut => return Some(r),
-                ev = rx.recv(), if take => match ev {
-                    Some(ev) => {
-                        self.buf.push(ev);
-                        if self.buf.len() >= self.cfg.batch_max_events {
-                            let events = std::mem::take(&mut self.buf);
-                            self.spool_events(events, false).await;
-                        }
+                _ = drain.tick(), if take => {
+                    self.drain(rx, self.cfg.batch_max_events * self.cfg.window);
+                    if self.buf.len() >= self.cfg.batch_max_events {
+                        let events = std::mem::take(&mut self.buf);
+                        self.spool_events(events, false).await;
                     }
-                    None => self.closed = true,
-                },
+                }
                 // Without a spool, `buf` (left from a stream) waits for the next one.
                 _ = tick.tick(), if self.spool.is_some() => {
                     let events = std::mem::take(&mut self.buf);
                     self.spool_events(events, false).await;
+                }
+            }
+        }
+    }
+
+    /// Takes up to `max` events from the queue into `buf`, each stamped with this data
+    /// plane's node id (here rather than on the request path: one string copy fewer there).
+    fn drain(&mut self, rx: &mut mpsc::Receiver<pb::AuditEvent>, max: usize) {
+        for _ in 0..max {
+            match rx.try_recv() {
+                Ok(mut ev) => {
+                    if let Some(pb::audit_event::Kind::Request(r)) = &mut ev.kind {
+                        if r.data_plane.is_empty() {
+                            r.data_plane.clone_from(&self.audit.settings.node_id);
+                        }
+                    }
+                    self.buf.push(ev);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    return;
                 }
             }
         }
@@ -384,6 +408,7 @@ impl Shipper {
             }
         }
         let mut tick = tokio::time::interval(self.cfg.flush_every);
+        let mut drain = tokio::time::interval(self.cfg.drain_every);
         // A spool that cannot be read is not retried in a loop: it waits for the next stream.
         let mut spool_unreadable = false;
         while !broken {
@@ -438,17 +463,20 @@ impl Shipper {
                         break;
                     }
                 },
-                ev = rx.recv(), if take => match ev {
-                    Some(ev) => {
-                        self.buf.push(ev);
-                        if self.buf.len() >= self.cfg.batch_max_events
-                            && !self.flush(&tx, &mut in_flight).await
-                        {
-                            break;
-                        }
+                _ = drain.tick(), if take => {
+                    // Without a spool, only what the window can take leaves the queue.
+                    let room = if self.spool.is_some() {
+                        self.cfg.window
+                    } else {
+                        self.cfg.window.saturating_sub(in_flight.len()).max(1)
+                    };
+                    self.drain(rx, self.cfg.batch_max_events * room);
+                    if self.buf.len() >= self.cfg.batch_max_events
+                        && !self.flush(&tx, &mut in_flight).await
+                    {
+                        break;
                     }
-                    None => self.closed = true,
-                },
+                }
                 _ = tick.tick() => {
                     // The gap goes out on its own batch, only when the window has room (a
                     // full spool cannot lose it).
@@ -586,9 +614,7 @@ impl Shipper {
 
     /// Stopping: what is held in memory goes to the spool for the next start.
     async fn shutdown(&mut self, rx: &mut mpsc::Receiver<pb::AuditEvent>) {
-        while let Ok(ev) = rx.try_recv() {
-            self.buf.push(ev);
-        }
+        self.drain(rx, usize::MAX);
         let mut events: Vec<_> = std::mem::take(&mut self.resend)
             .into_iter()
             .flatten()

@@ -207,6 +207,7 @@ fn ship_to(
     cfg.spool = spool;
     cfg.spool_max_bytes = max;
     cfg.flush_every = Duration::from_millis(20);
+    cfg.drain_every = Duration::from_millis(5);
     cfg.batch_max_events = 16;
     cfg.window = 2;
     let (stop, stop_rx) = oneshot::channel();
@@ -231,7 +232,6 @@ fn event(n: u32) -> pb::AuditEvent {
         id,
         time_unix_nanos: i64::from(n) + 1,
         kind: Some(pb::audit_event::Kind::Request(pb::McpRequestEvent {
-            data_plane: "dp-test".into(),
             method: "tools/call".into(),
             request_id: n.to_string(),
             ..Default::default()
@@ -280,6 +280,7 @@ async fn events_reach_the_control_plane_with_the_token() {
     until("100 events stored", || store.len() == 100).await;
     until("100 acks", || s.audit.shipped_total() == 100).await;
     assert_eq!(request_ids(&store), (0..100).collect::<Vec<_>>());
+    assert!(store.requests().iter().all(|r| r.data_plane == "dp-test"));
     assert_eq!(store.bad_tokens.load(Relaxed), 0);
     assert_eq!(s.audit.dropped_total(), 0);
     s.stop().await;
