@@ -8,8 +8,9 @@
 //! checksum does not match), logs it and cuts the file there. Once every record is
 //! acknowledged the file is cut back to its header.
 //!
-//! Bounded by `--audit-spool-max-bytes`; an append that does not fit keeps what fits and
-//! reports the rest (the caller counts them as dropped). The file is created 0600.
+//! Bounded by `--audit-spool-max-bytes`; an append that does not fit first reclaims the
+//! acknowledged records (compaction), then keeps what fits and reports the rest (the caller
+//! counts them as dropped). The file is created 0600.
 //!
 //! Blocking file I/O: the shipper calls it from `spawn_blocking`.
 
@@ -159,6 +160,16 @@ impl Spool {
 
     /// Appends what fits of `events` (flushed to disk); returns how many did not fit.
     pub(super) fn append(&mut self, events: &[pb::AuditEvent]) -> Result<usize, SpoolError> {
+        let wanted: u64 = events
+            .iter()
+            .map(|e| RECORD_HEAD + e.encoded_len() as u64)
+            .sum();
+        if self.len + wanted > self.max_bytes {
+            self.compact().map_err(|source| SpoolError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
         let mut buf = Vec::new();
         let mut kept = 0;
         for ev in events {
@@ -186,6 +197,32 @@ impl Spool {
             self.len += buf.len() as u64;
         }
         Ok(events.len() - kept)
+    }
+
+    /// Moves the unacknowledged records to the front, reclaiming the acknowledged ones — only
+    /// while none of them is out being sent (their offsets are held by the shipper).
+    fn compact(&mut self) -> std::io::Result<()> {
+        if self.acked <= HEADER || self.sent != self.acked {
+            return Ok(());
+        }
+        let mut rest = Vec::new();
+        self.file.seek(SeekFrom::Start(self.acked))?;
+        (&self.file)
+            .take(self.len - self.acked)
+            .read_to_end(&mut rest)?;
+        // Header first (acked = start of records), then the records: a crash in between
+        // leaves a header pointing at the records' new place, with at worst a torn tail.
+        let moved = self.acked - HEADER;
+        self.acked = HEADER;
+        self.sent = HEADER;
+        self.write_header()?;
+        self.file.seek(SeekFrom::Start(HEADER))?;
+        self.file.write_all(&rest)?;
+        self.len = HEADER + rest.len() as u64;
+        self.file.set_len(self.len)?;
+        self.file.sync_data()?;
+        tracing::debug!(reclaimed = moved, "audit spool compacted");
+        Ok(())
     }
 
     /// Up to `max_events` records (and about `max_bytes`) not yet read out to be sent.
@@ -405,6 +442,40 @@ mod tests {
         assert_eq!(c.events.len(), fit);
         s.acked(c.end).unwrap();
         assert_eq!(s.append(&[event(9)]).unwrap(), 0);
+    }
+
+    #[test]
+    fn acknowledged_records_make_room_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.spool");
+        let one = RECORD_HEAD + event(1).encoded_len() as u64;
+        let max = HEADER + 1024;
+        let fit = usize::try_from((max - HEADER) / one).unwrap();
+        let mut s = Spool::open(&path, max).unwrap();
+        let events: Vec<_> = (0..u8::try_from(fit).unwrap()).map(event).collect();
+        assert_eq!(s.append(&events).unwrap(), 0);
+        // Half of them acknowledged: a full spool takes that much again.
+        let c = s.read_chunk(fit / 2, usize::MAX).unwrap();
+        s.acked(c.end).unwrap();
+        // (Two fewer: ids of two digits encode a byte longer than most of the first half.)
+        let more: Vec<_> = (50..50 + u8::try_from(fit / 2 - 2).unwrap())
+            .map(event)
+            .collect();
+        assert_eq!(s.append(&more).unwrap(), 0);
+        let c = s.read_chunk(usize::MAX, usize::MAX).unwrap();
+        let want: Vec<u8> = events[fit / 2..]
+            .iter()
+            .chain(&more)
+            .map(|e| e.id[0])
+            .collect();
+        assert_eq!(ids(&c.events), want);
+        // And it survives a reopen.
+        drop(s);
+        let mut s = Spool::open(&path, max).unwrap();
+        assert_eq!(
+            ids(&s.read_chunk(usize::MAX, usize::MAX).unwrap().events),
+            want
+        );
     }
 
     #[test]
