@@ -1,11 +1,14 @@
 //! Routing one request through `canopy_data_plane::router` with `tower::ServiceExt::oneshot`
 //! (no client socket): authenticated `ping`, `tools/list` (50 tools) and `tools/call echo`
-//! (forwarded over loopback to the bench upstream served in-process). 1k clients.
+//! (forwarded over loopback to the bench upstream served in-process). 1k clients. Each shape
+//! also as `route_cpu/<shape>/audit_off|audit_on`: CPU time per request with the audit trail
+//! off and on.
 #![allow(clippy::unwrap_used)] // benches: a panic is the failure report
 
 use axum::body::Body;
 use canopy_bench::fixture;
 use canopy_bench::harness::inproc;
+use canopy_data_plane::audit::{Audit, AuditSettings};
 use canopy_data_plane::{router, DataPlane, HttpSettings};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt;
@@ -44,18 +47,40 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let app = router(dp);
+    // The same data plane with the audit trail on: every request builds its event and
+    // hands it to the queue; a task on the same (single) thread drains the queue every
+    // 10 ms as the shipper does, so its cost is inside the measured time too (batching,
+    // spooling and shipping are not).
+    let (audit, mut events) = Audit::new(AuditSettings::new("bench"));
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+        loop {
+            tick.tick().await;
+            while events.try_recv().is_ok() {}
+        }
+    });
+    let dp_audited = DataPlane::with_audit(HttpSettings::default(), Some(audit));
+    inproc::install(
+        &dp_audited.state,
+        1_000,
+        vec![inproc::bench_server(&upstream_url).unwrap()],
+    )
+    .unwrap();
+    let app_audited = router(dp_audited);
     let token = fixture::client_token(7);
     let list = fixture::request_body("tools/list", None);
     let ping = fixture::request_body("ping", None);
     let call = fixture::echo_call(&format!("{}__echo", fixture::SERVER));
-    // Every shape must succeed before it is timed.
-    for body in [&list, &ping, &call] {
-        let resp = rt
-            .block_on(app.clone().oneshot(request(body, &token)))
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{body}");
-        let bytes = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
-        fixture::result_of(&bytes).unwrap();
+    // Every shape must succeed (both sides) before it is timed.
+    for app in [&app, &app_audited] {
+        for body in [&list, &ping, &call] {
+            let resp = rt
+                .block_on(app.clone().oneshot(request(body, &token)))
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{body}");
+            let bytes = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
+            fixture::result_of(&bytes).unwrap();
+        }
     }
     let mut g = c.benchmark_group("route");
     for (name, body) in [
@@ -71,6 +96,39 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    // Audit off and on side by side, per shape, in CPU time of the bench thread (the
+    // runtime is single-threaded: the upstream, the data plane and the queue's consumer all
+    // run on it), which the machine's other load disturbs less than wall time does.
+    for (name, body) in [
+        ("ping", &ping),
+        ("tools_list", &list),
+        ("tools_call_echo", &call),
+    ] {
+        let mut g = c.benchmark_group(format!("route_cpu/{name}"));
+        for (side, app) in [("audit_off", &app), ("audit_on", &app_audited)] {
+            let token = &token;
+            g.bench_function(side, |b| {
+                b.to_async(&rt).iter_custom(|iters| async move {
+                    let start = thread_cpu();
+                    for _ in 0..iters {
+                        let resp = app.clone().oneshot(request(body, token)).await.unwrap();
+                        resp.into_body().collect().await.unwrap().to_bytes();
+                    }
+                    thread_cpu().saturating_sub(start)
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+/// CPU time of this thread so far.
+fn thread_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(
+        u64::try_from(t.tv_sec).unwrap(),
+        u32::try_from(t.tv_nsec).unwrap(),
+    )
 }
 
 criterion_group!(benches, bench);

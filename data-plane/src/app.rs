@@ -6,6 +6,7 @@ use canopy_mcp::upstream::CallLimits;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::Audit;
 use crate::identity::Resource;
 use crate::metrics::Metrics;
 use crate::state::State;
@@ -97,14 +98,26 @@ impl Wire {
 pub struct DataPlane {
     pub state: State,
     pub settings: HttpSettings,
+    /// The audit trail's queue; `None` when auditing is off.
+    pub audit: Option<Arc<Audit>>,
     pub(crate) wire: Wire,
 }
 
 impl DataPlane {
     pub fn new(settings: HttpSettings) -> Arc<Self> {
+        Self::with_audit(settings, None)
+    }
+
+    /// A data plane that records an audit event per MCP request into `audit`.
+    pub fn with_audit(settings: HttpSettings, audit: Option<Arc<Audit>>) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        if let Some(a) = &audit {
+            a.attach_metrics(metrics.clone());
+        }
         Arc::new(Self {
-            state: State::new(Arc::new(Metrics::default())),
+            state: State::new(metrics),
             settings,
+            audit,
             wire: Wire::new(),
         })
     }

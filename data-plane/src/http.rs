@@ -15,12 +15,11 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use http::header::ALLOW;
-use http::{HeaderValue, StatusCode};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::app::DataPlane;
@@ -31,10 +30,15 @@ use crate::identity::WELL_KNOWN;
 /// so each failure gets its JSON-RPC body and the hot path pays for no extra layers.
 pub fn router(dp: Arc<DataPlane>) -> Router {
     Router::new()
-        .route("/mcp", post(post_mcp).get(not_allowed).delete(not_allowed))
+        .route(
+            "/mcp",
+            post(post_mcp).get(not_allowed_mcp).delete(not_allowed_mcp),
+        )
         .route(
             "/servers/{name}/mcp",
-            post(post_server).get(not_allowed).delete(not_allowed),
+            post(post_server)
+                .get(not_allowed_server)
+                .delete(not_allowed_server),
         )
         .route(WELL_KNOWN, get(metadata_root))
         .route(&format!("{WELL_KNOWN}/mcp"), get(metadata_mcp))
@@ -50,7 +54,15 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
 
 async fn post_mcp(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    mcp::serve(&dp, None, &parts.headers, body).await
+    mcp::serve(&dp, None, &parts.headers, body, peer(&parts)).await
+}
+
+/// The client's address, as the listener put it on the request.
+fn peer(parts: &http::request::Parts) -> Option<SocketAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
 }
 
 async fn post_server(
@@ -59,7 +71,7 @@ async fn post_server(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    mcp::serve(&dp, Some(&name), &parts.headers, body).await
+    mcp::serve(&dp, Some(&name), &parts.headers, body, peer(&parts)).await
 }
 
 async fn metadata_root(State(dp): State<Arc<DataPlane>>) -> Response {
@@ -75,17 +87,16 @@ async fn metadata_server(State(dp): State<Arc<DataPlane>>, Path(name): Path<Stri
 }
 
 /// Stateless: no GET stream, no session to DELETE.
-async fn not_allowed() -> Response {
-    let mut body = Vec::new();
-    reply::write_error(
-        &mut body,
-        None,
-        canopy_mcp::jsonrpc::code::INVALID_REQUEST,
-        "Method Not Allowed: use POST",
-        None,
-    );
-    let mut r = reply::json(StatusCode::METHOD_NOT_ALLOWED, body);
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("POST"));
-    r
+async fn not_allowed_mcp(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    mcp::not_allowed(&dp, None, &parts.headers, peer(&parts))
+}
+
+async fn not_allowed_server(
+    State(dp): State<Arc<DataPlane>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    mcp::not_allowed(&dp, Some(&name), &parts.headers, peer(&parts))
 }

@@ -23,7 +23,7 @@ use canopy_proto::v1 as pb;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use cache::DEFAULT_CAPACITY;
+pub use cache::{SignedIn, DEFAULT_CAPACITY};
 pub use directory::Directory;
 pub use provider::{Provider, ASYMMETRIC};
 pub use resource::{Resource, ResourceError, WELL_KNOWN};
@@ -102,9 +102,22 @@ impl Identities {
         target: Option<&str>,
         now_ms: u64,
     ) -> Result<Arc<Scope>, Denied> {
+        self.authorize_who(token, hash, resource, target, now_ms)
+            .map(|(scope, _)| scope)
+    }
+
+    /// As [`Identities::authorize`], with who the token names (for the audit trail).
+    pub fn authorize_who(
+        &self,
+        token: &str,
+        hash: &TokenHash,
+        resource: &Resource,
+        target: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Arc<Scope>, Arc<SignedIn>), Denied> {
         let dir = self.dir.load();
-        if let Some(scope) = self.cache.get(hash, dir.generation, target, now_ms) {
-            return Ok(scope);
+        if let Some(hit) = self.cache.get(hash, dir.generation, target, now_ms) {
+            return Ok(hit);
         }
         if !looks_like_jwt(token) {
             return Err(Denied::Unauthorized(Rejection::Malformed));
@@ -129,6 +142,10 @@ impl Identities {
         };
         self.verified.fetch_add(1, Ordering::Relaxed);
         let scope = dir.scope_for(&who);
+        let signed_in = Arc::new(SignedIn {
+            idp: who.provider.clone(),
+            subject: who.claims.subject.as_deref().unwrap_or_default().into(),
+        });
         let leeway_ms = dir
             .providers
             .get(&who.provider)
@@ -140,10 +157,11 @@ impl Identities {
                 generation: dir.generation,
                 scope: scope.clone(),
                 only_server: who.only_server.as_deref().map(Arc::from),
+                who: signed_in.clone(),
             },
             now_ms,
         );
-        Ok(scope)
+        Ok((scope, signed_in))
     }
 
     /// Appends the identity metrics to a Prometheus text page.

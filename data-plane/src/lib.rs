@@ -4,12 +4,14 @@
 //! `POST /servers/<name>/mcp`; authorize every request from memory; keep that memory in
 //! sync with the control plane over one gRPC stream (and a local cache file); forward
 //! calls to upstream servers through `canopy-mcp`; expose `/healthz`, `/readyz`,
-//! `/metrics`.
+//! `/metrics`; record an audit event per MCP request and ship it to the control plane
+//! (spooled locally while it is unreachable, `audit/`).
 //!
 //! Does not: store anything authoritative (the control plane does), issue sessions,
 //! serve resources, or discover upstream catalogues (the control plane does).
 
 pub mod app;
+pub mod audit;
 pub mod cache;
 pub mod http;
 pub mod identity;
@@ -24,4 +26,4 @@ pub mod tls;
 
 pub use app::{DataPlane, HttpSettings};
 pub use http::router;
-pub use serve::{serve, DataPlaneConfig, DataPlaneError, DRAIN_TIMEOUT};
+pub use serve::{serve, AuditOptions, DataPlaneConfig, DataPlaneError, DRAIN_TIMEOUT};

@@ -18,6 +18,7 @@
 //! Draining: on shutdown the listener stops accepting, asks every connection to finish its
 //! in-flight request and close, and returns when all have.
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -82,8 +83,8 @@ pub async fn serve(
             r = listener.accept() => r,
             () = &mut stop => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 accept_failed(&e, &mut last_warn).await;
                 continue;
@@ -98,7 +99,14 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
         }
-        let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        // The peer address rides on each request (the audit trail's client address).
+        let service = tower::ServiceBuilder::new()
+            .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            })
+            .service(app.clone());
+        let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
         let mut draining = draining.clone();
         tokio::spawn(async move {
             let _permit = permit;

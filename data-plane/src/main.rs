@@ -91,6 +91,29 @@ struct Args {
     /// from the Host header. Default: http://<listen address>, for development.
     #[arg(long, env = "CANOPY_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
+    /// Record an audit event for every MCP request and ship it to the control plane
+    /// (`canopy audit list`). Example: --audit false
+    #[arg(long, env = "CANOPY_AUDIT", default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    audit: bool,
+    /// Refuse MCP requests (503, JSON-RPC error) while audit events cannot be kept — the
+    /// control plane is unreachable and the spool is full — instead of serving and counting
+    /// the dropped events (fail closed). Serves again as soon as there is room.
+    #[arg(long, env = "CANOPY_AUDIT_REQUIRED")]
+    audit_required: bool,
+    /// Where audit events wait while the control plane is unreachable (mode 0600; sent and
+    /// removed once it acknowledges them, kept across restarts). Default: `<cache-file>.audit-spool`
+    /// with --cache-file, else no spool (events wait in memory only).
+    /// Example: --audit-spool-file /var/lib/canopy-data-plane/audit.spool
+    #[arg(long, env = "CANOPY_AUDIT_SPOOL_FILE", value_name = "FILE")]
+    audit_spool_file: Option<PathBuf>,
+    /// Largest size of the audit spool file, in bytes; past it events are dropped (counted,
+    /// and reported as a gap event) or, with --audit-required, requests are refused.
+    #[arg(long, env = "CANOPY_AUDIT_SPOOL_MAX_BYTES", default_value_t = canopy_data_plane::audit::DEFAULT_SPOOL_MAX_BYTES)]
+    audit_spool_max_bytes: u64,
+    /// Longest arguments or result text an audit event keeps for servers whose audit payload
+    /// setting is `full` (longer is cut and marked `…[cut]`).
+    #[arg(long, env = "CANOPY_AUDIT_MAX_PAYLOAD_BYTES", default_value_t = canopy_data_plane::audit::DEFAULT_MAX_PAYLOAD_BYTES)]
+    audit_max_payload_bytes: usize,
 }
 
 fn token(args: &Args) -> anyhow::Result<String> {
@@ -208,6 +231,16 @@ async fn run() -> anyhow::Result<()> {
         .filter(|s| !s.is_empty())
         .collect();
     config.public_url = args.public_url.clone();
+    config.audit = args.audit.then(|| canopy_data_plane::AuditOptions {
+        required: args.audit_required,
+        spool_file: args.audit_spool_file.clone(),
+        spool_max_bytes: args.audit_spool_max_bytes,
+        max_payload_bytes: args.audit_max_payload_bytes,
+        ..Default::default()
+    });
+    if args.audit_required && !args.audit {
+        bail!("--audit-required needs the audit trail on (drop --audit false)");
+    }
     serve(config, listener, shutdown_signal()).await?;
     Ok(())
 }

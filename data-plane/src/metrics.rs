@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use crate::status::SyncStatus;
 
+mod family;
+pub use family::{Family, DEFAULT_CAP, OTHER};
+
+/// The `outcome` label of the per-principal and per-tool families, in the order of
+/// `AuditOutcome` (1..=5).
+pub const OUTCOMES: [&str; 5] = ["ok", "tool_error", "error", "denied", "limited"];
+
 /// The `method` label: a closed set, so the counters are a fixed array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodLabel {
@@ -107,6 +114,10 @@ impl UpstreamMetrics {
 
 pub struct Metrics {
     requests: [[AtomicU64; N_STATUSES]; N_METHODS],
+    /// Per MCP client (or `idp:subject`, or `anonymous`); recorded with the audit trail on.
+    pub principals: Family,
+    /// Per tool called (server, name the client used); recorded with the audit trail on.
+    pub tools: Family,
     pub auth_failures: AtomicU64,
     pub snapshots: AtomicU64,
     pub resumes: AtomicU64,
@@ -119,6 +130,18 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            principals: Family::new(
+                "canopy_principal_requests",
+                "MCP requests by principal (MCP client, identity-provider:subject, or anonymous) and outcome; past 1000 principals the rest count as \"other\".",
+                &["principal"],
+                DEFAULT_CAP,
+            ),
+            tools: Family::new(
+                "canopy_tool_calls",
+                "tools/call requests by server, tool (the name the client used) and outcome; past 1000 tools the rest count as \"other\".",
+                &["server", "tool"],
+                DEFAULT_CAP,
+            ),
             auth_failures: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
@@ -255,6 +278,9 @@ impl Metrics {
                 m.errors.load(Relaxed)
             );
         }
+        drop(ups);
+        self.principals.render(&mut o);
+        self.tools.render(&mut o);
         o
     }
 }

@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use crate::app::{DataPlane, HttpSettings, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
+use crate::audit::{Audit, AuditSettings, ShipperConfig};
 use crate::cache;
 use crate::identity::Resource;
 use crate::listen::ListenSettings;
@@ -48,7 +49,37 @@ pub struct DataPlaneConfig {
     /// Notified once, when the first full state is applied (what `/readyz` reports):
     /// `canopy start` says "started" only then.
     pub on_ready: Option<Arc<Notify>>,
+    /// The audit trail (`None` = off): an event per MCP request, shipped to the control plane.
+    pub audit: Option<AuditOptions>,
 }
+
+/// How the audit trail runs (`--audit-*` flags).
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Answer 503 while events cannot be kept (`--audit-required`).
+    pub required: bool,
+    /// The spool file; `None` = `<cache-file>.audit-spool` when there is a cache file, else
+    /// no spool.
+    pub spool_file: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    pub max_payload_bytes: usize,
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            required: false,
+            spool_file: None,
+            spool_max_bytes: crate::audit::DEFAULT_SPOOL_MAX_BYTES,
+            max_payload_bytes: crate::audit::DEFAULT_MAX_PAYLOAD_BYTES,
+            queue_capacity: crate::audit::DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
+
+/// How long stopping waits for the audit shipper to put what it holds into the spool.
+const AUDIT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl DataPlaneConfig {
     pub fn new(
@@ -71,6 +102,7 @@ impl DataPlaneConfig {
             allowed_origins: Vec::new(),
             public_url: None,
             on_ready: None,
+            audit: Some(AuditOptions::default()),
         }
     }
 }
@@ -92,6 +124,7 @@ impl std::fmt::Debug for DataPlaneConfig {
             .field("allowed_origins", &self.allowed_origins)
             .field("public_url", &self.public_url)
             .field("on_ready", &self.on_ready.is_some())
+            .field("audit", &self.audit)
             .finish()
     }
 }
@@ -142,14 +175,42 @@ pub async fn serve(
         Some(url) => Resource::new(url)?,
         None => Resource::from_listen(config.listen.unwrap_or(local)),
     };
-    let dp = DataPlane::new(HttpSettings {
-        max_body_bytes: config.max_body_bytes,
-        allowed_origins: config.allowed_origins.clone(),
-        max_staleness: config.max_staleness,
-        resource,
-        body_read_timeout: config.body_read_timeout,
-        call_limits: config.call_limits,
+    let mut audit_task = None;
+    let audit = config.audit.as_ref().map(|o| {
+        let mut settings = AuditSettings::new(config.node_id.clone());
+        settings.required = o.required;
+        settings.max_payload_bytes = o.max_payload_bytes;
+        settings.queue_capacity = o.queue_capacity;
+        let (audit, rx) = Audit::new(settings);
+        let mut ship = ShipperConfig::new(
+            config.control_plane.clone(),
+            config.data_plane_token.clone(),
+        );
+        ship.tls = tls.clone();
+        ship.spool_max_bytes = o.spool_max_bytes;
+        ship.spool = o.spool_file.clone().or_else(|| {
+            config.cache_file.as_ref().map(|c| {
+                let mut name = c.as_os_str().to_owned();
+                name.push(".audit-spool");
+                PathBuf::from(name)
+            })
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(crate::audit::run_shipper(audit.clone(), rx, ship, stop_rx));
+        audit_task = Some((task, stop_tx));
+        audit
     });
+    let dp = DataPlane::with_audit(
+        HttpSettings {
+            max_body_bytes: config.max_body_bytes,
+            allowed_origins: config.allowed_origins.clone(),
+            max_staleness: config.max_staleness,
+            resource,
+            body_read_timeout: config.body_read_timeout,
+            call_limits: config.call_limits,
+        },
+        audit,
+    );
 
     if let Some(path) = &config.cache_file {
         match cache::load(&dp.state, path) {
@@ -217,6 +278,16 @@ pub async fn serve(
     }
     if let Some(path) = &config.cache_file {
         cache::flush(&dp, path).await;
+    }
+    if let Some((task, stop)) = audit_task {
+        // Requests are drained: what the shipper still holds goes to the spool.
+        let _ = stop.send(());
+        if tokio::time::timeout(AUDIT_STOP_TIMEOUT, task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the audit shipper did not stop in time; events it held may be lost");
+        }
     }
     match result {
         Ok(()) => Ok(()),

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::app::DataPlane;
 use crate::state::{ApplyError, SnapshotBuilder};
@@ -126,14 +126,15 @@ pub async fn run(dp: Arc<DataPlane>, cfg: SyncConfig) {
     }
 }
 
-async fn session(
-    dp: &Arc<DataPlane>,
-    cfg: &SyncConfig,
-    progressed: &mut bool,
-) -> Result<(), SyncError> {
-    let mut endpoint = Endpoint::from_shared(cfg.control_plane.clone())
-        .map_err(|_| SyncError::BadUrl(cfg.control_plane.clone()))?;
-    if let Some(tls) = &cfg.tls {
+/// A channel to the control plane: its URL, TLS and keepalives. The audit shipper
+/// connects the same way.
+pub(crate) async fn connect(
+    control_plane: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Channel, SyncError> {
+    let mut endpoint = Endpoint::from_shared(control_plane.to_owned())
+        .map_err(|_| SyncError::BadUrl(control_plane.to_owned()))?;
+    if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls.clone())?;
     }
     let endpoint = endpoint
@@ -142,7 +143,20 @@ async fn session(
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await?;
+    Ok(endpoint.connect().await?)
+}
+
+/// The `authorization` value carrying the data-plane token (never logged).
+pub(crate) fn bearer(token: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, SyncError> {
+    MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| SyncError::BadToken)
+}
+
+async fn session(
+    dp: &Arc<DataPlane>,
+    cfg: &SyncConfig,
+    progressed: &mut bool,
+) -> Result<(), SyncError> {
+    let channel = connect(&cfg.control_plane, cfg.tls.as_ref()).await?;
     // Snapshot chunks may be larger than tonic's 4 MiB default; the control plane bounds them.
     let mut client = SyncClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -165,9 +179,8 @@ async fn session(
     .await
     .map_err(|_| SyncError::Closed)?;
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    let auth = MetadataValue::try_from(format!("Bearer {}", cfg.token))
-        .map_err(|_| SyncError::BadToken)?;
-    req.metadata_mut().insert("authorization", auth);
+    req.metadata_mut()
+        .insert("authorization", bearer(&cfg.token)?);
     let mut stream = client.stream(req).await?.into_inner();
     state.status.set_connected(true);
     *progressed = true;

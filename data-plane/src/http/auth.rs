@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::checks;
 use super::reply::{Challenge, Failure};
 use crate::app::DataPlane;
+use crate::audit::{Principal, Recorder};
 use crate::identity::Denied;
 use crate::state::{Scope, View};
 use crate::status::now_ms;
@@ -22,22 +23,34 @@ pub(crate) fn authorize(
     view: &View,
     headers: &HeaderMap,
     target: Option<&str>,
+    rec: &mut Recorder,
 ) -> Result<Arc<Scope>, Failure> {
+    // Who a refused request came from is not known: it is recorded as anonymous.
+    rec.principal(|| Principal::Anonymous);
     let Some(token) = checks::bearer(headers) else {
         return Err(deny(dp, target, Challenge::Missing));
     };
     let now = now_ms();
     // Memory only: one keyed hash serves both indexes. The token is never logged.
     let hash: TokenHash = view.hasher.hash(token);
-    if let Some(scope) = view.tokens.lookup(&hash, now) {
+    if rec.is_on() {
+        // The client's name costs a read `lookup` avoids; only the audit trail needs it.
+        if let Some((scope, name)) = view.tokens.lookup_named(&hash, now) {
+            rec.principal(|| Principal::Client(name));
+            return Ok(scope);
+        }
+    } else if let Some(scope) = view.tokens.lookup(&hash, now) {
         return Ok(scope);
     }
     let ids = &dp.state.identities;
     if !ids.is_enabled() {
         return Err(deny(dp, target, Challenge::Invalid));
     }
-    match ids.authorize(token, &hash, &dp.settings.resource, target, now) {
-        Ok(scope) => Ok(scope),
+    match ids.authorize_who(token, &hash, &dp.settings.resource, target, now) {
+        Ok((scope, who)) => {
+            rec.principal(|| Principal::SignedIn(who));
+            Ok(scope)
+        }
         Err(Denied::InsufficientScope) => Err(deny(dp, target, Challenge::InsufficientScope)),
         Err(Denied::Unauthorized(why)) => {
             // Debug-formatted: the reason may quote token text (a `kid`).

@@ -8,8 +8,11 @@ use canopy_mcp::protocol::{
     is_handshake_version, HANDSHAKE_VERSIONS, HEADER_PROTOCOL_VERSION, LATEST_HANDSHAKE_VERSION,
 };
 use canopy_mcp::upstream::{Call, CallLimits, Streamed, UpstreamError, UpstreamResponse};
-use http::{HeaderMap, StatusCode};
+use canopy_proto::v1::AuditPayload;
+use http::header::ALLOW;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::value::RawValue;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +25,7 @@ use super::reply::{self, Echoed, Failure};
 use super::stamp::{write_identified, write_stamped};
 use super::stream;
 use crate::app::DataPlane;
+use crate::audit::{Principal, Recorder, Refusal};
 use crate::json;
 use crate::metrics::MethodLabel;
 use crate::state::{Kind, Mode, Scope, Server, View};
@@ -50,17 +54,59 @@ impl Ctx<'_> {
     }
 }
 
+/// Every response to `POST /mcp` and `POST /servers/<name>/mcp` leaves here, so the
+/// request metrics and the audit event are recorded here, once.
 pub(crate) async fn serve(
     dp: &DataPlane,
     target: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    peer: Option<SocketAddr>,
 ) -> Response {
-    let (label, resp) = serve_inner(dp, target, headers, body).await;
+    let mut rec = Recorder::start(dp.audit.as_ref(), target, headers, peer);
+    let (label, resp) = serve_inner(dp, target, headers, body, &mut rec).await;
     dp.state
         .metrics
         .record_request(label, resp.status().as_u16());
+    rec.finish(&resp);
     resp
+}
+
+/// GET and DELETE on an MCP endpoint: stateless, so no stream to GET and no session to
+/// DELETE (405, recorded like every answer on the endpoint).
+pub(crate) fn not_allowed(
+    dp: &DataPlane,
+    target: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let mut rec = Recorder::start(dp.audit.as_ref(), target, headers, peer);
+    let mut body = Vec::new();
+    reply::write_error(
+        &mut body,
+        None,
+        canopy_mcp::jsonrpc::code::INVALID_REQUEST,
+        "Method Not Allowed: use POST",
+        None,
+    );
+    let mut r = reply::json(StatusCode::METHOD_NOT_ALLOWED, body);
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("POST"));
+    rec.refused(Refusal {
+        outcome: canopy_proto::v1::AuditOutcome::Error,
+        error_type: "method_not_allowed",
+        jsonrpc_code: canopy_mcp::jsonrpc::code::INVALID_REQUEST,
+    });
+    rec.finish(&r);
+    r
+}
+
+/// `f` as the client gets it, recorded for the audit trail.
+fn fail(rec: &mut Recorder, f: Failure, id: Option<&RawValue>) -> Response {
+    if rec.is_on() {
+        rec.refused(f.refusal());
+    }
+    f.into_response(id)
 }
 
 async fn serve_inner(
@@ -68,12 +114,13 @@ async fn serve_inner(
     target: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    rec: &mut Recorder,
 ) -> (MethodLabel, Response) {
     let settings = &dp.settings;
-    let ctx = match precheck(dp, target, headers) {
+    let ctx = match precheck(dp, target, headers, rec) {
         Ok(c) => c,
         Err(f) => {
-            let resp = f.into_response(None);
+            let resp = fail(rec, f, None);
             let resp = body::reject_unread(resp, body, settings.body_read_timeout).await;
             return (MethodLabel::Other, resp);
         }
@@ -88,27 +135,32 @@ async fn serve_inner(
         Ok(b) => b,
         Err(f) => {
             // The rest of the body (if any) is still on the connection.
-            let mut resp = f.into_response(None);
+            let mut resp = fail(rec, f, None);
             body::close(&mut resp);
             return (MethodLabel::Other, resp);
         }
     };
+    rec.bytes_in(bytes.len());
     let msg = match Envelope::parse(&bytes).and_then(Envelope::classify) {
         Ok(m) => m,
-        Err(f) => return (MethodLabel::Other, f.into_response(None)),
+        Err(f) => return (MethodLabel::Other, fail(rec, f, None)),
     };
     match msg {
-        Message::NoReply { method } => (
-            method
-                .as_deref()
-                .map_or(MethodLabel::Notification, MethodLabel::of),
-            reply::accepted(),
-        ),
+        Message::NoReply { method } => {
+            rec.message(None, method.as_deref());
+            (
+                method
+                    .as_deref()
+                    .map_or(MethodLabel::Notification, MethodLabel::of),
+                reply::accepted(),
+            )
+        }
         Message::Request { id, method, params } => {
             let label = MethodLabel::of(&method);
-            let resp = match request(dp, &ctx, headers, id, &method, params).await {
+            rec.message(Some(id), Some(&method));
+            let resp = match request(dp, &ctx, headers, id, &method, params, rec).await {
                 Ok(r) => r,
-                Err(f) => f.into_response(Some(id)),
+                Err(f) => fail(rec, f, Some(id)),
             };
             (label, resp)
         }
@@ -119,6 +171,7 @@ fn precheck<'h>(
     dp: &DataPlane,
     target: Option<&str>,
     headers: &'h HeaderMap,
+    rec: &mut Recorder,
 ) -> Result<Ctx<'h>, Failure> {
     checks::origin(headers, &dp.settings.allowed_origins)?;
     checks::content_type(headers)?;
@@ -130,9 +183,16 @@ fn precheck<'h>(
         }
     }
     let scope = match view.mode {
-        Mode::Development => None,
-        Mode::Enterprise => Some(auth::authorize(dp, &view, headers, target)?),
+        Mode::Development => {
+            rec.principal(|| Principal::Anonymous);
+            None
+        }
+        Mode::Enterprise => Some(auth::authorize(dp, &view, headers, target, rec)?),
     };
+    // Fail closed: no request is served whose audit event could not be kept.
+    if dp.audit.as_ref().is_some_and(|a| a.refusing()) {
+        return Err(Failure::AuditUnavailable);
+    }
     let server = match target {
         None => None,
         Some(name) => {
@@ -173,19 +233,21 @@ async fn request(
     id: &RawValue,
     method: &str,
     params: Option<&RawValue>,
+    rec: &mut Recorder,
 ) -> Result<Response, Failure> {
     let parsed = Params::parse(params);
+    rec.meta(parsed.as_ref().and_then(|p| p.meta));
     if let Era::Modern(hv) = ctx.era {
         modern::validate(headers, hv, method, parsed.as_ref())?;
     }
     match method {
-        "initialize" if !ctx.modern() => Ok(initialize(dp, id, parsed.as_ref())),
+        "initialize" if !ctx.modern() => Ok(initialize(dp, id, parsed.as_ref(), rec)),
         "ping" if !ctx.modern() => Ok(result(id, b"{}")),
         "server/discover" if ctx.modern() => Ok(result(id, &dp.wire.discover)),
         "tools/list" => Ok(list(dp, ctx, id, Kind::Tool)),
         "prompts/list" => Ok(list(dp, ctx, id, Kind::Prompt)),
-        "tools/call" => forward(dp, ctx, id, Kind::Tool, params, parsed.as_ref()).await,
-        "prompts/get" => forward(dp, ctx, id, Kind::Prompt, params, parsed.as_ref()).await,
+        "tools/call" => forward(dp, ctx, id, Kind::Tool, params, parsed.as_ref(), rec).await,
+        "prompts/get" => forward(dp, ctx, id, Kind::Prompt, params, parsed.as_ref(), rec).await,
         // Resources and completions are not in the catalogue: on one server's own endpoint they
         // pass through to it, for clients allowed the whole server.
         "resources/list"
@@ -193,7 +255,12 @@ async fn request(
         | "resources/read"
         | "completion/complete" => match &ctx.server {
             Some(server) if whole_server_allowed(ctx, server) => {
-                relay(dp, ctx, id, server, method, params).await
+                if rec.is_on() {
+                    let uri = parsed.as_ref().and_then(|p| p.uri).and_then(json::as_str);
+                    rec.server(&server.name, uri.as_deref(), server.audit_payload());
+                    rec.arguments(params);
+                }
+                relay(dp, ctx, id, server, method, params, rec).await
             }
             _ => Err(Failure::MethodNotFound {
                 method: Echoed::new(method),
@@ -215,7 +282,12 @@ fn result(id: &RawValue, result: &[u8]) -> Response {
     reply::json(StatusCode::OK, out)
 }
 
-fn initialize(dp: &DataPlane, id: &RawValue, params: Option<&Params<'_>>) -> Response {
+fn initialize(
+    dp: &DataPlane,
+    id: &RawValue,
+    params: Option<&Params<'_>>,
+    rec: &mut Recorder,
+) -> Response {
     let asked = params
         .and_then(|p| p.protocol_version)
         .and_then(json::as_str);
@@ -224,6 +296,7 @@ fn initialize(dp: &DataPlane, id: &RawValue, params: Option<&Params<'_>>) -> Res
         .and_then(|v| HANDSHAKE_VERSIONS.iter().find(|h| **h == v))
         .copied()
         .unwrap_or(LATEST_HANDSHAKE_VERSION);
+    rec.negotiated(version);
     let mut out = Vec::with_capacity(256);
     reply::open_result(&mut out, id);
     out.extend_from_slice(b"{\"protocolVersion\":\"");
@@ -275,6 +348,7 @@ async fn forward(
     kind: Kind,
     params: Option<&RawValue>,
     parsed: Option<&Params<'_>>,
+    rec: &mut Recorder,
 ) -> Result<Response, Failure> {
     let name_raw = parsed
         .and_then(|p| p.name)
@@ -290,15 +364,30 @@ async fn forward(
         Kind::Tool => Failure::UnknownTool(Echoed::new(&name)),
         Kind::Prompt => Failure::UnknownPrompt(Echoed::new(&name)),
     };
-    let (server, def) = match &ctx.server {
-        Some(s) => (s, s.get(kind, &name).ok_or_else(unknown)?),
-        None => ctx.view.catalog.get(kind, &name).ok_or_else(unknown)?,
+    let found = match &ctx.server {
+        Some(s) => s.get(kind, &name).map(|d| (s, d)),
+        None => ctx.view.catalog.get(kind, &name),
+    };
+    let Some((server, def)) = found else {
+        let on = ctx.server.as_ref().map_or("", |s| &s.name);
+        rec.target(on, kind == Kind::Tool, &name, AuditPayload::Off);
+        return Err(unknown());
     };
     if let Some(scope) = &ctx.scope {
         if !def.allowed(&server.name, scope) {
+            // Nothing of an out-of-scope call's arguments is kept.
+            rec.target(&server.name, kind == Kind::Tool, &name, AuditPayload::Off);
+            rec.out_of_scope();
             return Err(unknown());
         }
     }
+    rec.target(
+        &server.name,
+        kind == Kind::Tool,
+        &name,
+        server.audit_payload(),
+    );
+    rec.arguments(params);
     // The aggregate endpoint renames; the upstream must see its own name. Only the
     // `name` member is replaced, the rest of params is copied byte for byte.
     let renamed;
@@ -315,7 +404,7 @@ async fn forward(
     } else {
         "prompts/get"
     };
-    relay(dp, ctx, id, server, method, upstream_params).await
+    relay(dp, ctx, id, server, method, upstream_params, rec).await
 }
 
 /// Development mode, or a client whose allow list covers all of `server` (a list of single
@@ -337,6 +426,7 @@ async fn relay(
     server: &Server,
     method: &str,
     upstream_params: Option<&RawValue>,
+    rec: &mut Recorder,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
     let limits = CallLimits {
@@ -354,7 +444,10 @@ async fn relay(
             // Latency up to the first notification: the rest is paced by the client.
             server.metrics.observe(started.elapsed(), false);
             let info = dp.wire.server_info_member.clone();
-            return Ok(stream::sse(stream, id, ctx.modern(), info));
+            // The event is recorded when the stream ends, with what it sent.
+            let mut tail = rec.take();
+            tail.status(StatusCode::OK.as_u16());
+            return Ok(stream::sse(stream, id, ctx.modern(), info, tail));
         }
         Ok(Call::Streaming(mut stream)) => loop {
             // Nothing can carry notifications to a JSON-only client: drop each as it comes.
@@ -372,6 +465,7 @@ async fn relay(
         Err(e) => return Err(failed(server, started, e)),
     };
     server.metrics.observe(started.elapsed(), false);
+    rec.upstream(&resp.outcome);
 
     let mut out = Vec::with_capacity(64 + resp.outcome.as_ref().map_or(64, |r| r.get().len()));
     write_outcome(

@@ -38,6 +38,9 @@ pub(crate) async fn readyz(State(dp): State<Arc<DataPlane>>) -> Response {
 pub(crate) async fn metrics(State(dp): State<Arc<DataPlane>>) -> Response {
     let mut text = dp.state.metrics.render(&dp.state.status);
     dp.state.identities.render_metrics(&mut text);
+    if let Some(a) = &dp.audit {
+        a.render_metrics(&mut text);
+    }
     let mut r = text.into_response();
     r.headers_mut().insert(
         CONTENT_TYPE,

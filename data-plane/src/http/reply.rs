@@ -11,7 +11,9 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 
+use crate::audit::Refusal;
 use crate::json::push_str;
+use canopy_proto::v1::AuditOutcome;
 
 /// The most bytes of a client's input (a method, tool or server name, a header value) an
 /// error repeats: a 3 MB method name must not come back as a 3 MB error.
@@ -60,6 +62,8 @@ pub(crate) enum Failure {
     NotAcceptable,
     NotReady,
     Stale,
+    /// `--audit-required` and audit events cannot be kept (queue or spool full).
+    AuditUnavailable,
     /// 401 (no token, or one that is not valid) or 403 (valid, a required scope missing),
     /// with the RFC 9728 / RFC 6750 challenge.
     Auth {
@@ -124,6 +128,13 @@ impl Failure {
                 StatusCode::SERVICE_UNAVAILABLE,
                 code::INTERNAL_ERROR,
                 "data plane state is older than --max-staleness; refusing to serve".into(),
+            ),
+            AuditUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::INTERNAL_ERROR,
+                "the audit trail cannot keep events (control plane unreachable and the audit \
+                 spool full); refusing to serve until it can (--audit-required)"
+                    .into(),
             ),
             Auth {
                 kind: Challenge::InsufficientScope,
@@ -238,6 +249,58 @@ impl Failure {
                 Some(d)
             }
             _ => None,
+        }
+    }
+
+    /// How the audit trail records this failure: outcome, `error.type` and the JSON-RPC
+    /// code the client gets.
+    pub(crate) fn refusal(&self) -> Refusal {
+        use Failure::*;
+        let (outcome, error_type) = match self {
+            OriginForbidden => (AuditOutcome::Denied, "origin_forbidden"),
+            UnsupportedMediaType => (AuditOutcome::Error, "unsupported_media_type"),
+            NotAcceptable => (AuditOutcome::Error, "not_acceptable"),
+            NotReady => (AuditOutcome::Error, "not_ready"),
+            Stale => (AuditOutcome::Error, "stale_state"),
+            AuditUnavailable => (AuditOutcome::Error, "audit_unavailable"),
+            Auth {
+                kind: Challenge::InsufficientScope,
+                ..
+            } => (AuditOutcome::Denied, "forbidden"),
+            Auth { .. } => (AuditOutcome::Denied, "unauthorized"),
+            UnknownServer(_) => (AuditOutcome::Error, "unknown_server"),
+            BodyTooLarge => (AuditOutcome::Error, "too_large"),
+            BodyTimeout => (AuditOutcome::Error, "body_timeout"),
+            BodyUnreadable => (AuditOutcome::Error, "body_unreadable"),
+            Parse => (AuditOutcome::Error, "parse_error"),
+            InvalidRequest(_) => (AuditOutcome::Error, "invalid_request"),
+            BatchUnsupported => (AuditOutcome::Error, "batch_unsupported"),
+            BadMeta(_) | InvalidParams(_) => (AuditOutcome::Error, "invalid_params"),
+            HeaderMismatch(_) => (AuditOutcome::Error, "header_mismatch"),
+            UnsupportedVersion(_) => (AuditOutcome::Error, "unsupported_version"),
+            MethodNotFound { .. } => (AuditOutcome::Error, "method_not_found"),
+            UnknownTool(_) => (AuditOutcome::Error, "unknown_tool"),
+            NoAccess => (AuditOutcome::Denied, "no_access"),
+            UnknownPrompt(_) => (AuditOutcome::Error, "unknown_prompt"),
+            Upstream(e) => (
+                AuditOutcome::Error,
+                match e {
+                    UpstreamError::Unreachable { .. } => "upstream_unreachable",
+                    UpstreamError::Timeout { .. } => "upstream_timeout",
+                    UpstreamError::Protocol { .. } => "upstream_protocol",
+                    UpstreamError::HttpStatus { .. } => "upstream_http_status",
+                    UpstreamError::Spawn { .. } => "upstream_spawn",
+                    UpstreamError::CallLimit { .. } => "upstream_call_limit",
+                    UpstreamError::Rpc { .. } => "upstream_rpc_error",
+                    UpstreamError::Config { .. } => "upstream_config",
+                    UpstreamError::InvalidParams { .. } => "upstream_invalid_params",
+                },
+            ),
+        };
+        Refusal {
+            outcome,
+            error_type,
+            jsonrpc_code: self.status_code_message().1,
         }
     }
 

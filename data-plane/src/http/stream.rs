@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use super::mcp::write_outcome;
 use super::reply::{self, Failure};
+use crate::audit::Recorder;
 
 struct Relay {
     upstream: ResponseStream,
@@ -23,6 +24,9 @@ struct Relay {
     modern: bool,
     /// Canopy's serverInfo member, stamped on the result.
     server_info: Bytes,
+    /// The request's audit event, recorded when the relay is dropped (stream ended, or the
+    /// client went away).
+    rec: Recorder,
 }
 
 pub(super) fn sse(
@@ -30,12 +34,14 @@ pub(super) fn sse(
     id: &RawValue,
     modern: bool,
     server_info: Bytes,
+    rec: Recorder,
 ) -> Response {
     let relay = Relay {
         upstream,
         id: id.to_owned(),
         modern,
         server_info,
+        rec,
     };
     let events = futures::stream::unfold(Some(relay), |relay| async move {
         let mut relay = relay?;
@@ -46,6 +52,7 @@ pub(super) fn sse(
                 true
             }
             Ok(Streamed::Response(outcome)) => {
+                relay.rec.upstream(&outcome);
                 let mut msg =
                     Vec::with_capacity(64 + outcome.as_ref().map_or(64, |r| r.get().len()));
                 write_outcome(
@@ -61,11 +68,16 @@ pub(super) fn sse(
             Err(e) => {
                 tracing::warn!(server = %relay.upstream.server(), error = %e, "upstream call failed");
                 let mut msg = Vec::with_capacity(128);
-                Failure::Upstream(e).write(&mut msg, Some(&relay.id));
+                let f = Failure::Upstream(e);
+                if relay.rec.is_on() {
+                    relay.rec.refused(f.refusal());
+                }
+                f.write(&mut msg, Some(&relay.id));
                 reply::push_event(&mut out, &msg);
                 false
             }
         };
+        relay.rec.sent(out.len());
         let next = more.then_some(relay);
         Some((Ok::<_, std::convert::Infallible>(Bytes::from(out)), next))
     });

@@ -2,6 +2,7 @@
 //! In-process router tests: `router(dp).oneshot(request)` against a state built
 //! directly, with a real (in-process) upstream for forwarded calls.
 
+mod audit;
 mod fuzz;
 mod mock;
 mod oauth;
@@ -27,8 +28,18 @@ struct Env {
 }
 
 async fn env_with(settings: HttpSettings, mode: pb::Mode) -> Env {
+    env_full(settings, mode, None, pb::AuditPayload::Off).await
+}
+
+/// `env_with` plus an audit trail and the `gh` server's audit payload setting.
+async fn env_full(
+    settings: HttpSettings,
+    mode: pb::Mode,
+    audit: Option<Arc<crate::audit::Audit>>,
+    gh_payload: pb::AuditPayload,
+) -> Env {
     let mock = mock::start().await;
-    let dp = DataPlane::new(settings);
+    let dp = DataPlane::with_audit(settings, audit);
     let mut gh = server("gh", &mock.url, &["echo", "progress", "fail", "input"]);
     gh.tools_json.push(
         r#"{"name":"odd","x-vendor":{"n":1.50,"s":"é"},"inputSchema":{"type":"object"}}"#.into(),
@@ -37,6 +48,7 @@ async fn env_with(settings: HttpSettings, mode: pb::Mode) -> Env {
     if let Some(spec) = gh.spec.as_mut() {
         spec.bearer_token = "upstream-secret".into();
         spec.timeout_ms = 5_000;
+        spec.audit_payload = gh_payload as i32;
     }
     let jira = server("jira", &mock.url, &["create"]);
     let mut down = server("down", "http://127.0.0.1:9/mcp", &["x"]);

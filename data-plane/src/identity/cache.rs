@@ -27,6 +27,15 @@ pub(crate) struct Grant {
     pub scope: Arc<Scope>,
     /// Set when the token's audience is only `/servers/<name>/mcp`.
     pub only_server: Option<Arc<str>>,
+    /// Who the token names (identity provider, subject), for the audit trail.
+    pub who: Arc<SignedIn>,
+}
+
+/// A person or service signed in through an identity provider.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignedIn {
+    pub idp: Arc<str>,
+    pub subject: Box<str>,
 }
 
 pub(crate) struct VerifiedCache {
@@ -51,12 +60,12 @@ impl VerifiedCache {
         generation: u64,
         target: Option<&str>,
         now_ms: u64,
-    ) -> Option<Arc<Scope>> {
+    ) -> Option<(Arc<Scope>, Arc<SignedIn>)> {
         let g = self.map.get(hash)?;
         let fits = g.generation == generation
             && g.valid_until_ms > now_ms
             && g.only_server.as_deref().is_none_or(|s| Some(s) == target);
-        fits.then(|| g.scope.clone())
+        fits.then(|| (g.scope.clone(), g.who.clone()))
     }
 
     pub(crate) fn insert(&self, hash: TokenHash, grant: Grant, now_ms: u64) {

@@ -116,6 +116,15 @@ fn array<'a>(items: impl Iterator<Item = &'a str>) -> Bytes {
 }
 
 impl Server {
+    /// What the audit trail keeps of this server's arguments and results.
+    pub fn audit_payload(&self) -> canopy_proto::v1::AuditPayload {
+        self.source
+            .spec
+            .as_ref()
+            .and_then(|s| canopy_proto::v1::AuditPayload::try_from(s.audit_payload).ok())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn new(def: ServerDef, upstream: Upstream, metrics: Arc<UpstreamMetrics>) -> Self {
         let name: Arc<str> = Arc::from(def.config.name.as_str());
         let tools = build_defs(&name, def.tools, "tool");

@@ -136,6 +136,14 @@ impl TokenIndex {
         (exp == 0 || exp > now_ms).then(|| slot.scope.clone())
     }
 
+    /// As [`TokenIndex::lookup`], with the client's name (for the audit trail: it costs a
+    /// read of the client's own allocation, which `lookup` avoids).
+    pub fn lookup_named(&self, hash: &TokenHash, now_ms: u64) -> Option<(Arc<Scope>, Arc<str>)> {
+        let slot = self.map.get(hash)?;
+        let exp = slot.expires_at_ms;
+        (exp == 0 || exp > now_ms).then(|| (slot.scope.clone(), slot.client.name.clone()))
+    }
+
     /// As [`TokenIndex::lookup`], the whole client (tests check whose token it is).
     #[cfg(test)]
     pub(crate) fn lookup_client(&self, hash: &TokenHash, now_ms: u64) -> Option<Arc<ClientEntry>> {

@@ -120,11 +120,21 @@ fn upstream_credentials_are_sealed_at_rest_and_shutdown_is_prompt() {
         0o600,
         "cache key mode"
     );
+    // The audit spool lives beside the cache (no secret in it either: checked above).
+    let spool = cache_dir.path().join("state.cache.audit-spool");
+    if spool.exists() {
+        assert_eq!(file_mode(&spool), 0o600, "audit spool mode");
+    }
     let leftovers: Vec<_> = std::fs::read_dir(cache_dir.path())
         .expect("read the cache dir")
         .map(|e| e.expect("dir entry").file_name())
+        .filter(|n| n.to_str() != Some("state.cache.audit-spool"))
         .collect();
-    assert_eq!(leftovers.len(), 2, "cache and key only: {leftovers:?}");
+    assert_eq!(
+        leftovers.len(),
+        2,
+        "cache and key only (and the audit spool): {leftovers:?}"
+    );
 
     // The data plane comes back first, control plane still down: the credentials come out of
     // the sealed cache.
