@@ -7,6 +7,11 @@
 //! keyed hash the static-token index uses (see [`cache`]), so the steady state costs what
 //! a static token costs. Nothing here touches the network: unknown signing keys are
 //! reported to the control plane (rate-limited), which fetches the JWKS and streams it.
+//!
+//! A revocation is the latency-critical change (`revoke subject` returns once every data
+//! plane applied it): applying it costs one insert into the shared revoked set, cached
+//! tokens of everybody else stay cached (see [`cache`]), and a token of a revoked subject
+//! is refused before its signature is checked.
 
 mod cache;
 mod directory;
@@ -20,6 +25,7 @@ mod verify;
 use arc_swap::ArcSwap;
 use canopy_core::TokenHash;
 use canopy_proto::v1 as pb;
+use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,8 +36,8 @@ pub use resource::{Resource, ResourceError, WELL_KNOWN};
 pub use verify::{Audiences, Principal, Rejection};
 
 use crate::state::Scope;
-use cache::{Grant, VerifiedCache};
-use directory::{Revoked, Rule};
+use cache::{Cached, Grant, VerifiedCache};
+use directory::Rule;
 use kid_reports::KidReports;
 
 /// The identity part of a snapshot, as the control plane sent it (the cache file keeps it).
@@ -116,11 +122,20 @@ impl Identities {
         now_ms: u64,
     ) -> Result<(Arc<Scope>, Arc<SignedIn>), Denied> {
         let dir = self.dir.load();
-        if let Some(hit) = self.cache.get(hash, dir.generation, target, now_ms) {
-            return Ok(hit);
+        match self.cache.get(hash, &dir, target, now_ms) {
+            Cached::Hit(scope, who) => return Ok((scope, who)),
+            Cached::Revoked => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Denied::Unauthorized(Rejection::Revoked));
+            }
+            Cached::Miss => {}
         }
         if !looks_like_jwt(token) {
             return Err(Denied::Unauthorized(Rejection::Malformed));
+        }
+        if names_revoked_subject(&dir, token) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Denied::Unauthorized(Rejection::Revoked));
         }
         let audiences = Audiences {
             gateway: resource.gateway_audiences(),
@@ -142,9 +157,18 @@ impl Identities {
         };
         self.verified.fetch_add(1, Ordering::Relaxed);
         let scope = dir.scope_for(&who);
+        // verify() refuses a token without a subject; a grant must name one, or the
+        // revoked set could not be checked for it.
+        let Some(subject) = who.claims.subject.as_deref() else {
+            let signed_in = Arc::new(SignedIn {
+                idp: who.provider.clone(),
+                subject: "".into(),
+            });
+            return Ok((scope, signed_in));
+        };
         let signed_in = Arc::new(SignedIn {
             idp: who.provider.clone(),
-            subject: who.claims.subject.as_deref().unwrap_or_default().into(),
+            subject: subject.into(),
         });
         let leeway_ms = dir
             .providers
@@ -154,7 +178,8 @@ impl Identities {
             *hash,
             Grant {
                 valid_until_ms: who.exp.saturating_mul(1000).saturating_add(leeway_ms),
-                generation: dir.generation,
+                generation: AtomicU64::new(dir.generation),
+                epoch: dir.epoch,
                 scope: scope.clone(),
                 only_server: who.only_server.as_deref().map(Arc::from),
                 who: signed_in.clone(),
@@ -194,13 +219,20 @@ impl Identities {
     }
 
     // ---- the sync writer's side: each change is a new generation, so every cached
-    // token is checked against it (or verified again) on its next request
+    // token is checked against it on its next request: verified again after a change of
+    // providers or rules (a new epoch), looked up in the revoked set after a revocation
 
-    fn update(&self, change: impl FnOnce(&mut Directory)) {
+    fn update(&self, new_epoch: bool, change: impl FnOnce(&mut Directory)) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut next = self.dir.load().next(generation);
+        let mut next = self.dir.load().next(generation, new_epoch);
         change(&mut next);
         self.dir.store(Arc::new(next));
+    }
+
+    /// A change of the revoked set only: applied to the shared set before the new
+    /// generation is published (see [`cache`]).
+    fn update_revoked(&self, change: impl FnOnce(&directory::RevokedSet)) {
+        self.update(false, |d| change(&d.revoked));
     }
 
     /// Replaces everything (a snapshot: what it does not name is gone).
@@ -218,18 +250,11 @@ impl Identities {
             .into_iter()
             .map(|r| (r.name.clone(), Arc::new(Rule::new(r))))
             .collect();
-        let mut revoked = Revoked::new();
-        for r in src.revoked {
-            revoked
-                .entry(r.idp.clone())
-                .or_default()
-                .insert(r.subject.clone(), r);
-        }
-        self.update(|d| {
+        self.update(true, |d| {
             d.providers = providers;
             d.index_issuers();
             d.rules = Arc::new(rules);
-            d.revoked = Arc::new(revoked);
+            d.revoked.replace(src.revoked);
         });
     }
 
@@ -240,57 +265,43 @@ impl Identities {
             Kind::IdentityProviderUpsert(p) => {
                 let p = Arc::new(Provider::new(p.clone()));
                 tracing::info!(provider = %p.name, keys = p.key_count(), keys_revision = p.source.keys_revision, "identity provider updated");
-                self.update(|d| {
+                self.update(true, |d| {
                     d.providers.insert(p.name.clone(), p);
                     d.index_issuers();
                 });
             }
             // Its rules and revocations go with it (the control plane deleted them too).
-            Kind::IdentityProviderDelete(name) => self.update(|d| {
-                d.providers.remove(name.as_str());
-                d.index_issuers();
-                if d.rules.values().any(|r| r.idp == *name) {
-                    let mut rules = (*d.rules).clone();
-                    rules.retain(|_, r| r.idp != *name);
-                    d.rules = Arc::new(rules);
-                }
-                if d.revoked.contains_key(name) {
-                    let mut revoked = (*d.revoked).clone();
-                    revoked.remove(name);
-                    d.revoked = Arc::new(revoked);
-                }
-            }),
+            Kind::IdentityProviderDelete(name) => {
+                self.update(true, |d| {
+                    d.providers.remove(name.as_str());
+                    d.index_issuers();
+                    if d.rules.values().any(|r| r.idp == *name) {
+                        let mut rules = (*d.rules).clone();
+                        rules.retain(|_, r| r.idp != *name);
+                        d.rules = Arc::new(rules);
+                    }
+                });
+                // Only once no directory with the provider is current: a request still
+                // holding one keeps seeing its subjects revoked.
+                self.dir.load().revoked.remove_provider(name);
+            }
             Kind::AccessRuleUpsert(r) => {
                 let rule = Arc::new(Rule::new(r.clone()));
-                self.update(|d| {
+                self.update(true, |d| {
                     let mut rules = (*d.rules).clone();
                     rules.insert(r.name.clone(), rule);
                     d.rules = Arc::new(rules);
                 });
             }
-            Kind::AccessRuleDelete(name) => self.update(|d| {
+            Kind::AccessRuleDelete(name) => self.update(true, |d| {
                 let mut rules = (*d.rules).clone();
                 rules.remove(name);
                 d.rules = Arc::new(rules);
             }),
-            Kind::SubjectRevoke(r) => self.update(|d| {
-                let mut revoked = (*d.revoked).clone();
-                revoked
-                    .entry(r.idp.clone())
-                    .or_default()
-                    .insert(r.subject.clone(), r.clone());
-                d.revoked = Arc::new(revoked);
-            }),
-            Kind::SubjectUnrevoke(r) => self.update(|d| {
-                let mut revoked = (*d.revoked).clone();
-                if let Some(s) = revoked.get_mut(&r.idp) {
-                    s.remove(&r.subject);
-                    if s.is_empty() {
-                        revoked.remove(&r.idp);
-                    }
-                }
-                d.revoked = Arc::new(revoked);
-            }),
+            Kind::SubjectRevoke(r) => self.update_revoked(|set| set.insert(r.clone())),
+            Kind::SubjectUnrevoke(r) => {
+                self.update_revoked(|set| set.remove(&r.idp, &r.subject));
+            }
             _ => return false,
         }
         true
@@ -302,11 +313,7 @@ impl Identities {
         Sources {
             providers: d.providers.values().map(|p| p.source.clone()).collect(),
             rules: d.rules.values().map(|r| r.source.clone()).collect(),
-            revoked: d
-                .revoked
-                .values()
-                .flat_map(|s| s.values().cloned())
-                .collect(),
+            revoked: d.revoked.to_vec(),
         }
     }
 
@@ -319,6 +326,35 @@ impl Identities {
     pub async fn unknown_kid_reported(&self) {
         self.kids.wake.notified().await
     }
+}
+
+/// Whether the token names a revoked subject of the provider its `iss` names, read
+/// before any signature check: a revoked subject's token is refused for the cost of
+/// decoding its claims, not of verifying them (a forged one would be refused anyway, with
+/// the same 401). Nothing is decoded while nobody is revoked.
+fn names_revoked_subject(dir: &Directory, token: &str) -> bool {
+    if dir.revoked.is_empty() {
+        return false;
+    }
+    let Ok(claims) = jsonwebtoken::dangerous::insecure_decode_claims::<Map<String, Value>>(token)
+    else {
+        return false;
+    };
+    let Some(provider) = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .and_then(|iss| dir.provider_by_issuer(iss))
+    else {
+        return false;
+    };
+    let who = canopy_core::access::ClaimView::from_claims(
+        &claims,
+        &provider.subject_claim,
+        &provider.groups_claim,
+    );
+    who.subject
+        .as_deref()
+        .is_some_and(|s| dir.is_revoked(&provider.name, s))
 }
 
 /// Three non-empty base64url parts separated by dots (a JWS in compact form): anything else

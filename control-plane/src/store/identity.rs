@@ -2,14 +2,22 @@
 //! mutations apply inside the store's one transaction, and how they are read.
 //!
 //! All three live in the `identity` tree under key prefixes, plus a per-provider index of
-//! its rules and revocations, because a sled transaction cannot scan and deleting a
-//! provider deletes what belongs to it in the same transaction:
+//! its rules, because a sled transaction cannot scan and deleting a provider deletes what
+//! belongs to it in the same transaction:
 //! * `p/<provider>` → [`ProviderRecord`]
 //! * `r/<rule>` → [`RuleRecord`]
 //! * `v/<provider>\0<subject>` → [`Revocation`]
-//! * `i/<provider>` → the names of its rules and its revoked subjects
+//! * `i/<provider>` → the names of its rules (and, in stores written before revocations
+//!   left the index, of subjects revoked then)
+//!
+//! Revocations are not indexed: a provider may collect any number of them, and keeping
+//! their names in one value made each `revoke subject` rewrite it whole. A provider's
+//! revocations are found by their key prefix when it is deleted, read before the
+//! transaction ([`Trees::keys_to_scan`]): the store has one writer, so nothing changes
+//! them in between.
 
 use super::mutation::{abort, decode, encode, Tx, TxResult};
+use super::open::Trees;
 use super::records::Change;
 use super::{Store, StoreError};
 use canopy_core::access::Condition;
@@ -177,6 +185,8 @@ pub enum IdentityMutation {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Owned {
     rules: Vec<String>,
+    /// Only in stores written before revocations left the index (never added to now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     revoked: Vec<String>,
 }
 
@@ -190,7 +200,25 @@ fn index_key(idp: &str) -> Vec<u8> {
     [b"i/".as_slice(), idp.as_bytes()].concat()
 }
 fn revocation_key(idp: &str, subject: &str) -> Vec<u8> {
-    [b"v/".as_slice(), idp.as_bytes(), b"\0", subject.as_bytes()].concat()
+    [revocations_prefix(idp), subject.as_bytes().to_vec()].concat()
+}
+fn revocations_prefix(idp: &str) -> Vec<u8> {
+    [b"v/".as_slice(), idp.as_bytes(), b"\0"].concat()
+}
+
+impl Trees {
+    /// What the transaction of `m` must find by scanning (which a transaction cannot):
+    /// a deleted provider's revocations.
+    pub(super) fn keys_to_scan(&self, m: &super::Mutation) -> Result<Vec<sled::IVec>, StoreError> {
+        match m {
+            super::Mutation::Identity(IdentityMutation::DeleteProvider { name }) => Ok(self
+                .identity
+                .scan_prefix(revocations_prefix(name))
+                .keys()
+                .collect::<Result<_, _>>()?),
+            _ => Ok(Vec::new()),
+        }
+    }
 }
 
 impl Tx<'_> {
@@ -250,6 +278,9 @@ impl Tx<'_> {
                 for subject in &owned.revoked {
                     self.identity.remove(revocation_key(name, subject))?;
                 }
+                for key in self.scanned {
+                    self.identity.remove(key)?;
+                }
                 self.identity.remove(index_key(name))?;
                 Ok(Change::ProviderDeleted { name: name.clone() })
             }
@@ -298,7 +329,7 @@ impl Tx<'_> {
                 Ok(Change::RuleDeleted { name: name.clone() })
             }
             IdentityMutation::Revoke { idp, subject } => {
-                if self.provider(idp)?.is_none() {
+                if self.identity.get(provider_key(idp))?.is_none() {
                     return abort(not_found("identity provider", idp));
                 }
                 let key = revocation_key(idp, subject);
@@ -306,17 +337,15 @@ impl Tx<'_> {
                 let revocation = match self.identity.get(&key)? {
                     Some(raw) => decode(&raw)?,
                     None => {
-                        let mut owned = self.owned(idp)?;
-                        owned.revoked.push(subject.clone());
-                        self.set_owned(idp, &owned)?;
-                        Revocation {
+                        let revocation = Revocation {
                             idp: idp.clone(),
                             subject: subject.clone(),
                             revoked_at_ms: self.now_ms,
-                        }
+                        };
+                        self.identity.insert(key, encode(&revocation)?)?;
+                        revocation
                     }
                 };
-                self.identity.insert(key, encode(&revocation)?)?;
                 Ok(Change::SubjectRevoked(revocation))
             }
             IdentityMutation::Unrevoke { idp, subject } => {
@@ -328,8 +357,10 @@ impl Tx<'_> {
                 };
                 let revocation: Revocation = decode(&raw)?;
                 let mut owned = self.owned(idp)?;
-                owned.revoked.retain(|s| s != subject);
-                self.set_owned(idp, &owned)?;
+                if owned.revoked.iter().any(|s| s == subject) {
+                    owned.revoked.retain(|s| s != subject);
+                    self.set_owned(idp, &owned)?;
+                }
                 Ok(Change::SubjectUnrevoked(revocation))
             }
         }

@@ -106,11 +106,15 @@ pub(super) struct Tx<'a> {
     pub(super) identity: &'a TransactionalTree,
     secrets: &'a canopy_core::SealingKey,
     pub(super) now_ms: u64,
+    /// Keys read before the transaction that it cannot scan for (see
+    /// [`Trees::keys_to_scan`]).
+    pub(super) scanned: &'a [sled::IVec],
 }
 
 impl Trees {
     /// Applies `m` in one transaction and returns the change with its revision.
     pub(super) fn apply(&self, m: &Mutation, now_ms: u64) -> Result<ChangeRecord, StoreError> {
+        let scanned = self.keys_to_scan(m)?;
         let trees = (
             &self.users,
             &self.clients,
@@ -132,6 +136,7 @@ impl Trees {
                     identity,
                     secrets: &self.secrets,
                     now_ms,
+                    scanned: &scanned,
                 };
                 let revision = match meta.get(META_REVISION)? {
                     Some(raw) => read_u64(&raw)? + 1,

@@ -230,3 +230,69 @@ async fn rules_update_delete_and_unrevoke_and_survive_reopen() {
         "nothing of the provider is left behind"
     );
 }
+
+#[tokio::test]
+async fn revocations_stay_out_of_the_index_and_old_indexes_still_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    store.apply(put("corp", "{}", true)).await.unwrap();
+    store.apply(put("corp2", "{}", true)).await.unwrap();
+    store.apply(rule("eng", "corp")).await.unwrap();
+    let index = |idp: &str| -> Owned {
+        let raw = store.inner.trees.identity.get(index_key(idp)).unwrap();
+        raw.map(|r| serde_json::from_slice(&r).unwrap())
+            .unwrap_or_default()
+    };
+    for subject in ["u1", "u2", "u3"] {
+        store.apply(revoke("corp", subject)).await.unwrap();
+    }
+    // A provider whose name starts with the other's keeps its own.
+    store.apply(revoke("corp2", "u1")).await.unwrap();
+    let owned = index("corp");
+    assert_eq!(owned.rules, vec!["eng"]);
+    assert!(owned.revoked.is_empty(), "{owned:?}");
+    // A store written while revocations were indexed: "old" is listed in the index.
+    let legacy = Owned {
+        rules: owned.rules,
+        revoked: vec!["old".into()],
+    };
+    let trees = &store.inner.trees;
+    trees
+        .identity
+        .insert(index_key("corp"), serde_json::to_vec(&legacy).unwrap())
+        .unwrap();
+    trees
+        .identity
+        .insert(
+            revocation_key("corp", "old"),
+            serde_json::to_vec(&Revocation {
+                idp: "corp".into(),
+                subject: "old".into(),
+                revoked_at_ms: 1,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+    store
+        .apply(Mutation::Identity(IdentityMutation::Unrevoke {
+            idp: "corp".into(),
+            subject: "u2".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(index("corp").revoked, vec!["old"]);
+    store
+        .apply(Mutation::Identity(IdentityMutation::DeleteProvider {
+            name: "corp".into(),
+        }))
+        .await
+        .unwrap();
+    let left: Vec<(String, String)> = store
+        .revocations()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.idp, r.subject))
+        .collect();
+    assert_eq!(left, vec![("corp2".to_owned(), "u1".to_owned())]);
+    assert!(trees.identity.get(index_key("corp")).unwrap().is_none());
+}
