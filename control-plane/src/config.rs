@@ -47,6 +47,9 @@ pub struct ControlPlaneConfig {
     pub tls: Option<TlsFiles>,
     /// Connection cap and first-byte timeout of the gRPC listener.
     pub listener: ListenerLimits,
+    /// How long and how much of the audit trail is kept (`--audit-retention`,
+    /// `--audit-max-bytes`).
+    pub audit_retention: crate::audit::Retention,
 }
 
 impl ControlPlaneConfig {
@@ -66,6 +69,7 @@ impl ControlPlaneConfig {
             tls: None,
             public_url: None,
             listener: ListenerLimits::default(),
+            audit_retention: crate::audit::Retention::default(),
         }
     }
 }
@@ -88,6 +92,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("tls", &self.tls)
             .field("listener", &self.listener)
+            .field("audit_retention", &self.audit_retention)
             .finish()
     }
 }

@@ -225,6 +225,11 @@ impl Store {
             .compact_older_than(&self.inner.shared, cutoff_ms)
     }
 
+    /// The sled database, for trees kept apart from the records (the audit trail's).
+    pub(crate) fn database(&self) -> &sled::Db {
+        &self.inner.trees.db
+    }
+
     pub fn hasher(&self) -> &TokenHasher {
         &self.inner.hasher
     }
