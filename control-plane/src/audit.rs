@@ -22,6 +22,8 @@ mod service;
 mod store;
 
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::AuditError;
