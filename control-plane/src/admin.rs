@@ -27,6 +27,7 @@ mod users;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use convert::{audit_payload_to_pb, redact_url};
 pub use error::AdminError;
 pub(crate) use servers::{Refreshed, Refresher};
 

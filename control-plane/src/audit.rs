@@ -28,6 +28,6 @@ mod tests;
 
 pub use error::AuditError;
 pub use recorder::Recorder;
-pub use retention::{Retention, DEFAULT_MAX_BYTES, DEFAULT_RETENTION};
+pub use retention::{parse_bytes, Retention, DEFAULT_MAX_BYTES, DEFAULT_RETENTION};
 pub use service::{AuditService, MAX_BATCH_EVENTS};
 pub use store::{Appended, AuditCounters, AuditStore, Page, Query};

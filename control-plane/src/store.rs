@@ -41,8 +41,8 @@ pub use identity::{
 };
 pub use mutation::Mutation;
 pub use records::{
-    Change, ChangeRecord, ClientRecord, Mode, Principal, Role, ServerRecord, ServerSpec,
-    StoredToken, Transport, UserRecord,
+    AuditPayload, Change, ChangeRecord, ClientRecord, Mode, Principal, Role, ServerRecord,
+    ServerSpec, StoredToken, Transport, UserRecord,
 };
 
 use canopy_core::{TokenHash, TokenHasher};

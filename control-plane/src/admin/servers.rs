@@ -328,6 +328,7 @@ mod catalogue_tests {
                 args: Vec::new(),
                 env: Default::default(),
                 timeout_ms: 0,
+                audit_payload: Default::default(),
             },
             tools: vec![raw(r#"{"name":"a"}"#)],
             prompts: vec![],
