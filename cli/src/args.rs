@@ -1,8 +1,10 @@
 //! The command line, as clap types. Nothing here talks to the network; `commands` runs
 //! what is parsed.
 
+mod audit;
 mod identity;
 
+pub use audit::*;
 pub use identity::*;
 
 use std::path::PathBuf;
@@ -207,6 +209,18 @@ list allows (see `canopy create user --help`); others answer like unknown tools.
     /// Lift a subject's revocation: their unexpired tokens work again.
     #[command(after_help = "Example:\n  canopy unrevoke --idp corp 00u1abcd")]
     Unrevoke(UnrevokeArgs),
+
+    /// The audit trail: MCP requests on every data plane, changes made through the Admin
+    /// API, failed authentications (admins only).
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  canopy audit list --since 1h --outcome denied
+  canopy audit tail --kind change
+  canopy audit export --since 24h > audit.jsonl"
+    )]
+    Audit(AuditCommand),
 
     /// Show the CLI's version and, if reachable, the control plane's version and mode.
     Version,
