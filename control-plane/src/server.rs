@@ -40,7 +40,7 @@ pub enum ControlPlaneError {
 
 /// Runs a control plane on `listener` until `shutdown` resolves.
 ///
-/// Serves `canopy.v1.Admin`, `canopy.v1.Sync`, gRPC health and reflection (v1 and
+/// Serves `canopy.v1.Admin`, `canopy.v1.Sync`, `canopy.v1.Audit`, gRPC health and reflection (v1 and
 /// v1alpha). On shutdown it stops accepting and closes every Sync stream (data planes
 /// reconnect later or elsewhere), lets in-flight unary calls finish for at most
 /// `config.shutdown_grace`, then flushes the store.
