@@ -66,6 +66,24 @@ impl Filter {
         Ok(Self { f, kinds, outcome })
     }
 
+    /// False when the encoded event cannot match: a value the filter wants exactly does not
+    /// occur in its bytes (protobuf stores strings as they are). True means "decode and see".
+    pub fn may_match(&self, encoded: &[u8]) -> bool {
+        let f = &self.f;
+        [
+            &f.client,
+            &f.subject,
+            &f.idp,
+            &f.server,
+            &f.tool,
+            &f.data_plane,
+            &f.method,
+        ]
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .all(|v| contains(encoded, v.as_bytes()))
+    }
+
     pub fn matches(&self, event: &pb::AuditEvent) -> bool {
         let Some(kind) = &event.kind else {
             return false;
@@ -124,6 +142,10 @@ impl Filter {
             && field(&f.method, method)
             && self.outcome.is_none_or(|want| outcome(kind) == Some(want))
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn outcome(kind: &Kind) -> Option<Outcome> {

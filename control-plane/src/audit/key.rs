@@ -13,6 +13,7 @@ pub(super) fn time_bytes(time_unix_nanos: i64) -> [u8; 8] {
     ((time_unix_nanos as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+#[cfg(test)]
 pub(super) fn time_from_bytes(raw: [u8; 8]) -> i64 {
     (u64::from_be_bytes(raw) ^ (1 << 63)) as i64
 }

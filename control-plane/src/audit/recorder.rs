@@ -90,6 +90,32 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// A change the control plane made by itself (the periodic refresh).
+    pub(crate) fn system_change(
+        &self,
+        command: &str,
+        object: &super::change::Object,
+        before: String,
+        store: &crate::store::Store,
+        revision: u64,
+    ) {
+        self.record(Kind::Change(pb::ChangeEvent {
+            actor: Some(pb::AuditPrincipal {
+                kind: Some(pb::audit_principal::Kind::System(true)),
+            }),
+            command: command.to_owned(),
+            object_kind: object.kind().to_owned(),
+            object_name: object.name(),
+            before,
+            after: object.snapshot(store),
+            revision,
+            error: String::new(),
+            client_address: String::new(),
+        }));
+    }
+}
+
 /// The peer address of a gRPC request as text ("" when unknown).
 pub fn peer<T>(req: &tonic::Request<T>) -> String {
     req.remote_addr().map(|a| a.to_string()).unwrap_or_default()

@@ -9,11 +9,11 @@
 //! decoded and matched against the filter. A page scans at most [`MAX_SCAN`] events; when
 //! it stops there it returns what it found with a cursor to go on.
 //!
-//! Writes: the id is claimed with a compare-and-swap (a retried or concurrent copy of an
-//! event is a duplicate), then the events of a call go in as one sled batch. A call returns
-//! only after a flush that started after its writes (group commit: concurrent callers share
-//! one flush). An id whose event is missing (a crash between the two writes, before any
-//! acknowledgement) is written again on retry.
+//! Writes: an event whose id is in the index (or earlier in the same call) is a duplicate;
+//! the others go in as one sled batch of events, then one batch of ids. A call returns only
+//! after a flush that started after its writes (group commit: concurrent callers share one
+//! flush). Two streams sending the same new event at the same moment may both count it as
+//! stored, but it is stored once: its key is its (time, id).
 
 use super::cursor::CursorKey;
 use super::filter::Filter;
@@ -216,38 +216,29 @@ impl AuditStore {
             .collect::<Result<Vec<_>, _>>()?;
         let inner = &self.inner;
         let mut batch = sled::Batch::default();
+        let mut id_batch = sled::Batch::default();
         let mut appended = Appended::default();
         let mut fresh = Vec::with_capacity(events.len());
+        let mut in_call = std::collections::HashSet::with_capacity(ids.len());
         let mut added = 0u64;
         for (event, id) in events.into_iter().zip(ids) {
+            if !in_call.insert(id) || inner.ids.contains_key(id)? {
+                appended.duplicates += 1;
+                continue;
+            }
             let time = key::time_bytes(event.time_unix_nanos);
-            let claimed = inner
-                .ids
-                .compare_and_swap(id, None as Option<&[u8]>, Some(&time[..]))?;
-            let event_key = match claimed {
-                Ok(()) => key::event_key(event.time_unix_nanos, &id),
-                Err(existing) => {
-                    let stored_time = existing
-                        .current
-                        .and_then(|t| <[u8; 8]>::try_from(t.as_ref()).ok())
-                        .map(key::time_from_bytes)
-                        .unwrap_or(event.time_unix_nanos);
-                    let stored_key = key::event_key(stored_time, &id);
-                    if inner.events.contains_key(stored_key)? {
-                        appended.duplicates += 1;
-                        continue;
-                    }
-                    // Claimed but never written (a crash between the two writes): write it.
-                    stored_key
-                }
-            };
+            let event_key = key::event_key(event.time_unix_nanos, &id);
             let value = event.encode_to_vec();
             added += (event_key.len() + value.len()) as u64 + ID_ENTRY_BYTES;
             batch.insert(&event_key[..], value);
+            id_batch.insert(&id[..], &time[..]);
             appended.stored += 1;
             fresh.push(event);
         }
+        // Events before their ids: after a crash in between, a retry finds no id and writes
+        // the same key again (same time, same id), never a second copy.
         inner.events.apply_batch(batch)?;
+        inner.ids.apply_batch(id_batch)?;
         let total = inner.bytes.fetch_add(added, Ordering::SeqCst) + added;
         inner.meta.insert(META_BYTES, &total.to_be_bytes())?;
         inner
@@ -309,6 +300,11 @@ impl AuditStore {
                     page.next_cursor = self.seal(last);
                 }
                 return Ok(page);
+            }
+            // Most events of a selective query are ruled out without decoding them.
+            if !filter.may_match(&v) {
+                last = Some(k);
+                continue;
             }
             let event = decode(&v)?;
             if filter.matches(&event) {

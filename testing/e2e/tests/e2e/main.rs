@@ -6,6 +6,7 @@
 mod common;
 mod dataplane_support;
 
+mod audit_trail;
 mod conformance;
 mod dataplane_clients;
 mod dataplane_fleet;
