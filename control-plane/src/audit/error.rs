@@ -9,6 +9,8 @@ pub enum AuditError {
     Sled(#[from] sled::Error),
     #[error("audit store: stored event {0} does not decode")]
     Decode(String),
+    #[error("audit store: {0}; the events were not acknowledged")]
+    Write(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error(
@@ -30,7 +32,7 @@ impl From<AuditError> for Status {
             AuditError::BatchTooLarge { .. } => Code::ResourceExhausted,
             AuditError::Unauthenticated(_) => Code::Unauthenticated,
             AuditError::Closed => Code::Unavailable,
-            AuditError::Sled(_) | AuditError::Decode(_) => {
+            AuditError::Sled(_) | AuditError::Decode(_) | AuditError::Write(_) => {
                 tracing::error!(error = %e, "audit request failed");
                 Code::Internal
             }

@@ -9,11 +9,10 @@
 //! decoded and matched against the filter. A page scans at most [`MAX_SCAN`] events; when
 //! it stops there it returns what it found with a cursor to go on.
 //!
-//! Writes: an event whose id is in the index (or earlier in the same call) is a duplicate;
-//! the others go in as one sled batch of events, then one batch of ids. A call returns only
-//! after a flush that started after its writes (group commit: concurrent callers share one
-//! flush). Two streams sending the same new event at the same moment may both count it as
-//! stored, but it is stored once: its key is its (time, id).
+//! Writes: one writer task takes every queued call, writes their events as one sled batch
+//! and their ids as another, flushes once and answers them all (group commit: concurrent
+//! Ship streams share one fsync). An event whose id is in the index, or earlier in the same
+//! round, is a duplicate.
 
 use super::cursor::CursorKey;
 use super::filter::Filter;
@@ -23,13 +22,15 @@ use canopy_proto::v1 as pb;
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Most events one page scans before returning with a cursor.
 pub const MAX_SCAN: usize = 2_000_000;
 /// Default and largest page.
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
+/// Calls one write round takes at most (and calls queued before callers wait).
+const MAX_JOBS: usize = 256;
 /// Live events buffered per tailer before it is told it lost some.
 const LIVE_CAPACITY: usize = 8 * 1024;
 /// Bytes an id-index entry takes (key + value), counted with each event.
@@ -84,6 +85,8 @@ pub struct Page {
 #[derive(Clone)]
 pub struct AuditStore {
     inner: Arc<Inner>,
+    /// The writer task's queue; the task ends when the last clone is dropped.
+    writer: mpsc::Sender<Job>,
 }
 
 struct Inner {
@@ -92,11 +95,6 @@ struct Inner {
     ids: sled::Tree,
     meta: sled::Tree,
     cursor_key: CursorKey,
-    /// Appends whose writes are complete (a sequence number each).
-    written: AtomicU64,
-    /// The highest `written` value a finished flush covers; the lock makes one flush at a
-    /// time, and callers arriving meanwhile share the next.
-    flushed: tokio::sync::Mutex<u64>,
     /// Logical bytes stored: keys, encoded events, id-index entries.
     bytes: AtomicU64,
     live: broadcast::Sender<Arc<pb::AuditEvent>>,
@@ -129,7 +127,8 @@ fn checked_id(event: &pb::AuditEvent) -> Result<[u8; ID_LEN], AuditError> {
 }
 
 impl AuditStore {
-    /// Opens the audit trees in `db` (creating them and the cursor key on first use).
+    /// Opens the audit trees in `db` (creating them and the cursor key on first use) and
+    /// starts the writer task (inside a tokio runtime).
     pub fn open(db: &sled::Db) -> Result<Self, AuditError> {
         let events = db.open_tree("audit_events")?;
         let ids = db.open_tree("audit_ids")?;
@@ -149,20 +148,19 @@ impl AuditStore {
                 .map_err(|_| AuditError::Decode("byte counter is not 8 bytes".into()))?,
             None => 0,
         };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db: db.clone(),
-                events,
-                ids,
-                meta,
-                cursor_key: CursorKey::new(raw),
-                written: AtomicU64::new(0),
-                flushed: tokio::sync::Mutex::new(0),
-                bytes: AtomicU64::new(bytes),
-                live: broadcast::channel(LIVE_CAPACITY).0,
-                counters: AuditCounters::default(),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            db: db.clone(),
+            events,
+            ids,
+            meta,
+            cursor_key: CursorKey::new(raw),
+            bytes: AtomicU64::new(bytes),
+            live: broadcast::channel(LIVE_CAPACITY).0,
+            counters: AuditCounters::default(),
+        });
+        let (writer, jobs) = mpsc::channel(MAX_JOBS);
+        tokio::spawn(write_loop(Arc::clone(&inner), jobs));
+        Ok(Self { inner, writer })
     }
 
     pub fn counters(&self) -> &AuditCounters {
@@ -193,81 +191,17 @@ impl AuditStore {
     /// returns once they are durable. Events whose id is already stored are counted, not
     /// stored again.
     pub async fn append(&self, events: Vec<pb::AuditEvent>) -> Result<Appended, AuditError> {
-        let this = self.clone();
-        let (appended, fresh) = tokio::task::spawn_blocking(move || this.write(events))
-            .await
-            .map_err(|_| AuditError::Closed)??;
-        self.durable().await?;
-        for event in fresh {
-            // No receivers is fine: nobody tails.
-            let _ = self.inner.live.send(Arc::new(event));
-        }
-        Ok(appended)
-    }
-
-    /// The writes of one append; returns what to publish once durable.
-    fn write(
-        &self,
-        events: Vec<pb::AuditEvent>,
-    ) -> Result<(Appended, Vec<pb::AuditEvent>), AuditError> {
         let ids = events
             .iter()
             .map(checked_id)
             .collect::<Result<Vec<_>, _>>()?;
-        let inner = &self.inner;
-        let mut batch = sled::Batch::default();
-        let mut id_batch = sled::Batch::default();
-        let mut appended = Appended::default();
-        let mut fresh = Vec::with_capacity(events.len());
-        let mut in_call = std::collections::HashSet::with_capacity(ids.len());
-        let mut added = 0u64;
-        for (event, id) in events.into_iter().zip(ids) {
-            if !in_call.insert(id) || inner.ids.contains_key(id)? {
-                appended.duplicates += 1;
-                continue;
-            }
-            let time = key::time_bytes(event.time_unix_nanos);
-            let event_key = key::event_key(event.time_unix_nanos, &id);
-            let value = event.encode_to_vec();
-            added += (event_key.len() + value.len()) as u64 + ID_ENTRY_BYTES;
-            batch.insert(&event_key[..], value);
-            id_batch.insert(&id[..], &time[..]);
-            appended.stored += 1;
-            fresh.push(event);
-        }
-        // Events before their ids: after a crash in between, a retry finds no id and writes
-        // the same key again (same time, same id), never a second copy.
-        inner.events.apply_batch(batch)?;
-        inner.ids.apply_batch(id_batch)?;
-        let total = inner.bytes.fetch_add(added, Ordering::SeqCst) + added;
-        inner.meta.insert(META_BYTES, &total.to_be_bytes())?;
-        inner
-            .counters
-            .ingested
-            .fetch_add(u64::from(appended.stored), Ordering::Relaxed);
-        inner
-            .counters
-            .duplicates
-            .fetch_add(u64::from(appended.duplicates), Ordering::Relaxed);
-        inner.written.fetch_add(1, Ordering::SeqCst);
-        Ok((appended, fresh))
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { events, ids, reply })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        answer.await.map_err(|_| AuditError::Closed)?
     }
-
-    /// Returns once everything written before the call is on disk.
-    pub async fn durable(&self) -> Result<(), AuditError> {
-        let inner = &self.inner;
-        let mine = inner.written.load(Ordering::SeqCst);
-        let mut flushed = inner.flushed.lock().await;
-        if *flushed >= mine {
-            // A flush that began after our writes has finished meanwhile.
-            return Ok(());
-        }
-        let covers = inner.written.load(Ordering::SeqCst);
-        inner.db.flush_async().await?;
-        *flushed = covers;
-        Ok(())
-    }
-
     /// One page of events in the window, newest first (blocking: call it off the runtime's
     /// worker threads for large windows).
     pub fn query(&self, q: &Query) -> Result<Page, AuditError> {
@@ -412,4 +346,121 @@ impl AuditStore {
             }
         }
     }
+}
+
+/// One caller's events, checked, waiting for the writer.
+struct Job {
+    events: Vec<pb::AuditEvent>,
+    ids: Vec<[u8; ID_LEN]>,
+    reply: oneshot::Sender<Result<Appended, AuditError>>,
+}
+
+/// The single writer: takes every call queued (up to [`MAX_JOBS`]), writes them as one
+/// batch of events and one of ids, flushes once, then answers them all and publishes the
+/// new events (group commit: concurrent Ship streams share one fsync and one sled batch).
+async fn write_loop(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Job>) {
+    let mut queue = Vec::with_capacity(MAX_JOBS);
+    while jobs.recv_many(&mut queue, MAX_JOBS).await > 0 {
+        let round = std::mem::take(&mut queue);
+        let writer = Arc::clone(&inner);
+        let written = tokio::task::spawn_blocking(move || write_round(&writer, round)).await;
+        let Ok((answers, fresh)) = written else {
+            // The blocking task panicked: its callers see the store as closed.
+            continue;
+        };
+        let flushed = inner.db.flush_async().await;
+        for (reply, answer) in answers {
+            let answer = match (&flushed, answer) {
+                (Ok(_), answer) => answer,
+                (Err(e), Ok(_)) => Err(AuditError::Write(format!("flush failed: {e}"))),
+                (Err(_), Err(e)) => Err(e),
+            };
+            let _ = reply.send(answer);
+        }
+        if flushed.is_ok() {
+            for event in fresh {
+                // No receivers is fine: nobody tails.
+                let _ = inner.live.send(Arc::new(event));
+            }
+        }
+    }
+}
+
+type Answers = Vec<(
+    oneshot::Sender<Result<Appended, AuditError>>,
+    Result<Appended, AuditError>,
+)>;
+
+/// Writes one round of calls; returns each caller's answer and the events to publish.
+fn write_round(inner: &Inner, round: Vec<Job>) -> (Answers, Vec<pb::AuditEvent>) {
+    let mut batch = sled::Batch::default();
+    let mut id_batch = sled::Batch::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut fresh = Vec::new();
+    let mut added = 0u64;
+    let mut answers = Vec::with_capacity(round.len());
+    let mut totals = Appended::default();
+    for job in round {
+        let mut appended = Appended::default();
+        let mut failed = None;
+        for (event, id) in job.events.into_iter().zip(job.ids) {
+            let known = match inner.ids.contains_key(id) {
+                Ok(k) => k,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            if !seen.insert(id) || known {
+                appended.duplicates += 1;
+                continue;
+            }
+            let time = key::time_bytes(event.time_unix_nanos);
+            let event_key = key::event_key(event.time_unix_nanos, &id);
+            let value = event.encode_to_vec();
+            added += (event_key.len() + value.len()) as u64 + ID_ENTRY_BYTES;
+            batch.insert(&event_key[..], value);
+            id_batch.insert(&id[..], &time[..]);
+            appended.stored += 1;
+            fresh.push(event);
+        }
+        totals.stored += appended.stored;
+        totals.duplicates += appended.duplicates;
+        answers.push((job.reply, failed.map_or(Ok(appended), |e| Err(e.into()))));
+    }
+    // Events before their ids: after a crash in between, a retry finds no id and writes the
+    // same key again (same time, same id), never a second copy.
+    let written = inner
+        .events
+        .apply_batch(batch)
+        .and_then(|()| inner.ids.apply_batch(id_batch))
+        .and_then(|()| {
+            let total = inner.bytes.fetch_add(added, Ordering::SeqCst) + added;
+            inner
+                .meta
+                .insert(META_BYTES, &total.to_be_bytes())
+                .map(|_| ())
+        });
+    if let Err(e) = written {
+        let text = e.to_string();
+        let answers = answers
+            .into_iter()
+            .map(|(reply, _)| {
+                (
+                    reply,
+                    Err(AuditError::Write(format!("write failed: {text}"))),
+                )
+            })
+            .collect();
+        return (answers, Vec::new());
+    }
+    inner
+        .counters
+        .ingested
+        .fetch_add(u64::from(totals.stored), Ordering::Relaxed);
+    inner
+        .counters
+        .duplicates
+        .fetch_add(u64::from(totals.duplicates), Ordering::Relaxed);
+    (answers, fresh)
 }
