@@ -253,7 +253,7 @@ async fn populate(args: &Args, dir: &Path) -> anyhow::Result<i64> {
         args.events as f64 / secs,
         store.stored_bytes() as f64 / (1u64 << 30) as f64
     );
-    drop(store);
+    store.close().await;
     db.flush_async().await?;
     drop(db);
     Ok(end)

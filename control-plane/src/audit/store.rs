@@ -87,6 +87,7 @@ pub struct AuditStore {
     inner: Arc<Inner>,
     /// The writer task's queue; the task ends when the last clone is dropped.
     writer: mpsc::Sender<Job>,
+    task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 struct Inner {
@@ -159,8 +160,26 @@ impl AuditStore {
             counters: AuditCounters::default(),
         });
         let (writer, jobs) = mpsc::channel(MAX_JOBS);
-        tokio::spawn(write_loop(Arc::clone(&inner), jobs));
-        Ok(Self { inner, writer })
+        let task = tokio::spawn(write_loop(Arc::clone(&inner), jobs));
+        Ok(Self {
+            inner,
+            writer,
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        })
+    }
+
+    /// Drops this handle and, if it was the last one, waits until the writer has finished
+    /// and released the database (so the data dir can be opened again in this process).
+    pub async fn close(self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(self);
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     pub fn counters(&self) -> &AuditCounters {
