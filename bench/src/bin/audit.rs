@@ -90,7 +90,7 @@ fn event(n: u64, time: i64) -> pb::AuditEvent {
             method: "tools/call".into(),
             server: format!("server-{:02}", n % 20),
             tool: format!("tool_{}", n % 50),
-            outcome: if n % 97 == 0 {
+            outcome: if n.is_multiple_of(97) {
                 pb::AuditOutcome::Denied
             } else {
                 pb::AuditOutcome::Ok

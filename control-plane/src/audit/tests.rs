@@ -233,7 +233,7 @@ async fn retention_removes_by_age_then_by_size() {
     // By size: down to half of what is left, oldest first.
     let half = store.stored_bytes() / 2;
     let removed = store.expire(i64::MIN, half).unwrap();
-    assert!(removed >= 35 && removed < 70, "{removed}");
+    assert!((35..70).contains(&removed), "{removed}");
     assert!(store.stored_bytes() <= half);
     let left = store
         .query(&Query {
