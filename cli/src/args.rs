@@ -1,8 +1,10 @@
 //! The command line, as clap types. Nothing here talks to the network; `commands` runs
 //! what is parsed.
 
+mod audit;
 mod identity;
 
+pub use audit::*;
 pub use identity::*;
 
 use std::path::PathBuf;
@@ -163,11 +165,12 @@ Examples:
 Examples:
   canopy register --name github --url https://api.githubcopilot.com/mcp --bearer-token ghp_xxx
   canopy register -c ./filesystem.json
+  canopy register --name payroll --url https://payroll.internal/mcp --audit-payload hash
 
 Server file (JSON; unknown fields are rejected):
   {\"name\": \"fs\", \"transport\": \"stdio\", \"command\": \"npx\",
    \"args\": [\"-y\", \"@modelcontextprotocol/server-filesystem\", \"/srv\"], \"env\": {},
-   \"description\": \"...\", \"timeout_ms\": 30000}
+   \"description\": \"...\", \"timeout_ms\": 30000, \"audit_payload\": \"off\"}
   HTTP servers use \"url\", \"bearer_token\" and \"headers\" instead of command/args/env;
   transport is streamable_http (default), sse or stdio.")]
     Register(RegisterArgs),
@@ -208,6 +211,18 @@ list allows (see `canopy create user --help`); others answer like unknown tools.
     /// Lift a subject's revocation: their unexpired tokens work again.
     #[command(after_help = "Example:\n  canopy unrevoke --idp corp 00u1abcd")]
     Unrevoke(UnrevokeArgs),
+
+    /// The audit trail: MCP requests on every data plane, changes made through the Admin
+    /// API, failed authentications (admins only).
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  canopy audit list --since 1h --outcome denied
+  canopy audit tail --kind change
+  canopy audit export --since 24h > audit.jsonl"
+    )]
+    Audit(AuditCommand),
 
     /// Show the CLI's version and, if reachable, the control plane's version and mode.
     Version,
@@ -666,6 +681,13 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
+    /// What data planes record of this server's tool arguments and results in the audit
+    /// trail: off (nothing, the default), hash (a BLAKE3 hash of each) or full (the JSON,
+    /// bounded by the data plane). Overrides `audit_payload` of a -c file. To change it later,
+    /// register again with --force.
+    #[arg(long, value_enum, value_name = "off|hash|full")]
+    pub audit_payload: Option<AuditPayload>,
+
     /// Replace a server registered under the same name.
     #[arg(long)]
     pub force: bool,
@@ -678,6 +700,25 @@ pub struct RegisterArgs {
         conflicts_with_all = ["name", "url", "bearer_token", "description", "transport", "timeout"]
     )]
     pub conf: Option<PathBuf>,
+}
+
+/// The per-server audit payload setting, as flags and server files name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditPayload {
+    Off,
+    Hash,
+    Full,
+}
+
+impl AuditPayload {
+    pub fn to_proto(self) -> pb::AuditPayload {
+        match self {
+            AuditPayload::Off => pb::AuditPayload::Off,
+            AuditPayload::Hash => pb::AuditPayload::Hash,
+            AuditPayload::Full => pb::AuditPayload::Full,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

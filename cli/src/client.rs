@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use canopy_proto::v1::admin_client::AdminClient;
+use canopy_proto::v1::audit_client::AuditClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -21,10 +22,13 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 pub type AdminRpc = AdminClient<InterceptedService<Channel, BearerAuth>>;
+pub type AuditRpc = AuditClient<InterceptedService<Channel, BearerAuth>>;
 
-/// An Admin client plus what error messages need to know about it.
+/// An Admin client (and the Audit service's, on the same connection) plus what error
+/// messages need to know about them.
 pub struct Admin {
     pub rpc: AdminRpc,
+    pub audit: AuditRpc,
     pub at: Target,
 }
 
@@ -169,10 +173,13 @@ pub fn admin(
     }
     let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
     let channel = endpoint.connect_lazy();
-    let rpc = AdminClient::with_interceptor(channel, BearerAuth::new(token)?)
+    let auth = BearerAuth::new(token)?;
+    let audit = AuditClient::with_interceptor(channel.clone(), auth.clone())
         .max_decoding_message_size(MAX_MESSAGE);
+    let rpc = AdminClient::with_interceptor(channel, auth).max_decoding_message_size(MAX_MESSAGE);
     Ok(Admin {
         rpc,
+        audit,
         at: Target {
             registry: registry.to_owned(),
             tokenless_config: None,

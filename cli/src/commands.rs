@@ -7,6 +7,7 @@
 //! neither a registry nor a token).
 
 pub mod access_rules;
+pub mod audit;
 pub mod clients;
 pub mod data_planes;
 pub mod identity_providers;
@@ -24,7 +25,7 @@ use canopy_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::{
-    Cli, Command, CreateCommand, DeleteCommand, ExplainCommand, Format, ListCommand,
+    AuditCommand, Cli, Command, CreateCommand, DeleteCommand, ExplainCommand, Format, ListCommand,
     RefreshCommand, RevokeCommand, UpdateCommand,
 };
 use crate::client::{self, Admin, Target};
@@ -94,6 +95,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Revoke(RevokeCommand::Subject(a)) => revocations::revoke(&ctx, a).await,
         Command::List(ListCommand::Revocations(f)) => revocations::list(&ctx, f).await,
         Command::Unrevoke(a) => revocations::unrevoke(&ctx, a).await,
+        Command::Audit(AuditCommand::List(a)) => audit::list(&ctx, a).await,
+        Command::Audit(AuditCommand::Tail(a)) => audit::tail(&ctx, a).await,
+        Command::Audit(AuditCommand::Export(a)) => audit::export(&ctx, a).await,
         Command::Start(a) => start::run(a).await,
     }
 }

@@ -119,6 +119,7 @@ struct ServerFile {
     #[serde(default)]
     env: BTreeMap<String, String>,
     timeout_ms: Option<u64>,
+    audit_payload: Option<crate::args::AuditPayload>,
 }
 
 pub fn load_client(path: &Path) -> Result<ClientDef, ConfFileError> {
@@ -179,7 +180,9 @@ pub fn load_server(path: &Path) -> Result<pb::ServerSpec, ConfFileError> {
         args: f.args,
         env: f.env.into_iter().collect::<HashMap<_, _>>(),
         timeout_ms: f.timeout_ms.unwrap_or(0),
-        audit_payload: pb::AuditPayload::Off as i32,
+        audit_payload: f
+            .audit_payload
+            .map_or(pb::AuditPayload::Off, |p| p.to_proto()) as i32,
     };
     check_server_spec(&spec).map_err(|message| ConfFileError::Invalid {
         path: path.to_owned(),

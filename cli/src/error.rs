@@ -158,6 +158,7 @@ fn describe_status(status: &tonic::Status, registry: &str) -> String {
         | Code::InvalidArgument
         | Code::Unavailable
         | Code::DeadlineExceeded
+        | Code::ResourceExhausted
             if !local && !msg.is_empty() =>
         {
             msg.to_owned()

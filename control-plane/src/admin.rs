@@ -11,6 +11,7 @@
 //! they are hashed at once and never logged or echoed in errors.
 
 mod allow_refs;
+mod audited;
 mod auth;
 mod clients;
 mod convert;
@@ -26,9 +27,12 @@ mod users;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use convert::{audit_payload_to_pb, redact_url};
 pub use error::AdminError;
 pub(crate) use servers::{Refreshed, Refresher};
 
+use crate::audit::change::Object;
+use crate::audit::recorder::peer;
 use crate::fleet::Fleet;
 use crate::identity::{Keys, DEFAULT_REFETCH_COOLDOWN};
 use crate::store::Store;
@@ -51,6 +55,8 @@ pub struct AdminService {
     sso_keys: sso::KeyCache,
     /// The control plane's public URL (`--public-url`): the Admin API's default audience.
     public_url: Option<String>,
+    /// Where changes and failed authentications are recorded (`None` = no audit trail).
+    audit: Option<crate::audit::Recorder>,
 }
 
 impl AdminService {
@@ -65,7 +71,14 @@ impl AdminService {
             upstreams: Arc::default(),
             sso_keys: sso::KeyCache::default(),
             public_url: None,
+            audit: None,
         }
+    }
+
+    /// Records every change and every failed authentication through `recorder`.
+    pub fn with_audit(mut self, recorder: crate::audit::Recorder) -> Self {
+        self.audit = Some(recorder);
+        self
     }
 
     /// The URL people reach this control plane at: the audience its Admin API accepts in
@@ -85,6 +98,11 @@ impl AdminService {
     pub fn into_server(self) -> pb::admin_server::AdminServer<Self> {
         pb::admin_server::AdminServer::new(self)
     }
+
+    /// The server for a service shared with others (the Audit service authorizes through it).
+    pub fn shared_server(self: &Arc<Self>) -> pb::admin_server::AdminServer<Self> {
+        pb::admin_server::AdminServer::from_arc(Arc::clone(self))
+    }
 }
 
 /// The token to store: the admin's custom one (validated) or a generated one. The bool
@@ -100,195 +118,405 @@ fn new_token(kind: TokenKind, custom: String) -> Result<(String, bool), AdminErr
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(r: Result<T, AdminError>) -> Reply<T> {
-    r.map(Response::new).map_err(Status::from)
+impl AdminService {
+    fn server_info(&self) -> Result<pb::ServerInfo, AdminError> {
+        let mode = match self.store.mode() {
+            crate::store::Mode::Development => pb::Mode::Development,
+            crate::store::Mode::Enterprise => pb::Mode::Enterprise,
+        };
+        Ok(pb::ServerInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            mode: mode.into(),
+            initialized: self.store.initialized()?,
+            revision: self.store.revision(),
+        })
+    }
 }
 
+/// Every RPC goes through `observe` (reads) or `change` (mutations): the audit trail's one
+/// place (`admin/audited.rs`). The handlers themselves live in one file per noun.
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn get_server_info(&self, _: Request<pb::GetServerInfoRequest>) -> Reply<pb::ServerInfo> {
-        reply((|| {
-            let mode = match self.store.mode() {
-                crate::store::Mode::Development => pb::Mode::Development,
-                crate::store::Mode::Enterprise => pb::Mode::Enterprise,
-            };
-            Ok(pb::ServerInfo {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                mode: mode.into(),
-                initialized: self.store.initialized()?,
-                revision: self.store.revision(),
-            })
-        })())
-    }
-    async fn init_server(
-        &self,
-        r: Request<pb::InitServerRequest>,
-    ) -> Reply<pb::InitServerResponse> {
-        reply(self.init(r).await)
+    async fn get_server_info(&self, r: Request<pb::GetServerInfoRequest>) -> Reply<pb::ServerInfo> {
+        self.observe("GetServerInfo", peer(&r), async { self.server_info() })
+            .await
     }
     async fn get_sso_config(&self, r: Request<pb::GetSsoConfigRequest>) -> Reply<pb::SsoConfig> {
-        reply(self.sso_config(r))
+        self.observe("GetSsoConfig", peer(&r), async { self.sso_config(r) })
+            .await
     }
     async fn who_am_i(&self, r: Request<pb::WhoAmIRequest>) -> Reply<pb::UserInfo> {
-        reply(self.identify(r))
-    }
-    async fn create_mcp_client(
-        &self,
-        r: Request<pb::CreateMcpClientRequest>,
-    ) -> Reply<pb::CreateMcpClientResponse> {
-        reply(self.create_client(r).await)
+        self.observe("WhoAmI", peer(&r), async { self.identify(r) })
+            .await
     }
     async fn list_mcp_clients(
         &self,
         r: Request<pb::ListMcpClientsRequest>,
     ) -> Reply<pb::ListMcpClientsResponse> {
-        reply(self.list_clients(r))
-    }
-    async fn update_mcp_client(
-        &self,
-        r: Request<pb::UpdateMcpClientRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.update_client(r).await)
-    }
-    async fn delete_mcp_client(
-        &self,
-        r: Request<pb::DeleteMcpClientRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.delete_client(r).await)
-    }
-    async fn create_user(
-        &self,
-        r: Request<pb::CreateUserRequest>,
-    ) -> Reply<pb::CreateUserResponse> {
-        reply(self.add_user(r).await)
+        self.observe("ListMcpClients", peer(&r), async { self.list_clients(r) })
+            .await
     }
     async fn list_users(&self, r: Request<pb::ListUsersRequest>) -> Reply<pb::ListUsersResponse> {
-        reply(self.user_list(r))
-    }
-    async fn update_user(&self, r: Request<pb::UpdateUserRequest>) -> Reply<pb::MutationResult> {
-        reply(self.change_user(r).await)
-    }
-    async fn delete_user(&self, r: Request<pb::DeleteUserRequest>) -> Reply<pb::MutationResult> {
-        reply(self.remove_user(r).await)
-    }
-    async fn register_server(
-        &self,
-        r: Request<pb::RegisterServerRequest>,
-    ) -> Reply<pb::RegisterServerResponse> {
-        reply(self.register(r).await)
-    }
-    async fn deregister_server(
-        &self,
-        r: Request<pb::DeregisterServerRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.deregister(r).await)
-    }
-    async fn refresh_server(
-        &self,
-        r: Request<pb::RefreshServerRequest>,
-    ) -> Reply<pb::RegisterServerResponse> {
-        reply(self.refresh(r).await)
+        self.observe("ListUsers", peer(&r), async { self.user_list(r) })
+            .await
     }
     async fn list_servers(
         &self,
         r: Request<pb::ListServersRequest>,
     ) -> Reply<pb::ListServersResponse> {
-        reply(self.server_list(r))
+        self.observe("ListServers", peer(&r), async { self.server_list(r) })
+            .await
     }
     async fn list_tools(&self, r: Request<pb::ListToolsRequest>) -> Reply<pb::ListToolsResponse> {
-        reply(self.tool_list(r))
+        self.observe("ListTools", peer(&r), async { self.tool_list(r) })
+            .await
     }
     async fn list_prompts(
         &self,
         r: Request<pb::ListPromptsRequest>,
     ) -> Reply<pb::ListPromptsResponse> {
-        reply(self.prompt_list(r))
+        self.observe("ListPrompts", peer(&r), async { self.prompt_list(r) })
+            .await
     }
     async fn get_tool(&self, r: Request<pb::GetToolRequest>) -> Reply<pb::ToolInfo> {
-        reply(self.tool_info(r))
-    }
-    async fn invoke_tool(
-        &self,
-        r: Request<pb::InvokeToolRequest>,
-    ) -> Reply<pb::InvokeToolResponse> {
-        reply(self.invoke(r).await)
+        self.observe("GetTool", peer(&r), async { self.tool_info(r) })
+            .await
     }
     async fn list_data_planes(
         &self,
         r: Request<pb::ListDataPlanesRequest>,
     ) -> Reply<pb::ListDataPlanesResponse> {
-        reply(self.data_plane_list(r))
-    }
-    async fn create_identity_provider(
-        &self,
-        r: Request<pb::CreateIdentityProviderRequest>,
-    ) -> Reply<pb::CreateIdentityProviderResponse> {
-        reply(self.create_provider(r).await)
+        self.observe("ListDataPlanes", peer(&r), async {
+            self.data_plane_list(r)
+        })
+        .await
     }
     async fn list_identity_providers(
         &self,
         r: Request<pb::ListIdentityProvidersRequest>,
     ) -> Reply<pb::ListIdentityProvidersResponse> {
-        reply(self.list_providers(r))
-    }
-    async fn update_identity_provider(
-        &self,
-        r: Request<pb::UpdateIdentityProviderRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.update_provider(r).await)
-    }
-    async fn delete_identity_provider(
-        &self,
-        r: Request<pb::DeleteIdentityProviderRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.delete_provider(r).await)
-    }
-    async fn create_access_rule(
-        &self,
-        r: Request<pb::CreateAccessRuleRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.create_rule(r).await)
+        self.observe("ListIdentityProviders", peer(&r), async {
+            self.list_providers(r)
+        })
+        .await
     }
     async fn list_access_rules(
         &self,
         r: Request<pb::ListAccessRulesRequest>,
     ) -> Reply<pb::ListAccessRulesResponse> {
-        reply(self.list_rules(r))
-    }
-    async fn update_access_rule(
-        &self,
-        r: Request<pb::UpdateAccessRuleRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.update_rule(r).await)
-    }
-    async fn delete_access_rule(
-        &self,
-        r: Request<pb::DeleteAccessRuleRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.delete_rule(r).await)
+        self.observe("ListAccessRules", peer(&r), async { self.list_rules(r) })
+            .await
     }
     async fn explain_access(
         &self,
         r: Request<pb::ExplainAccessRequest>,
     ) -> Reply<pb::ExplainAccessResponse> {
-        reply(self.explain(r))
-    }
-    async fn revoke_subject(
-        &self,
-        r: Request<pb::RevokeSubjectRequest>,
-    ) -> Reply<pb::MutationResult> {
-        reply(self.revoke(r).await)
+        self.observe("ExplainAccess", peer(&r), async { self.explain(r) })
+            .await
     }
     async fn list_revocations(
         &self,
         r: Request<pb::ListRevocationsRequest>,
     ) -> Reply<pb::ListRevocationsResponse> {
-        reply(self.revocation_list(r))
+        self.observe("ListRevocations", peer(&r), async {
+            self.revocation_list(r)
+        })
+        .await
+    }
+    async fn invoke_tool(
+        &self,
+        r: Request<pb::InvokeToolRequest>,
+    ) -> Reply<pb::InvokeToolResponse> {
+        self.observe("InvokeTool", peer(&r), self.invoke(r)).await
+    }
+    async fn init_server(
+        &self,
+        r: Request<pb::InitServerRequest>,
+    ) -> Reply<pb::InitServerResponse> {
+        let object = Object::User(users::FIRST_ADMIN.into());
+        let address = peer(&r);
+        self.change(
+            "InitServer",
+            address,
+            object,
+            |_| self.store.revision(),
+            self.init(r),
+        )
+        .await
+    }
+    async fn create_mcp_client(
+        &self,
+        r: Request<pb::CreateMcpClientRequest>,
+    ) -> Reply<pb::CreateMcpClientResponse> {
+        let q = r.get_ref();
+        let object = Object::Client(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "CreateMcpClient",
+            address,
+            object,
+            |r| r.revision,
+            self.create_client(r),
+        )
+        .await
+    }
+    async fn update_mcp_client(
+        &self,
+        r: Request<pb::UpdateMcpClientRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::Client(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "UpdateMcpClient",
+            address,
+            object,
+            |r| r.revision,
+            self.update_client(r),
+        )
+        .await
+    }
+    async fn delete_mcp_client(
+        &self,
+        r: Request<pb::DeleteMcpClientRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::Client(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "DeleteMcpClient",
+            address,
+            object,
+            |r| r.revision,
+            self.delete_client(r),
+        )
+        .await
+    }
+    async fn create_user(
+        &self,
+        r: Request<pb::CreateUserRequest>,
+    ) -> Reply<pb::CreateUserResponse> {
+        let q = r.get_ref();
+        let object = Object::User(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "CreateUser",
+            address,
+            object,
+            |r| r.revision,
+            self.add_user(r),
+        )
+        .await
+    }
+    async fn update_user(&self, r: Request<pb::UpdateUserRequest>) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::User(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "UpdateUser",
+            address,
+            object,
+            |r| r.revision,
+            self.change_user(r),
+        )
+        .await
+    }
+    async fn delete_user(&self, r: Request<pb::DeleteUserRequest>) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::User(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "DeleteUser",
+            address,
+            object,
+            |r| r.revision,
+            self.remove_user(r),
+        )
+        .await
+    }
+    async fn register_server(
+        &self,
+        r: Request<pb::RegisterServerRequest>,
+    ) -> Reply<pb::RegisterServerResponse> {
+        let q = r.get_ref();
+        let object = Object::Server(q.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default());
+        let address = peer(&r);
+        self.change(
+            "RegisterServer",
+            address,
+            object,
+            |r| r.revision,
+            self.register(r),
+        )
+        .await
+    }
+    async fn deregister_server(
+        &self,
+        r: Request<pb::DeregisterServerRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::Server(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "DeregisterServer",
+            address,
+            object,
+            |r| r.revision,
+            self.deregister(r),
+        )
+        .await
+    }
+    async fn refresh_server(
+        &self,
+        r: Request<pb::RefreshServerRequest>,
+    ) -> Reply<pb::RegisterServerResponse> {
+        let q = r.get_ref();
+        let object = Object::Server(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "RefreshServer",
+            address,
+            object,
+            |r| r.revision,
+            self.refresh(r),
+        )
+        .await
+    }
+    async fn create_identity_provider(
+        &self,
+        r: Request<pb::CreateIdentityProviderRequest>,
+    ) -> Reply<pb::CreateIdentityProviderResponse> {
+        let q = r.get_ref();
+        let object =
+            Object::IdentityProvider(q.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default());
+        let address = peer(&r);
+        self.change(
+            "CreateIdentityProvider",
+            address,
+            object,
+            |r| r.revision,
+            self.create_provider(r),
+        )
+        .await
+    }
+    async fn update_identity_provider(
+        &self,
+        r: Request<pb::UpdateIdentityProviderRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object =
+            Object::IdentityProvider(q.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default());
+        let address = peer(&r);
+        self.change(
+            "UpdateIdentityProvider",
+            address,
+            object,
+            |r| r.revision,
+            self.update_provider(r),
+        )
+        .await
+    }
+    async fn delete_identity_provider(
+        &self,
+        r: Request<pb::DeleteIdentityProviderRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::IdentityProvider(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "DeleteIdentityProvider",
+            address,
+            object,
+            |r| r.revision,
+            self.delete_provider(r),
+        )
+        .await
+    }
+    async fn create_access_rule(
+        &self,
+        r: Request<pb::CreateAccessRuleRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object =
+            Object::AccessRule(q.rule.as_ref().map(|s| s.name.clone()).unwrap_or_default());
+        let address = peer(&r);
+        self.change(
+            "CreateAccessRule",
+            address,
+            object,
+            |r| r.revision,
+            self.create_rule(r),
+        )
+        .await
+    }
+    async fn update_access_rule(
+        &self,
+        r: Request<pb::UpdateAccessRuleRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::AccessRule(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "UpdateAccessRule",
+            address,
+            object,
+            |r| r.revision,
+            self.update_rule(r),
+        )
+        .await
+    }
+    async fn delete_access_rule(
+        &self,
+        r: Request<pb::DeleteAccessRuleRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::AccessRule(q.name.clone());
+        let address = peer(&r);
+        self.change(
+            "DeleteAccessRule",
+            address,
+            object,
+            |r| r.revision,
+            self.delete_rule(r),
+        )
+        .await
+    }
+    async fn revoke_subject(
+        &self,
+        r: Request<pb::RevokeSubjectRequest>,
+    ) -> Reply<pb::MutationResult> {
+        let q = r.get_ref();
+        let object = Object::Revocation {
+            idp: q.idp.clone(),
+            subject: q.subject.clone(),
+        };
+        let address = peer(&r);
+        self.change(
+            "RevokeSubject",
+            address,
+            object,
+            |r| r.revision,
+            self.revoke(r),
+        )
+        .await
     }
     async fn unrevoke_subject(
         &self,
         r: Request<pb::UnrevokeSubjectRequest>,
     ) -> Reply<pb::MutationResult> {
-        reply(self.unrevoke(r).await)
+        let q = r.get_ref();
+        let object = Object::Revocation {
+            idp: q.idp.clone(),
+            subject: q.subject.clone(),
+        };
+        let address = peer(&r);
+        self.change(
+            "UnrevokeSubject",
+            address,
+            object,
+            |r| r.revision,
+            self.unrevoke(r),
+        )
+        .await
     }
 }

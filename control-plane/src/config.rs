@@ -49,6 +49,9 @@ pub struct ControlPlaneConfig {
     pub listener: ListenerLimits,
     /// Serve Prometheus metrics (`GET /metrics`, `GET /healthz`) over HTTP here (`None` = off).
     pub metrics_listen: Option<SocketAddr>,
+    /// How long and how much of the audit trail is kept (`--audit-retention`,
+    /// `--audit-max-bytes`).
+    pub audit_retention: crate::audit::Retention,
 }
 
 impl ControlPlaneConfig {
@@ -69,6 +72,7 @@ impl ControlPlaneConfig {
             public_url: None,
             listener: ListenerLimits::default(),
             metrics_listen: None,
+            audit_retention: crate::audit::Retention::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("tls", &self.tls)
             .field("listener", &self.listener)
             .field("metrics_listen", &self.metrics_listen)
+            .field("audit_retention", &self.audit_retention)
             .finish()
     }
 }

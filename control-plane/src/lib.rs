@@ -9,6 +9,8 @@
 
 /// The `Admin` gRPC service (CLI-facing).
 pub mod admin;
+/// The audit trail: events from data planes and the control plane, stored and queried.
+pub mod audit;
 mod clock;
 mod config;
 /// The data-plane token: given, or generated into the data dir.

@@ -52,6 +52,13 @@ struct Args {
     /// longer gets a full snapshot (e.g. 7d, 12h; 0 = keep by count only).
     #[arg(long, env = "CANOPY_CHANGELOG_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
     changelog_max_age: Duration,
+    /// Audit events older than this are removed (e.g. 30d, 90d, 12h; 0 = keep by size only).
+    #[arg(long, env = "CANOPY_AUDIT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    audit_retention: Duration,
+    /// The oldest audit events are removed while more than this is stored (e.g. 1GiB,
+    /// 500MB; counted as keys plus encoded events, sled's files take more).
+    #[arg(long, env = "CANOPY_AUDIT_MAX_BYTES", default_value = "1GiB", value_parser = canopy_control_plane::audit::parse_bytes)]
+    audit_max_bytes: u64,
     /// How often every registered server's tools and prompts are re-discovered
     /// (e.g. 10m, 30s; 0 = off). Failures are logged; the server stays registered.
     #[arg(long, env = "CANOPY_REFRESH_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -153,6 +160,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.enterprise = args.enterprise;
     config.changelog_retain = args.changelog_retain;
     config.changelog_max_age = nonzero(args.changelog_max_age);
+    config.audit_retention.max_age = nonzero(args.audit_retention);
+    config.audit_retention.max_bytes = args.audit_max_bytes;
     config.refresh_interval = nonzero(args.refresh_interval);
     config.idp_refresh_interval = nonzero(args.idp_refresh_interval);
     config.idp_refetch_cooldown = args.idp_refetch_cooldown;

@@ -21,6 +21,8 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 pub enum ControlPlaneError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("data-plane token file {path}: {source}")]
     DataPlaneToken {
         path: PathBuf,
@@ -40,7 +42,7 @@ pub enum ControlPlaneError {
 
 /// Runs a control plane on `listener` until `shutdown` resolves.
 ///
-/// Serves `canopy.v1.Admin`, `canopy.v1.Sync`, gRPC health and reflection (v1 and
+/// Serves `canopy.v1.Admin`, `canopy.v1.Sync`, `canopy.v1.Audit`, gRPC health and reflection (v1 and
 /// v1alpha). On shutdown it stops accepting and closes every Sync stream (data planes
 /// reconnect later or elsewhere), lets in-flight unary calls finish for at most
 /// `config.shutdown_grace`, then flushes the store.
@@ -135,10 +137,16 @@ async fn serve_opened(
     drop(data_plane_token);
     let fleet = Fleet::new();
 
+    let audit_store = crate::audit::AuditStore::open(store.database())?;
+    let (recorder, recorder_task) = crate::audit::Recorder::start(audit_store.clone());
+    let retention = config.audit_retention;
+    let retention_task = tokio::spawn(retention.run(audit_store.clone()));
+
     let keys = Arc::new(Keys::new(store.clone(), config.idp_refetch_cooldown));
     let admin = AdminService::new(store.clone(), fleet.clone(), config.init_token.as_deref())
         .with_keys(Arc::clone(&keys))
-        .with_public_url(config.public_url.clone());
+        .with_public_url(config.public_url.clone())
+        .with_audit(recorder.clone());
     let idp_refresh_task = config.idp_refresh_interval.map(|interval| {
         tracing::info!(
             ?interval,
@@ -183,7 +191,8 @@ async fn serve_opened(
         fleet.clone(),
         data_plane_token_hash,
     )
-    .with_keys(Arc::clone(&keys));
+    .with_keys(Arc::clone(&keys))
+    .with_recorder(recorder.clone());
     let streams = sync.closer();
     let admin_calls = Arc::new(crate::metrics::AdminCalls::default());
     let metrics_task = metrics_listener.map(|listener| {
@@ -210,6 +219,15 @@ async fn serve_opened(
             }
         })
     });
+    let admin = Arc::new(admin);
+    let audit = crate::audit::AuditService::new(
+        audit_store.clone(),
+        Arc::clone(&admin),
+        store.hasher().clone(),
+        data_plane_token_hash,
+        streams.clone(),
+    )
+    .with_recorder(recorder);
     let closing = streams.clone();
     // Shutdown: the caller's future stops accepting and closes the Sync streams (they never
     // end by themselves); `stopping` starts the grace timer for what is left in flight.
@@ -238,8 +256,10 @@ async fn serve_opened(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(admin.into_server())
-        .add_service(canopy_proto::v1::sync_server::SyncServer::new(sync));
+        .add_service(admin.shared_server())
+        .add_service(canopy_proto::v1::sync_server::SyncServer::new(sync))
+        .add_service(audit.into_server());
+    drop(admin);
     let incoming = crate::listener::incoming(listener, config.listener);
     let server = router.serve_with_incoming_shutdown(incoming, signal);
     let grace = config.shutdown_grace;
@@ -257,6 +277,12 @@ async fn serve_opened(
         .flatten()
     {
         task.abort();
+    }
+    retention_task.abort();
+    // The services (and their recorders) are gone with the server: the recorder writes
+    // what is queued and ends.
+    if tokio::time::timeout(grace, recorder_task).await.is_err() {
+        tracing::warn!("control-plane audit events still queued at shutdown were not written");
     }
     let drained = match drained {
         // Every connection is gone; wait for the last session task to have ended.

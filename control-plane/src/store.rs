@@ -41,8 +41,8 @@ pub use identity::{
 };
 pub use mutation::Mutation;
 pub use records::{
-    Change, ChangeRecord, ClientRecord, Mode, Principal, Role, ServerRecord, ServerSpec,
-    StoredToken, Transport, UserRecord,
+    AuditPayload, Change, ChangeRecord, ClientRecord, Mode, Principal, Role, ServerRecord,
+    ServerSpec, StoredToken, Transport, UserRecord,
 };
 
 use canopy_core::{TokenHash, TokenHasher};
@@ -223,6 +223,11 @@ impl Store {
         self.inner
             .trees
             .compact_older_than(&self.inner.shared, cutoff_ms)
+    }
+
+    /// The sled database, for trees kept apart from the records (the audit trail's).
+    pub(crate) fn database(&self) -> &sled::Db {
+        &self.inner.trees.db
     }
 
     pub fn hasher(&self) -> &TokenHasher {

@@ -27,7 +27,7 @@ use canopy_proto::v1::{
     sync_request, sync_response, sync_server::Sync, ChangeBatch, SnapshotChunk, SyncHello,
     SyncRequest, SyncResponse,
 };
-use closer::OpenStream;
+pub(crate) use closer::OpenStream;
 pub use closer::StreamCloser;
 use snapshot_cache::{CachedClients, SnapshotCache};
 use std::pin::Pin;
@@ -55,6 +55,7 @@ pub struct SyncService {
     /// Where unknown-`kid` reports go (`None`: they are ignored).
     keys: Option<Arc<Keys>>,
     closer: StreamCloser,
+    recorder: Option<crate::audit::Recorder>,
 }
 
 impl SyncService {
@@ -73,6 +74,7 @@ impl SyncService {
             snapshots,
             keys: None,
             closer: StreamCloser::default(),
+            recorder: None,
         }
     }
 
@@ -87,18 +89,34 @@ impl SyncService {
         self.closer.clone()
     }
 
-    fn authenticate<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    /// Failed authentications are recorded in the audit trail through `recorder`.
+    pub fn with_recorder(mut self, recorder: crate::audit::Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    fn authenticate<T>(&self, req: &Request<T>, command: &str) -> Result<(), Status> {
         let token = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(canopy_core::bearer::token)
-            .ok_or_else(|| Status::unauthenticated("data-plane token required"))?;
-        if self.store.hasher().verify(token, &self.data_plane_token) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("invalid data-plane token"))
+            .and_then(canopy_core::bearer::token);
+        let (status, reason) = match token {
+            Some(t) if self.store.hasher().verify(t, &self.data_plane_token) => return Ok(()),
+            Some(_) => (
+                Status::unauthenticated("invalid data-plane token"),
+                "unknown token",
+            ),
+            None => (
+                Status::unauthenticated("data-plane token required"),
+                "missing token",
+            ),
+        };
+        if let Some(recorder) = &self.recorder {
+            let peer = crate::audit::recorder::peer(req);
+            recorder.auth_failure("sync", command, &peer, reason);
         }
+        Err(status)
     }
 }
 
@@ -112,7 +130,7 @@ impl Sync for SyncService {
         &self,
         req: Request<Streaming<SyncRequest>>,
     ) -> Result<Response<SyncStream>, Status> {
-        self.authenticate(&req)?;
+        self.authenticate(&req, "Stream")?;
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(SyncRequest {

@@ -28,6 +28,8 @@ pub struct ServerJson {
     pub command: Option<String>,
     pub tools: u32,
     pub prompts: u32,
+    /// What data planes record of arguments and results: off, hash or full.
+    pub audit_payload: &'static str,
 }
 
 impl From<pb::ServerSummary> for ServerJson {
@@ -40,7 +42,17 @@ impl From<pb::ServerSummary> for ServerJson {
             command: (!s.command.is_empty()).then_some(s.command),
             tools: s.tools,
             prompts: s.prompts,
+            audit_payload: audit_payload_name(s.audit_payload),
         }
+    }
+}
+
+fn audit_payload_name(raw: i32) -> &'static str {
+    match pb::AuditPayload::try_from(raw) {
+        Ok(pb::AuditPayload::Off) => "off",
+        Ok(pb::AuditPayload::Hash) => "hash",
+        Ok(pb::AuditPayload::Full) => "full",
+        Err(_) => "unknown",
     }
 }
 
@@ -53,7 +65,7 @@ struct DiscoveredJson {
 }
 
 pub async fn register(ctx: &Ctx, args: RegisterArgs) -> Result<(), CliError> {
-    let spec = match (&args.conf, args.name) {
+    let mut spec = match (&args.conf, args.name) {
         (Some(path), _) => conf_file::load_server(path)?,
         (None, Some(name)) => {
             let timeout_ms = match args.timeout {
@@ -77,6 +89,9 @@ pub async fn register(ctx: &Ctx, args: RegisterArgs) -> Result<(), CliError> {
         }
         (None, None) => return Err(CliError::usage("give --name and --url, or -c FILE")),
     };
+    if let Some(payload) = args.audit_payload {
+        spec.audit_payload = payload.to_proto() as i32;
+    }
     // Discovery is several round trips to the upstream, each under its own deadline.
     let per_call = if spec.timeout_ms == 0 {
         DEFAULT_UPSTREAM_TIMEOUT
@@ -195,6 +210,7 @@ pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
                     s.transport.to_owned(),
                     s.tools.to_string(),
                     s.prompts.to_string(),
+                    s.audit_payload.to_owned(),
                     s.url
                         .clone()
                         .or_else(|| s.command.clone())
@@ -209,6 +225,7 @@ pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
                 "TRANSPORT",
                 "TOOLS",
                 "PROMPTS",
+                "AUDIT PAYLOAD",
                 "ENDPOINT",
                 "DESCRIPTION",
             ],

@@ -71,6 +71,13 @@ pub struct StartArgs {
     /// Example: --metrics-listen 127.0.0.1:9091
     #[arg(long, env = "CANOPY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Audit events older than this are removed (e.g. 30d, 90d, 12h; 0 = keep by size only).
+    #[arg(long, env = "CANOPY_AUDIT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub audit_retention: Duration,
+    /// The oldest audit events are removed while more than this is stored (e.g. 1GiB,
+    /// 500MB; counted as keys plus encoded events, sled's files take more).
+    #[arg(long, env = "CANOPY_AUDIT_MAX_BYTES", default_value = "1GiB", value_parser = canopy_control_plane::audit::parse_bytes)]
+    pub audit_max_bytes: u64,
 }
 
 /// Zero means "off".
@@ -197,6 +204,8 @@ pub async fn run(args: StartArgs) -> Result<(), CliError> {
     cp_config.data_plane_token = env_token.clone();
     cp_config.refresh_interval = nonzero(args.refresh_interval);
     cp_config.changelog_max_age = nonzero(args.changelog_max_age);
+    cp_config.audit_retention.max_age = nonzero(args.audit_retention);
+    cp_config.audit_retention.max_bytes = args.audit_max_bytes;
     cp_config.tls = tls.as_ref().map(|t| t.files.clone());
     cp_config.metrics_listen = args.metrics_listen;
     // The store opens first: a data dir of the other mode fails here, before anything

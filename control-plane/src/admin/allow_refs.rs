@@ -124,6 +124,7 @@ mod tests {
                 args: Vec::new(),
                 env: Default::default(),
                 timeout_ms: 0,
+                audit_payload: Default::default(),
             },
             tools: tools.iter().map(raw).collect(),
             prompts: prompts.iter().map(raw).collect(),

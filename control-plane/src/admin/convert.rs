@@ -3,7 +3,7 @@
 
 use super::AdminError;
 use crate::fleet::WaitReport;
-use crate::store::{Role, ServerRecord, ServerSpec, Transport};
+use crate::store::{AuditPayload, Role, ServerRecord, ServerSpec, Transport};
 use canopy_core::name::validate_server_name;
 use canopy_core::AllowList;
 use canopy_mcp::upstream::{TransportKind, UpstreamConfig, DEFAULT_TIMEOUT};
@@ -122,6 +122,7 @@ pub(super) fn spec_from_pb(spec: pb::ServerSpec) -> Result<ServerSpec, AdminErro
         args: spec.args,
         env: spec.env.into_iter().collect(),
         timeout_ms: spec.timeout_ms,
+        audit_payload: audit_payload_from_pb(spec.audit_payload)?,
     })
 }
 
@@ -152,7 +153,7 @@ pub(super) fn count(n: usize) -> u32 {
 
 /// A URL as listings may show it: credentials in the userinfo and query values can be
 /// secrets (`https://user:pw@host/mcp?api_key=…`), so both are masked.
-pub(super) fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -183,6 +184,26 @@ pub(super) fn redact_url(url: &str) -> String {
 
 /// A server as listings show it: no bearer token, headers, env or arguments (any of which
 /// may carry a secret), and a URL with credentials masked.
+fn audit_payload_from_pb(raw: i32) -> Result<AuditPayload, AdminError> {
+    match pb::AuditPayload::try_from(raw) {
+        Ok(pb::AuditPayload::Off) => Ok(AuditPayload::Off),
+        Ok(pb::AuditPayload::Hash) => Ok(AuditPayload::Hash),
+        Ok(pb::AuditPayload::Full) => Ok(AuditPayload::Full),
+        Err(_) => Err(AdminError::InvalidArgument(format!(
+            "unknown audit payload setting {raw}; one of off, hash, full"
+        ))),
+    }
+}
+
+/// The wire form of the audit payload setting (Sync and listings).
+pub(crate) fn audit_payload_to_pb(p: AuditPayload) -> pb::AuditPayload {
+    match p {
+        AuditPayload::Off => pb::AuditPayload::Off,
+        AuditPayload::Hash => pb::AuditPayload::Hash,
+        AuditPayload::Full => pb::AuditPayload::Full,
+    }
+}
+
 pub(super) fn summary(record: &ServerRecord) -> pb::ServerSummary {
     let spec = &record.spec;
     pb::ServerSummary {
@@ -195,6 +216,7 @@ pub(super) fn summary(record: &ServerRecord) -> pb::ServerSummary {
         tools: count(record.tools.len()),
         prompts: count(record.prompts.len()),
         protocol_version: record.protocol_version.clone(),
+        audit_payload: audit_payload_to_pb(spec.audit_payload).into(),
     }
 }
 

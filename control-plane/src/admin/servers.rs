@@ -103,6 +103,8 @@ pub(crate) enum Refreshed {
 pub(crate) struct Refresher {
     store: crate::store::Store,
     upstreams: Arc<super::upstreams::Upstreams>,
+    /// A changed catalogue is a change of the control plane itself (actor `system`).
+    audit: Option<crate::audit::Recorder>,
 }
 
 impl Refresher {
@@ -127,6 +129,8 @@ impl Refresher {
             return Ok(Refreshed::Unchanged);
         }
         let name = current.spec.name.clone();
+        let object = crate::audit::change::Object::Server(name.clone());
+        let before = self.audit.as_ref().map(|_| object.snapshot(&self.store));
         let mutation = Mutation::UpdateCatalogue {
             name: name.clone(),
             tools: found.tools,
@@ -136,6 +140,15 @@ impl Refresher {
         match self.store.apply(mutation).await {
             Ok(revision) => {
                 self.upstreams.replace(&name, up);
+                if let (Some(recorder), Some(before)) = (&self.audit, before) {
+                    recorder.system_change(
+                        "PeriodicRefresh",
+                        &object,
+                        before,
+                        &self.store,
+                        revision,
+                    );
+                }
                 Ok(Refreshed::Changed(revision))
             }
             Err(StoreError::NotFound { .. }) => {
@@ -156,6 +169,7 @@ impl AdminService {
         Refresher {
             store: self.store.clone(),
             upstreams: Arc::clone(&self.upstreams),
+            audit: self.audit.clone(),
         }
     }
 
@@ -328,6 +342,7 @@ mod catalogue_tests {
                 args: Vec::new(),
                 env: Default::default(),
                 timeout_ms: 0,
+                audit_payload: Default::default(),
             },
             tools: vec![raw(r#"{"name":"a"}"#)],
             prompts: vec![],

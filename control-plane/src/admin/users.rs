@@ -11,7 +11,7 @@ use canopy_proto::v1 as pb;
 use tonic::Request;
 
 /// The first admin's name.
-const FIRST_ADMIN: &str = "admin";
+pub(super) const FIRST_ADMIN: &str = "admin";
 
 impl AdminService {
     pub(super) async fn init(
@@ -22,14 +22,21 @@ impl AdminService {
             return Err(AdminError::NeedsEnterprise);
         }
         if let Some(expected) = &self.init_token {
-            if req.get_ref().init_token.is_empty() {
-                return Err(AdminError::InitTokenRequired);
-            }
-            let given = self.store.hasher().hash(&req.get_ref().init_token);
-            if !given.ct_eq(expected) {
-                return Err(AdminError::InitTokenMismatch);
+            let refused = if req.get_ref().init_token.is_empty() {
+                Some(AdminError::InitTokenRequired)
+            } else {
+                let given = self.store.hasher().hash(&req.get_ref().init_token);
+                (!given.ct_eq(expected)).then_some(AdminError::InitTokenMismatch)
+            };
+            if let Some(e) = refused {
+                self.note_refusal(&e);
+                return Err(e);
             }
         }
+        // Whoever holds the init token (or reaches a control plane started without one).
+        self.note_actor(canopy_proto::v1::AuditPrincipal {
+            kind: Some(canopy_proto::v1::audit_principal::Kind::Anonymous(true)),
+        });
         if self.store.initialized()? {
             return Err(crate::store::StoreError::AlreadyInitialized.into());
         }

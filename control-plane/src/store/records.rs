@@ -142,6 +142,33 @@ pub struct ServerSpec {
     /// Deadline of every call to the upstream; 0 = the default (60 s).
     #[serde(default)]
     pub timeout_ms: u64,
+    /// What data planes record of this server's tool arguments and results in the audit
+    /// trail (records of earlier versions: off).
+    #[serde(default)]
+    pub audit_payload: AuditPayload,
+}
+
+/// The per-server audit payload setting (`canopy register server --audit-payload`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditPayload {
+    /// Nothing of arguments and results.
+    #[default]
+    Off,
+    /// Their BLAKE3 hash.
+    Hash,
+    /// The JSON itself (bounded by the data plane).
+    Full,
+}
+
+impl AuditPayload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditPayload::Off => "off",
+            AuditPayload::Hash => "hash",
+            AuditPayload::Full => "full",
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerSpec {
@@ -158,6 +185,7 @@ impl std::fmt::Debug for ServerSpec {
             .field("command", &self.command)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("timeout_ms", &self.timeout_ms)
+            .field("audit_payload", &self.audit_payload)
             .finish_non_exhaustive()
     }
 }

@@ -288,6 +288,7 @@ mod tests {
                 args: Vec::new(),
                 env: Default::default(),
                 timeout_ms: 0,
+                audit_payload: Default::default(),
             },
             tools: vec![RawValue::from_string(r#"{"name":"search"}"#.into()).unwrap()],
             prompts: Vec::new(),

@@ -477,6 +477,7 @@ fn server_with_secrets(name: &str) -> Mutation {
                 args: Vec::new(),
                 env: Default::default(),
                 timeout_ms: 0,
+                audit_payload: Default::default(),
             },
             tools: Vec::new(),
             prompts: Vec::new(),
@@ -621,4 +622,39 @@ async fn a_data_dir_of_an_earlier_version_is_sealed_at_open() {
     }
     assert_eq!(store.server("gh").unwrap().unwrap().spec, record.spec);
     assert!(dir.path().join("secrets.key").exists());
+}
+
+/// The audit payload setting is part of the (sealed) spec: stored with its revision, in the
+/// change record, and still there after a restart.
+#[tokio::test]
+async fn audit_payload_setting_survives_reopen_and_reaches_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), Mode::Development).await;
+    let Mutation::PutServer { mut record, .. } = server_with_secrets("hashed") else {
+        unreachable!("server_with_secrets builds a PutServer")
+    };
+    record.spec.audit_payload = crate::store::AuditPayload::Hash;
+    let revision = store
+        .apply(Mutation::PutServer {
+            record,
+            replace: false,
+        })
+        .await
+        .unwrap();
+    let change = store.changes_since(revision - 1).unwrap().unwrap();
+    let Change::ServerUpserted(changed) = &change[0].change else {
+        panic!("{:?}", change[0].change)
+    };
+    assert_eq!(
+        crate::sync::convert::server(changed)
+            .spec
+            .unwrap()
+            .audit_payload,
+        canopy_proto::v1::AuditPayload::Hash as i32
+    );
+    store.close().await;
+    drop(store);
+    let store = open_in(dir.path(), Mode::Development).await;
+    let stored = store.server("hashed").unwrap().unwrap();
+    assert_eq!(stored.spec.audit_payload, crate::store::AuditPayload::Hash);
 }

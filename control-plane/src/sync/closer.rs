@@ -33,7 +33,7 @@ impl Default for StreamCloser {
 
 impl StreamCloser {
     /// Registers a session; it ends when [`OpenStream::closing`] resolves.
-    pub(super) fn open(&self) -> OpenStream {
+    pub(crate) fn open(&self) -> OpenStream {
         self.open.send_modify(|n| *n += 1);
         self.opened.fetch_add(1, Ordering::Relaxed);
         OpenStream {
@@ -73,7 +73,7 @@ impl StreamCloser {
 }
 
 /// One session's registration; dropping it counts the session as ended.
-pub(super) struct OpenStream {
+pub(crate) struct OpenStream {
     closing: watch::Receiver<bool>,
     open: Arc<watch::Sender<usize>>,
 }

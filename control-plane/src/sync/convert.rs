@@ -37,7 +37,7 @@ fn spec(s: &ServerSpec) -> pb::ServerSpec {
         args: s.args.clone(),
         env: s.env.clone().into_iter().collect(),
         timeout_ms: s.timeout_ms,
-        audit_payload: pb::AuditPayload::Off as i32,
+        audit_payload: crate::admin::audit_payload_to_pb(s.audit_payload).into(),
     }
 }
 

@@ -328,7 +328,7 @@ async fn data_plane_token_follows_the_one_bearer_rule() {
         let mut req = tonic::Request::new(());
         req.metadata_mut()
             .insert("authorization", value.parse().unwrap());
-        service.authenticate(&req).map_err(|s| s.code())
+        service.authenticate(&req, "Stream").map_err(|s| s.code())
     };
     for scheme in ["Bearer", "bearer", "BEARER"] {
         assert_eq!(with(format!("{scheme} {DP_TOKEN}")), Ok(()), "{scheme}");
