@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::Audit;
-use crate::telemetry::Telemetry;
 use crate::identity::Resource;
 use crate::metrics::Metrics;
 use crate::state::State;
+use crate::telemetry::Telemetry;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);

@@ -28,6 +28,4 @@ pub mod tls;
 
 pub use app::{DataPlane, HttpSettings};
 pub use http::router;
-pub use serve::{
-    serve, AuditOptions, DataPlaneConfig, DataPlaneError, OtlpOptions, DRAIN_TIMEOUT,
-};
+pub use serve::{serve, AuditOptions, DataPlaneConfig, DataPlaneError, OtlpOptions, DRAIN_TIMEOUT};

@@ -11,11 +11,11 @@ use tokio::sync::Notify;
 
 use crate::app::{DataPlane, HttpSettings, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
 use crate::audit::{Audit, AuditSettings, ShipperConfig};
-use crate::telemetry::Telemetry;
 use crate::cache;
 use crate::identity::Resource;
 use crate::listen::ListenSettings;
 use crate::sync::{self, SyncConfig};
+use crate::telemetry::Telemetry;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -219,7 +219,11 @@ pub async fn serve(
         audit
     });
     let telemetry = match &config.otlp {
-        Some(o) => Some(Telemetry::new(&o.endpoint, o.sampling, "canopy-data-plane")?),
+        Some(o) => Some(Telemetry::new(
+            &o.endpoint,
+            o.sampling,
+            "canopy-data-plane",
+        )?),
         None => None,
     };
     let dp = DataPlane::with_observability(

@@ -269,8 +269,7 @@ impl Recorder {
         else {
             return;
         };
-        if let Some(kept) = payload::keep(p.payload, args.get(), p.max_payload_bytes())
-        {
+        if let Some(kept) = payload::keep(p.payload, args.get(), p.max_payload_bytes()) {
             p.ev.arguments = kept;
             p.ev.payload = p.payload as i32;
         }
@@ -309,9 +308,7 @@ impl Recorder {
                 } else {
                     p.outcome = Some(AuditOutcome::Ok);
                 }
-                if let Some(kept) =
-                    payload::keep(p.payload, text, p.max_payload_bytes())
-                {
+                if let Some(kept) = payload::keep(p.payload, text, p.max_payload_bytes()) {
                     p.ev.result = kept;
                     p.ev.payload = p.payload as i32;
                 }

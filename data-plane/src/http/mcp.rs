@@ -27,9 +27,9 @@ use super::stream;
 use crate::app::DataPlane;
 use crate::audit::{Principal, Recorder, Refusal};
 use crate::json;
-use crate::telemetry::{self, UpstreamSpan};
 use crate::metrics::MethodLabel;
 use crate::state::{Kind, Mode, Scope, Server, View};
+use crate::telemetry::{self, UpstreamSpan};
 
 enum Era<'h> {
     Handshake,
@@ -64,7 +64,13 @@ pub(crate) async fn serve(
     body: Body,
     peer: Option<SocketAddr>,
 ) -> Response {
-    let mut rec = Recorder::start(dp.audit.as_ref(), dp.telemetry.as_ref(), target, headers, peer);
+    let mut rec = Recorder::start(
+        dp.audit.as_ref(),
+        dp.telemetry.as_ref(),
+        target,
+        headers,
+        peer,
+    );
     let (label, resp) = serve_inner(dp, target, headers, body, &mut rec).await;
     dp.state
         .metrics
@@ -81,7 +87,13 @@ pub(crate) fn not_allowed(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Response {
-    let mut rec = Recorder::start(dp.audit.as_ref(), dp.telemetry.as_ref(), target, headers, peer);
+    let mut rec = Recorder::start(
+        dp.audit.as_ref(),
+        dp.telemetry.as_ref(),
+        target,
+        headers,
+        peer,
+    );
     let mut body = Vec::new();
     reply::write_error(
         &mut body,

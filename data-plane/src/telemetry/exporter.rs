@@ -54,9 +54,8 @@ impl Telemetry {
             .with_endpoint(endpoint)
             .with_timeout(EXPORT_TIMEOUT);
         if endpoint.starts_with("https://") {
-            builder = builder.with_tls_config(
-                tonic::transport::ClientTlsConfig::new().with_enabled_roots(),
-            );
+            builder = builder
+                .with_tls_config(tonic::transport::ClientTlsConfig::new().with_enabled_roots());
         }
         let exporter = builder
             .build()
@@ -73,7 +72,11 @@ impl Telemetry {
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 ratio,
             ))))
-            .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(service.to_owned())
+                    .build(),
+            )
             .build();
         let tracer = provider.tracer("canopy-data-plane");
         Ok(Arc::new(Self { tracer, provider }))

@@ -44,7 +44,9 @@ mod tests {
 
     #[test]
     fn sets_meta_traceparent_keeping_the_rest() {
-        let p = raw(r#"{"name":"echo","arguments":{"x":1},"_meta":{"progressToken":7,"traceparent":"old"}}"#);
+        let p = raw(
+            r#"{"name":"echo","arguments":{"x":1},"_meta":{"progressToken":7,"traceparent":"old"}}"#,
+        );
         let v = parsed(with_meta_traceparent(Some(&p), TP));
         assert_eq!(v["name"], "echo");
         assert_eq!(v["arguments"]["x"], 1);

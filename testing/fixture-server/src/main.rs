@@ -47,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     serve::init_tracing("info");
 
-    let fixture = Fixture::new(args.name.clone(), args.extra_tools).with_trace_tool(args.trace_tool);
+    let fixture =
+        Fixture::new(args.name.clone(), args.extra_tools).with_trace_tool(args.trace_tool);
     match args.serve.transport {
         Transport::Stdio => serve::serve_stdio(fixture).await,
         Transport::Http => serve_http(fixture, &args).await,
