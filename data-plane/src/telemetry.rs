@@ -17,6 +17,8 @@
 mod exporter;
 mod propagate;
 mod span;
+#[cfg(test)]
+mod tests;
 
 pub use exporter::{Telemetry, TelemetryError, DEFAULT_QUEUE_SIZE};
 pub(crate) use propagate::with_meta_traceparent;
