@@ -10,6 +10,9 @@ pub(crate) fn with_meta_traceparent(
     params: Option<&RawValue>,
     traceparent: &str,
 ) -> Option<Box<RawValue>> {
+    if let Some(spliced) = splice(params, traceparent) {
+        return Some(spliced);
+    }
     let mut top: Map<String, Value> = match params {
         Some(p) => serde_json::from_str(p.get()).ok()?,
         None => Map::new(),
@@ -25,6 +28,34 @@ pub(crate) fn with_meta_traceparent(
         Value::String(traceparent.to_owned()),
     );
     serde_json::value::to_raw_value(&top).ok()
+}
+
+/// The common case without parsing: params (valid JSON, from the client's parsed request)
+/// that are an object with no `_meta` get `"_meta":{"traceparent":…}` spliced in after the
+/// opening brace, the rest copied byte for byte. `None` for anything else.
+fn splice(params: Option<&RawValue>, traceparent: &str) -> Option<Box<RawValue>> {
+    // Only ids and hex reach here; anything needing escapes takes the general path.
+    if !traceparent
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return None;
+    }
+    let text = params.map_or("{}", RawValue::get);
+    if text.contains("\"_meta\"") {
+        return None;
+    }
+    let rest = text.trim_start().strip_prefix('{')?;
+    let empty = rest.trim_start().starts_with('}');
+    let mut out = String::with_capacity(text.len() + traceparent.len() + 32);
+    out.push_str("{\"_meta\":{\"traceparent\":\"");
+    out.push_str(traceparent);
+    out.push_str("\"}");
+    if !empty {
+        out.push(',');
+    }
+    out.push_str(rest);
+    RawValue::from_string(out).ok()
 }
 
 #[cfg(test)]
@@ -65,6 +96,28 @@ mod tests {
             parsed(with_meta_traceparent(None, TP))["_meta"]["traceparent"],
             TP
         );
+    }
+
+    #[test]
+    fn splices_without_reserializing() {
+        let p = raw(r#"{ "name":"echo","arguments":{"b":2,"a":1}}"#);
+        let out = with_meta_traceparent(Some(&p), TP).unwrap_or_else(|| panic!("spliced"));
+        assert_eq!(
+            out.get(),
+            format!(
+                r#"{{"_meta":{{"traceparent":"{TP}"}}, "name":"echo","arguments":{{"b":2,"a":1}}}}"#
+            )
+        );
+        let empty = raw(" { } ");
+        assert_eq!(
+            parsed(with_meta_traceparent(Some(&empty), TP))["_meta"]["traceparent"],
+            TP
+        );
+        // `_meta` present: the general path keeps its members.
+        let p = raw(r#"{"_meta":{"progressToken":"t"}}"#);
+        let v = parsed(with_meta_traceparent(Some(&p), TP));
+        assert_eq!(v["_meta"]["progressToken"], "t");
+        assert_eq!(v["_meta"]["traceparent"], TP);
     }
 
     #[test]
