@@ -1,17 +1,26 @@
 //! Routing one request through `canopy_data_plane::router` with `tower::ServiceExt::oneshot`
 //! (no client socket): authenticated `ping`, `tools/list` (50 tools) and `tools/call echo`
 //! (forwarded over loopback to the bench upstream served in-process). 1k clients. Each shape
-//! also as `route_cpu/<shape>/audit_off|audit_on`: CPU time per request with the audit trail
-//! off and on.
+//! also as `route_cpu/<shape>/audit_off|audit_on|audit_otlp_1|audit_otlp_0.01`: CPU time per
+//! request with the audit trail off and on, and with OTLP tracing on top at sampling 1.0 and
+//! 0.01 (spans exported to an in-process OTLP receiver: the collector's generated
+//! `TraceService` from opentelemetry-proto).
 #![allow(clippy::unwrap_used)] // benches: a panic is the failure report
 
 use axum::body::Body;
 use canopy_bench::fixture;
 use canopy_bench::harness::inproc;
 use canopy_data_plane::audit::{Audit, AuditSettings};
+use canopy_data_plane::telemetry::Telemetry;
 use canopy_data_plane::{router, DataPlane, HttpSettings};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tower::ServiceExt;
 
 fn request(body: &str, token: &str) -> http::Request<Body> {
@@ -24,6 +33,21 @@ fn request(body: &str, token: &str) -> http::Request<Body> {
         .header("authorization", format!("Bearer {token}"))
         .body(Body::from(body.to_owned()))
         .unwrap()
+}
+
+/// Accepts every export and keeps nothing.
+struct Sink;
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        _request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -67,12 +91,49 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let app_audited = router(dp_audited);
+    // Audit on plus tracing at two sampling ratios. The batch processor's export runs on its
+    // own thread (not in the measured CPU time); building, recording and queueing spans,
+    // and the gRPC channel's task on this runtime, are.
+    let otlp = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(Sink))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
+        );
+        format!("http://{addr}")
+    });
+    let traced = |ratio: f64| {
+        let telemetry = rt
+            .block_on(async { Telemetry::new(&otlp, ratio, "bench") })
+            .unwrap();
+        let (audit, mut events) = Audit::new(AuditSettings::new("bench"));
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+            loop {
+                tick.tick().await;
+                while events.try_recv().is_ok() {}
+            }
+        });
+        let dp =
+            DataPlane::with_observability(HttpSettings::default(), Some(audit), Some(telemetry));
+        inproc::install(
+            &dp.state,
+            1_000,
+            vec![inproc::bench_server(&upstream_url).unwrap()],
+        )
+        .unwrap();
+        router(dp)
+    };
+    let app_traced_1 = traced(1.0);
+    let app_traced_001 = traced(0.01);
     let token = fixture::client_token(7);
     let list = fixture::request_body("tools/list", None);
     let ping = fixture::request_body("ping", None);
     let call = fixture::echo_call(&format!("{}__echo", fixture::SERVER));
     // Every shape must succeed (both sides) before it is timed.
-    for app in [&app, &app_audited] {
+    for app in [&app, &app_audited, &app_traced_1, &app_traced_001] {
         for body in [&list, &ping, &call] {
             let resp = rt
                 .block_on(app.clone().oneshot(request(body, &token)))
@@ -105,7 +166,12 @@ fn bench(c: &mut Criterion) {
         ("tools_call_echo", &call),
     ] {
         let mut g = c.benchmark_group(format!("route_cpu/{name}"));
-        for (side, app) in [("audit_off", &app), ("audit_on", &app_audited)] {
+        for (side, app) in [
+            ("audit_off", &app),
+            ("audit_on", &app_audited),
+            ("audit_otlp_1", &app_traced_1),
+            ("audit_otlp_0.01", &app_traced_001),
+        ] {
             let token = &token;
             g.bench_function(side, |b| {
                 b.to_async(&rt).iter_custom(|iters| async move {

@@ -10,6 +10,7 @@ use crate::audit::Audit;
 use crate::identity::Resource;
 use crate::metrics::Metrics;
 use crate::state::State;
+use crate::telemetry::Telemetry;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,6 +101,8 @@ pub struct DataPlane {
     pub settings: HttpSettings,
     /// The audit trail's queue; `None` when auditing is off.
     pub audit: Option<Arc<Audit>>,
+    /// The OTLP tracer; `None` when tracing is off (`--otlp-endpoint` unset).
+    pub telemetry: Option<Arc<Telemetry>>,
     pub(crate) wire: Wire,
 }
 
@@ -110,6 +113,15 @@ impl DataPlane {
 
     /// A data plane that records an audit event per MCP request into `audit`.
     pub fn with_audit(settings: HttpSettings, audit: Option<Arc<Audit>>) -> Arc<Self> {
+        Self::with_observability(settings, audit, None)
+    }
+
+    /// A data plane with the audit trail and OTLP tracing each on or off.
+    pub fn with_observability(
+        settings: HttpSettings,
+        audit: Option<Arc<Audit>>,
+        telemetry: Option<Arc<Telemetry>>,
+    ) -> Arc<Self> {
         let metrics = Arc::new(Metrics::default());
         if let Some(a) = &audit {
             a.attach_metrics(metrics.clone());
@@ -118,6 +130,7 @@ impl DataPlane {
             state: State::new(metrics),
             settings,
             audit,
+            telemetry,
             wire: Wire::new(),
         })
     }

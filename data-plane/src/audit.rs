@@ -12,8 +12,8 @@
 //! - `spool.rs`: the length-prefixed protobuf spool file.
 //! - `shipper.rs`: the task that batches, ships, waits for acks and drains the spool.
 //!
-//! Does not: export OTLP (trace ids are recorded, spans are not sent), or store anything
-//! authoritative (the control plane does).
+//! Does not: export OTLP (`telemetry/` does, reusing this recorder and its ids), or store
+//! anything authoritative (the control plane does).
 
 mod payload;
 mod queue;

@@ -114,6 +114,16 @@ struct Args {
     /// setting is `full` (longer is cut and marked `…[cut]`).
     #[arg(long, env = "CANOPY_AUDIT_MAX_PAYLOAD_BYTES", default_value_t = canopy_data_plane::audit::DEFAULT_MAX_PAYLOAD_BYTES)]
     audit_max_payload_bytes: usize,
+    /// Export OpenTelemetry traces over OTLP/gRPC to this collector: a SERVER span per MCP
+    /// request (child of the caller's `traceparent` header or `params._meta.traceparent`)
+    /// and a CLIENT span per upstream call, whose context the upstream receives in both
+    /// places. Off when unset. Example: --otlp-endpoint http://127.0.0.1:4317
+    #[arg(long, env = "CANOPY_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Share (0 to 1) of the traces this data plane starts that are exported; a caller's
+    /// sampled traceparent is always followed (parent-based). Example: --otlp-sampling 0.01
+    #[arg(long, env = "CANOPY_OTLP_SAMPLING", default_value_t = 1.0)]
+    otlp_sampling: f64,
 }
 
 fn token(args: &Args) -> anyhow::Result<String> {
@@ -238,6 +248,15 @@ async fn run() -> anyhow::Result<()> {
         max_payload_bytes: args.audit_max_payload_bytes,
         ..Default::default()
     });
+    config.otlp = args
+        .otlp_endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|endpoint| canopy_data_plane::OtlpOptions {
+            endpoint: endpoint.to_owned(),
+            sampling: args.otlp_sampling,
+        });
     if args.audit_required && !args.audit {
         bail!("--audit-required needs the audit trail on (drop --audit false)");
     }

@@ -15,6 +15,7 @@ use crate::cache;
 use crate::identity::Resource;
 use crate::listen::ListenSettings;
 use crate::sync::{self, SyncConfig};
+use crate::telemetry::Telemetry;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +52,19 @@ pub struct DataPlaneConfig {
     pub on_ready: Option<Arc<Notify>>,
     /// The audit trail (`None` = off): an event per MCP request, shipped to the control plane.
     pub audit: Option<AuditOptions>,
+    /// OpenTelemetry traces over OTLP/gRPC (`None` = off): a SERVER span per MCP request,
+    /// a CLIENT span per upstream call.
+    pub otlp: Option<OtlpOptions>,
+}
+
+/// Where and how much to trace (`--otlp-*` flags).
+#[derive(Debug, Clone)]
+pub struct OtlpOptions {
+    /// The collector's OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`.
+    pub endpoint: String,
+    /// Share of the traces this data plane starts that are kept (0..=1); a caller's
+    /// sampled flag is followed.
+    pub sampling: f64,
 }
 
 /// How the audit trail runs (`--audit-*` flags).
@@ -103,6 +117,7 @@ impl DataPlaneConfig {
             public_url: None,
             on_ready: None,
             audit: Some(AuditOptions::default()),
+            otlp: None,
         }
     }
 }
@@ -125,12 +140,15 @@ impl std::fmt::Debug for DataPlaneConfig {
             .field("public_url", &self.public_url)
             .field("on_ready", &self.on_ready.is_some())
             .field("audit", &self.audit)
+            .field("otlp", &self.otlp)
             .finish()
     }
 }
 
 #[derive(Debug, Error)]
 pub enum DataPlaneError {
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("the data-plane token is empty")]
     EmptyToken,
     #[error(
@@ -200,7 +218,15 @@ pub async fn serve(
         audit_task = Some((task, stop_tx));
         audit
     });
-    let dp = DataPlane::with_audit(
+    let telemetry = match &config.otlp {
+        Some(o) => Some(Telemetry::new(
+            &o.endpoint,
+            o.sampling,
+            "canopy-data-plane",
+        )?),
+        None => None,
+    };
+    let dp = DataPlane::with_observability(
         HttpSettings {
             max_body_bytes: config.max_body_bytes,
             allowed_origins: config.allowed_origins.clone(),
@@ -210,6 +236,7 @@ pub async fn serve(
             call_limits: config.call_limits,
         },
         audit,
+        telemetry.clone(),
     );
 
     if let Some(path) = &config.cache_file {
@@ -288,6 +315,10 @@ pub async fn serve(
         {
             tracing::warn!("the audit shipper did not stop in time; events it held may be lost");
         }
+    }
+    if let Some(t) = telemetry {
+        // Exports what is queued; the SDK's shutdown blocks.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
     match result {
         Ok(()) => Ok(()),

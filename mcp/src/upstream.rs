@@ -33,6 +33,7 @@ mod mux;
 mod rpc;
 mod sse;
 mod stdio;
+mod trace_context;
 
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ use thiserror::Error;
 use crate::jsonrpc::ErrorObject;
 
 pub use budget::{CallLimits, DEFAULT_MAX_CALL_BYTES, DEFAULT_MAX_CALL_NOTIFICATIONS};
+pub use trace_context::with_traceparent;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 

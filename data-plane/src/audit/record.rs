@@ -1,8 +1,9 @@
 //! The per-request recorder: the handler tells it what it learns (who, which method, which
 //! target, how it ended) and the event is built and queued in one place — when the
 //! recorder is dropped, i.e. when the response has left (or, for a relayed SSE stream,
-//! when the stream ends). With the audit trail off the recorder is empty and every call
-//! is a branch on `None`.
+//! when the stream ends). With OTLP tracing on the recorder also carries the request's
+//! SERVER span (`telemetry/`), ended in the same place from the same fields. With the audit
+//! trail and tracing off the recorder is empty and every call is a branch on `None`.
 
 use axum::response::Response;
 use canopy_mcp::jsonrpc::ErrorObject;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::{payload, trace, Audit};
 use crate::identity::SignedIn;
 use crate::metrics::Metrics;
+use crate::telemetry::{Parent, RequestFields, ServerSpan, Telemetry, UpstreamSpan};
 
 /// The most bytes of a client-chosen text (method, tool name, URI, request id, …) an event
 /// keeps: a 3 MB method name must not become a 3 MB event in a queue of thousands.
@@ -59,9 +61,16 @@ pub(crate) struct Refusal {
 pub(crate) struct Recorder(Option<Box<Pending>>);
 
 struct Pending {
-    audit: Arc<Audit>,
+    /// `None` when only tracing is on.
+    audit: Option<Arc<Audit>>,
+    /// `None` when only the audit trail is on.
+    telemetry: Option<Arc<Telemetry>>,
+    /// The caller's trace context (read only with tracing on).
+    parent: Option<Parent>,
+    /// Started once the caller's trace context is known (after `_meta` is read).
+    span: Option<ServerSpan>,
     started: Instant,
-    time_unix_nanos: i64,
+    started_at: SystemTime,
     ev: pb::McpRequestEvent,
     payload: AuditPayload,
     /// Set once the outcome is known from a failure or a result (else the status decides).
@@ -82,9 +91,8 @@ struct Arguments<'a> {
     arguments: Option<&'a RawValue>,
 }
 
-fn now_unix_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+fn unix_nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
@@ -93,24 +101,29 @@ impl Recorder {
     /// or nothing without `audit`.
     pub(crate) fn start(
         audit: Option<&Arc<Audit>>,
+        telemetry: Option<&Arc<Telemetry>>,
         target: Option<&str>,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Self {
-        let Some(audit) = audit else {
+        if audit.is_none() && telemetry.is_none() {
             return Self(None);
-        };
+        }
         let version = headers
             .get(canopy_mcp::protocol::HEADER_PROTOCOL_VERSION)
             .and_then(|v| v.to_str().ok())
             .map(|v| clip(v.trim()))
             .unwrap_or_default();
-        let trace_id = headers
+        let header = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
-            .and_then(trace::trace_id_of)
-            .map(str::to_owned)
+            .and_then(trace::parse);
+        let trace_id = header
+            .map(|(trace, _, _)| trace.to_owned())
             .unwrap_or_default();
+        let parent = header
+            .filter(|_| telemetry.is_some())
+            .and_then(|(t, s, f)| Parent::from_hex(t, s, f));
         // `data_plane` is filled by the shipper, off the request path.
         let ev = pb::McpRequestEvent {
             client_address: peer.map(|p| p.to_string()).unwrap_or_default(),
@@ -123,9 +136,12 @@ impl Recorder {
             ..Default::default()
         };
         Self(Some(Box::new(Pending {
-            audit: audit.clone(),
+            audit: audit.cloned(),
+            telemetry: telemetry.cloned(),
+            parent,
+            span: None,
             started: Instant::now(),
-            time_unix_nanos: now_unix_nanos(),
+            started_at: SystemTime::now(),
             ev,
             payload: AuditPayload::Off,
             outcome: None,
@@ -182,17 +198,38 @@ impl Recorder {
     }
 
     /// The SEP-414 `params._meta.traceparent`, used when no header carried one.
+    /// With tracing on, the SERVER span starts here: its parent is known now.
     pub(crate) fn meta(&mut self, meta: Option<&RawValue>) {
         let Some(p) = &mut self.0 else { return };
-        let Some(meta) = meta else { return };
-        if !p.ev.trace_id.is_empty() {
-            return;
-        }
-        if let Ok(m) = serde_json::from_str::<Meta<'_>>(meta.get()) {
-            if let Some(t) = m.traceparent.as_deref().and_then(trace::trace_id_of) {
-                p.ev.trace_id = t.to_owned();
+        if let (Some(meta), true) = (meta, p.ev.trace_id.is_empty()) {
+            if let Ok(m) = serde_json::from_str::<Meta<'_>>(meta.get()) {
+                if let Some((t, s, f)) = m.traceparent.as_deref().and_then(trace::parse) {
+                    p.ev.trace_id = t.to_owned();
+                    if p.telemetry.is_some() {
+                        p.parent = Parent::from_hex(t, s, f);
+                    }
+                }
             }
         }
+        p.start_span();
+    }
+
+    /// The CLIENT span of a call to `server` at `url` (child of the request's span), with
+    /// the trace context the call carries; `None` with tracing off.
+    pub(crate) fn upstream_span(
+        &mut self,
+        method: &str,
+        server: &str,
+        url: &str,
+    ) -> Option<UpstreamSpan> {
+        let p = self.0.as_mut()?;
+        p.start_span();
+        let target = [&p.ev.tool, &p.ev.prompt, &p.ev.resource_uri]
+            .into_iter()
+            .find(|t| !t.is_empty())
+            .map_or("", |t| t.as_str());
+        let span = p.span.as_ref()?;
+        Some(span.upstream(method, target, server, url))
     }
 
     /// The tool or prompt called (`tool` true for a tool), with the server it belongs to
@@ -205,7 +242,7 @@ impl Recorder {
             } else {
                 p.ev.prompt = clip(name);
             }
-            p.payload = payload;
+            p.payload = p.payload_setting(payload);
         }
     }
 
@@ -216,7 +253,7 @@ impl Recorder {
             if let Some(u) = uri {
                 p.ev.resource_uri = clip(u);
             }
-            p.payload = payload;
+            p.payload = p.payload_setting(payload);
         }
     }
 
@@ -232,8 +269,7 @@ impl Recorder {
         else {
             return;
         };
-        if let Some(kept) = payload::keep(p.payload, args.get(), p.audit.settings.max_payload_bytes)
-        {
+        if let Some(kept) = payload::keep(p.payload, args.get(), p.max_payload_bytes()) {
             p.ev.arguments = kept;
             p.ev.payload = p.payload as i32;
         }
@@ -272,9 +308,7 @@ impl Recorder {
                 } else {
                     p.outcome = Some(AuditOutcome::Ok);
                 }
-                if let Some(kept) =
-                    payload::keep(p.payload, text, p.audit.settings.max_payload_bytes)
-                {
+                if let Some(kept) = payload::keep(p.payload, text, p.max_payload_bytes()) {
                     p.ev.result = kept;
                     p.ev.payload = p.payload as i32;
                 }
@@ -285,6 +319,13 @@ impl Recorder {
                 p.ev.error_type = e.code.to_string();
             }
         }
+    }
+
+    /// Whether the upstream's answer was recorded as a tool error (`isError: true`).
+    pub(crate) fn tool_error(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|p| p.outcome == Some(AuditOutcome::ToolError))
     }
 
     /// Bytes of a relayed stream as they go out.
@@ -389,25 +430,98 @@ fn observe(m: &Metrics, ev: &pb::McpRequestEvent, outcome: AuditOutcome, elapsed
     }
 }
 
+impl Pending {
+    /// Starts the SERVER span (once; with tracing on): the audit event takes its ids.
+    fn start_span(&mut self) {
+        let Some(tel) = &self.telemetry else { return };
+        if self.span.is_some() {
+            return;
+        }
+        let span = ServerSpan::start(tel, self.parent, self.started_at);
+        let (trace_id, span_id) = span.ids();
+        self.ev.trace_id = trace_id;
+        self.ev.span_id = span_id;
+        self.span = Some(span);
+    }
+
+    /// Payloads are kept for the audit trail only, never put on spans.
+    fn payload_setting(&self, payload: AuditPayload) -> AuditPayload {
+        if self.audit.is_some() {
+            payload
+        } else {
+            AuditPayload::Off
+        }
+    }
+
+    fn max_payload_bytes(&self) -> usize {
+        self.audit
+            .as_ref()
+            .map_or(0, |a| a.settings.max_payload_bytes)
+    }
+
+    fn end_span(&mut self, ev: &pb::McpRequestEvent, outcome: AuditOutcome) {
+        let Some(span) = self.span.take() else { return };
+        // A failure the status alone decided is named by the status on the span.
+        let status_word;
+        let error_type = if ev.error_type.is_empty() && outcome != AuditOutcome::Ok {
+            status_word = ev.http_status.to_string();
+            &status_word
+        } else {
+            &ev.error_type
+        };
+        let principal = ev
+            .principal
+            .as_ref()
+            .and_then(|p| p.kind.as_ref())
+            .map(|k| match k {
+                pb::audit_principal::Kind::McpClient(c) => c.clone(),
+                pb::audit_principal::Kind::Sso(s) => format!("sso:{}:{}", s.idp, s.subject),
+                pb::audit_principal::Kind::Anonymous(_) => "anonymous".to_owned(),
+                pb::audit_principal::Kind::User(u) => format!("user:{u}"),
+                pb::audit_principal::Kind::System(_) => "system".to_owned(),
+            });
+        span.end(&RequestFields {
+            method: &ev.method,
+            tool: &ev.tool,
+            prompt: &ev.prompt,
+            resource_uri: &ev.resource_uri,
+            request_id: &ev.request_id,
+            protocol_version: &ev.protocol_version,
+            error_type,
+            client_address: &ev.client_address,
+            principal,
+            http_status: ev.http_status,
+        });
+    }
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
+        // A request refused before its body was read still gets its span.
+        self.start_span();
         let mut ev = std::mem::take(&mut self.ev);
         let outcome = self.outcome.unwrap_or_else(|| outcome_of(ev.http_status));
         ev.outcome = outcome as i32;
+        self.end_span(&ev, outcome);
+        let Some(audit) = self.audit.take() else {
+            return;
+        };
         let elapsed = self.started.elapsed();
         ev.duration_ms = elapsed.as_secs_f64() * 1e3;
-        if let Some(m) = self.audit.metrics.get() {
+        if let Some(m) = audit.metrics.get() {
             observe(m, &ev, outcome, elapsed);
         }
         ev.bytes_out = self.bytes_out;
         let (id, span, trace) = trace::ids(ev.trace_id.is_empty());
-        ev.span_id = span;
+        if ev.span_id.is_empty() {
+            ev.span_id = span;
+        }
         if let Some(t) = trace {
             ev.trace_id = t;
         }
-        self.audit.submit(pb::AuditEvent {
+        audit.submit(pb::AuditEvent {
             id,
-            time_unix_nanos: self.time_unix_nanos,
+            time_unix_nanos: unix_nanos(self.started_at),
             kind: Some(pb::audit_event::Kind::Request(ev)),
         });
     }

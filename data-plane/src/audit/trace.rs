@@ -1,14 +1,15 @@
 //! W3C trace context: the caller's trace id when it sent one (`traceparent` header, or
 //! `params._meta.traceparent` per SEP-414), else a new one; the data plane's span id is
-//! always new. Full OTLP export is a later step; the ids already tie events to traces.
+//! always new. With `--otlp-endpoint` the ids are the request's SERVER span's
+//! (`telemetry/`), which takes its parent from [`parse`].
 
 use rand::RngCore;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// The trace id of a `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), when it is a
-/// valid one (not all zeros).
-pub(super) fn trace_id_of(traceparent: &str) -> Option<&str> {
+/// The trace id, parent span id and flags of a `traceparent` value
+/// (`00-<32 hex>-<16 hex>-<2 hex>`), when it is a valid one (ids not all zeros).
+pub(super) fn parse(traceparent: &str) -> Option<(&str, &str, &str)> {
     let mut parts = traceparent.trim().split('-');
     let version = parts.next()?;
     let trace = parts.next()?;
@@ -26,7 +27,7 @@ pub(super) fn trace_id_of(traceparent: &str) -> Option<&str> {
         && hex(flags, 2)
         && trace.bytes().any(|b| b != b'0')
         && parent.bytes().any(|b| b != b'0');
-    ok.then_some(trace)
+    ok.then_some((trace, parent, flags))
 }
 
 /// The event id (16 bytes), a span id (16 hex) and, when `new_trace`, a trace id (32 hex):
@@ -51,6 +52,10 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn trace_id_of(traceparent: &str) -> Option<&str> {
+        parse(traceparent).map(|(trace, _, _)| trace)
+    }
 
     #[test]
     fn takes_valid_traceparents_only() {

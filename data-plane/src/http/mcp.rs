@@ -29,6 +29,7 @@ use crate::audit::{Principal, Recorder, Refusal};
 use crate::json;
 use crate::metrics::MethodLabel;
 use crate::state::{Kind, Mode, Scope, Server, View};
+use crate::telemetry::{self, UpstreamSpan};
 
 enum Era<'h> {
     Handshake,
@@ -63,7 +64,13 @@ pub(crate) async fn serve(
     body: Body,
     peer: Option<SocketAddr>,
 ) -> Response {
-    let mut rec = Recorder::start(dp.audit.as_ref(), target, headers, peer);
+    let mut rec = Recorder::start(
+        dp.audit.as_ref(),
+        dp.telemetry.as_ref(),
+        target,
+        headers,
+        peer,
+    );
     let (label, resp) = serve_inner(dp, target, headers, body, &mut rec).await;
     dp.state
         .metrics
@@ -80,7 +87,13 @@ pub(crate) fn not_allowed(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Response {
-    let mut rec = Recorder::start(dp.audit.as_ref(), target, headers, peer);
+    let mut rec = Recorder::start(
+        dp.audit.as_ref(),
+        dp.telemetry.as_ref(),
+        target,
+        headers,
+        peer,
+    );
     let mut body = Vec::new();
     reply::write_error(
         &mut body,
@@ -434,13 +447,28 @@ async fn relay(
         keep_notifications: ctx.accepts_sse,
         ..dp.settings.call_limits
     };
-    let outcome = server
-        .upstream
-        .call(method, upstream_params, None, limits)
-        .await;
+    // With tracing on: a CLIENT span, whose context the call carries in its `traceparent`
+    // header and in `params._meta.traceparent` (SEP-414).
+    let span = rec.upstream_span(method, &server.name, &server.upstream.config().url);
+    let traced;
+    let upstream_params = match &span {
+        Some(s) => {
+            traced = telemetry::with_meta_traceparent(upstream_params, s.traceparent());
+            traced.as_deref().or(upstream_params)
+        }
+        None => upstream_params,
+    };
+    let outcome = canopy_mcp::upstream::with_traceparent(
+        span.as_ref().map(|s| s.traceparent()),
+        server.upstream.call(method, upstream_params, None, limits),
+    )
+    .await;
     let resp = match outcome {
         Ok(Call::Done(resp)) => resp,
         Ok(Call::Streaming(stream)) if ctx.accepts_sse => {
+            if let Some(s) = span {
+                s.end(Ok(false));
+            }
             // Latency up to the first notification: the rest is paced by the client.
             server.metrics.observe(started.elapsed(), false);
             let info = dp.wire.server_info_member.clone();
@@ -459,13 +487,19 @@ async fn relay(
                         outcome,
                     }
                 }
-                Err(e) => return Err(failed(server, started, e)),
+                Err(e) => return Err(failed(server, started, e, span)),
             }
         },
-        Err(e) => return Err(failed(server, started, e)),
+        Err(e) => return Err(failed(server, started, e, span)),
     };
     server.metrics.observe(started.elapsed(), false);
     rec.upstream(&resp.outcome);
+    if let Some(s) = span {
+        match &resp.outcome {
+            Ok(_) => s.end(Ok(rec.tool_error())),
+            Err(e) => s.end(Err(&e.code.to_string())),
+        }
+    }
 
     let mut out = Vec::with_capacity(64 + resp.outcome.as_ref().map_or(64, |r| r.get().len()));
     write_outcome(
@@ -482,10 +516,19 @@ async fn relay(
 }
 
 /// Records a failed call and turns it into the client's error.
-fn failed(server: &Server, started: Instant, e: UpstreamError) -> Failure {
+fn failed(
+    server: &Server,
+    started: Instant,
+    e: UpstreamError,
+    span: Option<UpstreamSpan>,
+) -> Failure {
     server.metrics.observe(started.elapsed(), true);
     tracing::warn!(server = %server.name, error = %e, "upstream call failed");
-    Failure::Upstream(e)
+    let f = Failure::Upstream(e);
+    if let Some(s) = span {
+        s.end(Err(f.refusal().error_type));
+    }
+    f
 }
 
 /// The client's response to an upstream outcome; `stamp` (the serverInfo member) for

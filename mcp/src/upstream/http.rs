@@ -415,7 +415,11 @@ impl HttpTransport {
     }
 
     fn post(&self, body: Vec<u8>) -> Request {
-        client::request(http::Method::POST, &self.uri, &self.base, body)
+        let mut req = client::request(http::Method::POST, &self.uri, &self.base, body);
+        if let Some(tp) = super::trace_context::current() {
+            req.headers_mut().insert("traceparent", tp);
+        }
+        req
     }
 
     fn with_session(&self, mut req: Request, session: &Session) -> Request {

@@ -19,6 +19,8 @@ pub struct FixtureOptions {
     pub require_bearer: Option<String>,
     /// Adds `tool_0..tool_N-1`.
     pub extra_tools: usize,
+    /// Adds `trace_context` (the traceparent header and `_meta.traceparent` it received).
+    pub trace_tool: bool,
 }
 
 impl FixtureOptions {
@@ -35,6 +37,9 @@ impl FixtureOptions {
         }
         if self.extra_tools > 0 {
             args.extend(["--extra-tools".to_owned(), self.extra_tools.to_string()]);
+        }
+        if self.trace_tool {
+            args.push("--trace-tool".to_owned());
         }
         args
     }

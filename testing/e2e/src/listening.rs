@@ -49,6 +49,11 @@ impl ListeningServer {
         self.addr
     }
 
+    /// What the server printed on stdout so far (after its `listening on` line too).
+    pub(crate) fn stdout_log(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stdout.log")).unwrap_or_default()
+    }
+
     pub(crate) fn stderr_log(&self) -> String {
         std::fs::read_to_string(self.logs.path().join("stderr.log")).unwrap_or_default()
     }

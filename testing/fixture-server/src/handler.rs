@@ -21,11 +21,23 @@ use serde_json::{json, Value};
 pub struct Fixture {
     name: String,
     extra_tools: usize,
+    /// Whether `trace_context` is listed (`--trace-tool`).
+    trace_tool: bool,
 }
 
 impl Fixture {
     pub fn new(name: String, extra_tools: usize) -> Self {
-        Self { name, extra_tools }
+        Self {
+            name,
+            extra_tools,
+            trace_tool: false,
+        }
+    }
+
+    /// Adds the `trace_context` tool: what W3C trace context this call arrived with.
+    pub fn with_trace_tool(mut self, on: bool) -> Self {
+        self.trace_tool = on;
+        self
     }
 
     fn tools(&self) -> Vec<Tool> {
@@ -61,6 +73,13 @@ impl Fixture {
                 json!({"type": "object", "properties": {}}),
             ),
         ];
+        if self.trace_tool {
+            tools.push(tool(
+                "trace_context",
+                "Return, as JSON text, the traceparent HTTP header and params._meta.traceparent this call arrived with (\"none\" for each absent)",
+                json!({"type": "object", "properties": {}}),
+            ));
+        }
         for i in 0..self.extra_tools {
             tools.push(tool(
                 format!("tool_{i}"),
@@ -183,6 +202,22 @@ impl ServerHandler for Fixture {
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .unwrap_or_else(|| "none".to_owned());
                 Ok(text_result(value))
+            }
+            "trace_context" if self.trace_tool => {
+                let header = context
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|parts| parts.headers.get("traceparent"))
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_else(|| "none".to_owned());
+                let meta = context
+                    .meta
+                    .get("traceparent")
+                    .and_then(Value::as_str)
+                    .unwrap_or("none");
+                Ok(text_result(
+                    json!({"header": header, "meta": meta}).to_string(),
+                ))
             }
             other => match other
                 .strip_prefix("tool_")

@@ -36,6 +36,10 @@ struct Args {
     /// Add tools `tool_0` .. `tool_<N-1>` (for pagination and large-catalogue tests).
     #[arg(long, default_value_t = 0)]
     extra_tools: usize,
+    /// Adds the `trace_context` tool (the traceparent header and `_meta.traceparent` a call
+    /// arrived with), for the tracing tests.
+    #[arg(long)]
+    trace_tool: bool,
 }
 
 #[tokio::main]
@@ -43,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     serve::init_tracing("info");
 
-    let fixture = Fixture::new(args.name.clone(), args.extra_tools);
+    let fixture =
+        Fixture::new(args.name.clone(), args.extra_tools).with_trace_tool(args.trace_tool);
     match args.serve.transport {
         Transport::Stdio => serve::serve_stdio(fixture).await,
         Transport::Http => serve_http(fixture, &args).await,

@@ -28,6 +28,7 @@ mod identity_providers;
 mod interop_upstreams;
 mod modes;
 mod oauth;
+mod otlp;
 mod quick_start;
 mod secrets_at_rest;
 mod sso_login;
