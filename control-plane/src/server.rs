@@ -194,6 +194,9 @@ async fn serve_opened(
     .with_keys(Arc::clone(&keys))
     .with_recorder(recorder.clone());
     let streams = sync.closer();
+    // Audit ingest streams are counted apart from Sync sessions (an operator reading
+    // `canopy_cp_sync_streams` counts data planes), and closed with them at shutdown.
+    let audit_streams = crate::sync::StreamCloser::default();
     let admin_calls = Arc::new(crate::metrics::AdminCalls::default());
     let metrics_task = metrics_listener.map(|listener| {
         let mut registry = crate::metrics::Registry::default();
@@ -201,6 +204,7 @@ async fn serve_opened(
             fleet: Arc::clone(&fleet),
             store: store.clone(),
             streams: streams.clone(),
+            audit_streams: audit_streams.clone(),
         }));
         registry.register(Arc::clone(&admin_calls) as Arc<dyn crate::metrics::Collect>);
         registry.register(Arc::new(crate::metrics::IdentityCollector {
@@ -225,18 +229,21 @@ async fn serve_opened(
         Arc::clone(&admin),
         store.hasher().clone(),
         data_plane_token_hash,
-        streams.clone(),
+        audit_streams.clone(),
     )
     .with_recorder(recorder);
     let closing = streams.clone();
+    let closing_audit = audit_streams.clone();
     // Shutdown: the caller's future stops accepting and closes the Sync streams (they never
     // end by themselves); `stopping` starts the grace timer for what is left in flight.
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
         let open = closing.close();
+        let audit_open = closing_audit.close();
         tracing::info!(
             sync_streams = open,
+            audit_streams = audit_open,
             "shutting down: no new connections, closing sync streams, draining in-flight calls"
         );
         let _ = stopping_tx.send(true);
@@ -286,12 +293,18 @@ async fn serve_opened(
     }
     let drained = match drained {
         // Every connection is gone; wait for the last session task to have ended.
-        Ok(true) => Ok(tokio::time::timeout(grace, streams.closed()).await.is_ok()),
+        Ok(true) => Ok(tokio::time::timeout(grace, async {
+            streams.closed().await;
+            audit_streams.closed().await;
+        })
+        .await
+        .is_ok()),
         other => other,
     };
     match drained {
         Ok(true) => tracing::info!(
             sync_streams = streams.closed_at_shutdown(),
+            audit_streams = audit_streams.closed_at_shutdown(),
             "drained: sync streams closed, nothing left in flight"
         ),
         Ok(false) => tracing::warn!(

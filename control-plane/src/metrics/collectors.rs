@@ -14,6 +14,7 @@ pub struct ProcessCollector {
     pub fleet: Arc<Fleet>,
     pub store: Store,
     pub streams: StreamCloser,
+    pub audit_streams: StreamCloser,
 }
 
 impl Collect for ProcessCollector {
@@ -26,6 +27,8 @@ impl Collect for ProcessCollector {
         out.family(&SYNC_STREAMS).value(self.streams.open_now());
         out.family(&SYNC_STREAMS_OPENED)
             .value(self.streams.opened_total());
+        out.family(&AUDIT_STREAMS)
+            .value(self.audit_streams.open_now());
     }
 }
 

@@ -33,6 +33,11 @@ pub const SYNC_STREAMS_OPENED: Family = Family {
     kind: Kind::Counter,
     help: "Sync sessions started (a data plane said hello), reconnects included.",
 };
+pub const AUDIT_STREAMS: Family = Family {
+    name: "canopy_cp_audit_streams",
+    kind: Kind::Gauge,
+    help: "Audit ingest streams from data planes open now.",
+};
 pub const IDP_REFRESH_ATTEMPTS: Family = Family {
     name: "canopy_cp_idp_refresh_attempts_total",
     kind: Kind::Counter,
@@ -73,6 +78,7 @@ pub const ALL: &[&Family] = &[
     &REVISION,
     &SYNC_STREAMS,
     &SYNC_STREAMS_OPENED,
+    &AUDIT_STREAMS,
     &IDP_REFRESH_ATTEMPTS,
     &IDP_REFRESH_FAILURES,
     &IDP_CONSECUTIVE_FAILURES,
