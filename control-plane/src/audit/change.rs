@@ -69,9 +69,7 @@ impl Object {
                 .access_rule(n)?
                 .and_then(|r| serde_json::to_value(&r).ok()),
             Object::Revocation { idp, subject } => store
-                .revocations()?
-                .into_iter()
-                .find(|r| &r.idp == idp && &r.subject == subject)
+                .revocation(idp, subject)?
                 .and_then(|r| serde_json::to_value(&r).ok()),
         })
     }

@@ -434,6 +434,15 @@ impl Store {
         self.scan(b"v/")
     }
 
+    pub fn revocation(&self, idp: &str, subject: &str) -> Result<Option<Revocation>, StoreError> {
+        self.inner
+            .trees
+            .identity
+            .get(revocation_key(idp, subject))?
+            .map(|v| super::decode(&v))
+            .transpose()
+    }
+
     pub fn is_revoked(&self, idp: &str, subject: &str) -> Result<bool, StoreError> {
         Ok(self
             .inner
