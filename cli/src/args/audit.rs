@@ -63,7 +63,8 @@ pub struct AuditFilterArgs {
     #[arg(long, value_name = "NAME")]
     pub server: Option<String>,
 
-    /// Only calls of this tool (its name on the upstream server, as gen_ai.tool.name).
+    /// Only calls of this tool: its name on the upstream server (also matching calls made on
+    /// /mcp, which gen_ai.tool.name records as server__tool), or the recorded name itself.
     #[arg(long, value_name = "NAME")]
     pub tool: Option<String>,
 

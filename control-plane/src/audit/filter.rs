@@ -137,11 +137,18 @@ impl Filter {
             && field(&f.subject, sso.map(|s| s.subject.as_str()))
             && field(&f.idp, sso.map(|s| s.idp.as_str()))
             && field(&f.server, server)
-            && field(&f.tool, request.map(|r| r.tool.as_str()))
+            && (f.tool.is_empty() || request.is_some_and(|r| tool_matches(r, &f.tool)))
             && field(&f.data_plane, data_plane)
             && field(&f.method, method)
             && self.outcome.is_none_or(|want| outcome(kind) == Some(want))
     }
+}
+
+/// A request's tool is recorded as the client named it: `server__tool` on `/mcp`, `tool` on
+/// `/servers/<server>/mcp`. `--tool` takes the name on the upstream server (what the docs and
+/// the help say), so both spellings of that tool match; the recorded name itself does too.
+fn tool_matches(r: &pb::McpRequestEvent, want: &str) -> bool {
+    r.tool == want || (!r.server.is_empty() && r.tool == canopy_core::qualify(&r.server, want))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

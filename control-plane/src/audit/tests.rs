@@ -180,6 +180,43 @@ async fn lists_a_window_newest_first_filtered_page_by_page() {
 }
 
 #[tokio::test]
+async fn a_tool_filter_matches_the_upstream_name_and_the_aggregate_one() {
+    let (_dir, db) = db();
+    let store = AuditStore::open(&db).unwrap();
+    // The same tool called on `/mcp` (as `files__read`) and on `/servers/files/mcp` (as
+    // `read`), and another server's `read` through `/mcp`.
+    store
+        .append(vec![
+            request(1, "a", "files", "files__read", true),
+            request(2, "a", "files", "read", true),
+            request(3, "a", "other", "other__read", true),
+            request(4, "a", "files", "files__write", true),
+        ])
+        .await
+        .unwrap();
+    let filtered = |server: &str, tool: &str| {
+        times(
+            &store
+                .query(&Query {
+                    filter: pb::AuditFilter {
+                        server: server.into(),
+                        tool: tool.into(),
+                        ..Default::default()
+                    },
+                    limit: 100,
+                    ..Query::default()
+                })
+                .unwrap()
+                .events,
+        )
+    };
+    assert_eq!(filtered("files", "read"), vec![2, 1]);
+    assert_eq!(filtered("", "read"), vec![3, 2, 1]);
+    assert_eq!(filtered("", "files__read"), vec![1]);
+    assert!(filtered("", "ead").is_empty());
+}
+
+#[tokio::test]
 async fn a_forged_cursor_is_refused() {
     let (_dir, db) = db();
     let store = AuditStore::open(&db).unwrap();

@@ -2,7 +2,8 @@
 //! plane gone and a small spool, `--audit-required` refuses `/mcp` with a 503 JSON-RPC error
 //! once events cannot be kept, the drops are counted in `/metrics`, probes keep answering, and
 //! the spool on disk is private and holds no token. Delivery and recovery against the
-//! control plane's `Audit` service are covered in-process (`data-plane/src/audit/tests.rs`).
+//! control plane's `Audit` service are covered in-process (`data-plane/src/audit/tests.rs`)
+//! and end to end in `audit_fleet.rs` (fields, `kill -9` under load, a full spool's gap).
 
 use canopy_e2e::{file_mode, files_containing, DataPlane, FixtureServer};
 use serde_json::json;

@@ -7,6 +7,7 @@ mod common;
 mod dataplane_support;
 
 mod audit_data_plane;
+mod audit_fleet;
 mod audit_trail;
 mod conformance;
 mod dataplane_clients;
