@@ -13,11 +13,10 @@
 //! they name. A page examines at most [`MAX_SCAN`] events; when it stops there it returns
 //! what it found with a cursor to go on.
 //!
-//! Writes: one writer task takes every queued call and writes their events, index entries
-//! and ids as one sled batch per tree; a flusher task flushes once for every round written
-//! meanwhile and answers their callers (group commit: concurrent Ship streams share one
-//! fsync, and the next round is written while the last one is flushed). An event whose id
-//! is in the index, or earlier in the same round, is a duplicate.
+//! Writes: one writer task takes every queued call, writes their events, index entries and
+//! ids as one sled batch per tree, flushes once and answers them all (group commit:
+//! concurrent Ship streams share one fsync). An event whose id is in the id index, or
+//! earlier in the same round, is a duplicate.
 
 use super::cursor::CursorKey;
 use super::filter::Filter;
@@ -46,8 +45,6 @@ const ID_ENTRY_BYTES: u64 = (ID_LEN + 8) as u64;
 const INDEX_BYTES: u64 = 4 * KEY_LEN as u64;
 /// Per-event bytes counted besides its key and encoding.
 const OVERHEAD_BYTES: u64 = ID_ENTRY_BYTES + INDEX_BYTES;
-/// Written rounds waiting for their flush before the writer waits.
-const MAX_UNFLUSHED: usize = 4;
 /// Widest window (in hours) read through the index; a wider one is scanned.
 const MAX_INDEX_HOURS: u64 = 24 * 366 * 5;
 
@@ -67,7 +64,7 @@ pub struct AuditCounters {
     pub expired: AtomicU64,
     /// Live events tailers missed because they read too slowly.
     pub tail_lagged: AtomicU64,
-    /// Durable commits (one flush answering one or more write rounds).
+    /// Durable commits (one flush per write round).
     pub commits: AtomicU64,
     /// Microseconds from a round's turn at the writer to its flush's end, summed over the
     /// rounds (with `rounds`: the mean ingest commit latency).
@@ -540,12 +537,12 @@ struct Job {
 }
 
 /// The single writer: takes every call queued (up to [`MAX_JOBS`]), writes them as one
-/// batch per tree and hands the round to the flusher, then takes the next calls while that
-/// round is flushed (group commit: concurrent Ship streams share one fsync and one sled
-/// batch per tree).
+/// batch per tree, flushes once, then answers them all and publishes the new events (group
+/// commit: concurrent Ship streams share one fsync and one sled batch per tree). Calls that
+/// arrive during a flush wait for the next round, which is what makes rounds large under load
+/// (writing the next round during the flush was tried: rounds shrank and ingest fell, since
+/// each round writes an index entry per distinct value).
 async fn write_loop(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Job>) {
-    let (rounds, written) = mpsc::channel(MAX_UNFLUSHED);
-    let flusher = tokio::spawn(flush_loop(Arc::clone(&inner), written));
     let mut queue = Vec::with_capacity(MAX_JOBS);
     while jobs.recv_many(&mut queue, MAX_JOBS).await > 0 {
         let round = std::mem::take(&mut queue);
@@ -556,42 +553,24 @@ async fn write_loop(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Job>) {
             // The blocking task panicked: its callers see the store as closed.
             continue;
         };
-        if rounds.send((started, answers, fresh)).await.is_err() {
-            break;
-        }
-    }
-    drop(rounds);
-    let _ = flusher.await;
-}
-
-/// A written round waiting for its flush: when it began, its callers' answers, its events.
-type Written = (std::time::Instant, Answers, Vec<pb::AuditEvent>);
-
-/// Flushes once for every round written since the last flush began, then answers their
-/// callers and publishes their events (in the order they were written).
-async fn flush_loop(inner: Arc<Inner>, mut written: mpsc::Receiver<Written>) {
-    let mut rounds = Vec::with_capacity(MAX_UNFLUSHED);
-    while written.recv_many(&mut rounds, MAX_UNFLUSHED).await > 0 {
         let flushed = inner.db.flush_async().await;
         let counters = &inner.counters;
         counters.commits.fetch_add(1, Ordering::Relaxed);
-        for (started, answers, fresh) in rounds.drain(..) {
-            for (reply, answer) in answers {
-                let answer = match (&flushed, answer) {
-                    (Ok(_), answer) => answer,
-                    (Err(e), Ok(_)) => Err(AuditError::Write(format!("flush failed: {e}"))),
-                    (Err(_), Err(e)) => Err(e),
-                };
-                let _ = reply.send(answer);
-            }
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            counters.commit_micros.fetch_add(micros, Ordering::Relaxed);
-            counters.rounds.fetch_add(1, Ordering::Relaxed);
-            if flushed.is_ok() {
-                for event in fresh {
-                    // No receivers is fine: nobody tails.
-                    let _ = inner.live.send(Arc::new(event));
-                }
+        counters.rounds.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        counters.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        for (reply, answer) in answers {
+            let answer = match (&flushed, answer) {
+                (Ok(_), answer) => answer,
+                (Err(e), Ok(_)) => Err(AuditError::Write(format!("flush failed: {e}"))),
+                (Err(_), Err(e)) => Err(e),
+            };
+            let _ = reply.send(answer);
+        }
+        if flushed.is_ok() {
+            for event in fresh {
+                // No receivers is fine: nobody tails.
+                let _ = inner.live.send(Arc::new(event));
             }
         }
     }

@@ -66,7 +66,7 @@ pub const AUDIT_WRITER_QUEUE: Family = Family {
 pub const AUDIT_COMMITS: Family = Family {
     name: "canopy_cp_audit_commits_total",
     kind: Kind::Counter,
-    help: "Durable commits of the audit writer (one flush for every round written meanwhile).",
+    help: "Durable commits (flushes) of the audit writer.",
 };
 pub const AUDIT_ROUNDS: Family = Family {
     name: "canopy_cp_audit_write_rounds_total",
