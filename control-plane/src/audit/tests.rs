@@ -401,3 +401,25 @@ async fn indexed_filters_list_what_a_scan_would_across_hours_pages_and_retention
     assert!(store.is_empty());
     assert!(listed(&store, &filters[0], 0, 10).is_empty());
 }
+
+#[tokio::test]
+async fn a_trail_written_without_the_index_is_indexed_at_open() {
+    let (_dir, db) = db();
+    let store = AuditStore::open(&db).unwrap();
+    let events = spread_events();
+    store.append(events.clone()).await.unwrap();
+    store.close().await;
+    // As an earlier version left it: events, no index, no "indexed" mark.
+    db.open_tree("audit_index").unwrap().clear().unwrap();
+    db.open_tree("audit_meta")
+        .unwrap()
+        .remove(b"indexed_v1")
+        .unwrap();
+    let store = AuditStore::open(&db).unwrap();
+    let f = pb::AuditFilter {
+        client: "c2".into(),
+        ..Default::default()
+    };
+    assert_eq!(listed(&store, &f, 0, 7), expected(&events, &f, 0));
+    assert!(!listed(&store, &f, 0, 7).is_empty());
+}
