@@ -3,6 +3,7 @@
 //! * `store` — the event trees (time-ordered keys, an id index for de-duplication), group
 //!   commit, queries with a time window, filter and cursor, retention by age and size.
 //! * `key`, `cursor`, `filter` — the key layout, opaque page cursors, what a filter matches.
+//! * `index` — the secondary index (client, subject, server, tool, outcome by hour).
 //! * `service` — the `Audit` gRPC service: `Ship` from data planes, `List`/`Tail` for admins.
 //! * `recorder` — the control plane's own events (changes, failed authentications), written
 //!   off the caller's path through the same store.
@@ -15,6 +16,7 @@ pub(crate) mod change;
 mod cursor;
 mod error;
 mod filter;
+mod index;
 mod key;
 pub(crate) mod recorder;
 mod retention;

@@ -18,7 +18,7 @@ mod http;
 mod text;
 
 pub use admin_calls::{AdminCalls, AdminCallsLayer};
-pub use collectors::{IdentityCollector, ProcessCollector};
+pub use collectors::{AuditCollector, IdentityCollector, ProcessCollector};
 pub use http::{bind, serve, MetricsError};
 pub use text::{Exposition, Family, Kind};
 

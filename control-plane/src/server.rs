@@ -206,6 +206,9 @@ async fn serve_opened(
             streams: streams.clone(),
             audit_streams: audit_streams.clone(),
         }));
+        registry.register(Arc::new(crate::metrics::AuditCollector {
+            store: audit_store.clone(),
+        }));
         registry.register(Arc::clone(&admin_calls) as Arc<dyn crate::metrics::Collect>);
         registry.register(Arc::new(crate::metrics::IdentityCollector {
             keys: Arc::clone(&keys),

@@ -3,11 +3,12 @@
 //! 1. Ingest: a control plane (in this process, on 127.0.0.1) and `--streams` concurrent
 //!    `Audit.Ship` streams, each sending batches of `--batch` events and keeping
 //!    `--in-flight` batches unacknowledged; events/s counts acknowledged (durable) events.
-//! 2. Query: `--events` events written straight through the store API into a fresh data dir,
-//!    spread evenly over `--spread`; then a control plane on that dir answers
-//!    `ListAuditEvents` for a one-hour window (newest page, a filter that matches 1 in 100,
-//!    a filter that matches nothing: the whole window scanned). Each query runs `--repeat`
-//!    times; the median and the maximum are printed.
+//! 2. Query: `--events` events written straight through the store API into a fresh data dir
+//!    (or the one `--keep` left), spread evenly over `--spread`; then a control plane on that
+//!    dir (timed until it serves) answers `ListAuditEvents` for one-hour and one-day windows
+//!    (newest page, filters matching 1 in 1,000, 1 in 97, 1 in 20, and nothing). Each query
+//!    runs `--repeat` times; the first run (the very first is the first query after the
+//!    start), the median and the maximum are printed.
 //!
 //! Example (release build):
 //!   cargo build --release -p canopy-bench --bin canopy-bench-audit
@@ -48,6 +49,13 @@ struct Args {
     /// Runs of each query.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// Keep the populated query data dir at the end, and reuse one kept by an earlier run
+    /// (same --events and --spread) instead of populating again.
+    #[arg(long)]
+    keep: bool,
+    /// Skip the ingest figures.
+    #[arg(long)]
+    no_ingest: bool,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -132,6 +140,12 @@ async fn start_cp(dir: &Path) -> anyhow::Result<Cp> {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
+    // The socket accepts before the control plane has opened its data dir: wait until it
+    // answers, so a query's time is the query's.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await?;
     Ok(Cp {
         channel,
         stop,
@@ -235,15 +249,27 @@ async fn populate(args: &Args, dir: &Path) -> anyhow::Result<i64> {
     let spread = i64::try_from(args.spread.as_nanos())?;
     let step = spread / i64::try_from(args.events.max(1))?;
     let started = Instant::now();
-    const CHUNK: u64 = 20_000;
+    // Chunks of 50,000, four at a time: the store writes one while it flushes another.
+    const CHUNK: u64 = 50_000;
+    const AHEAD: usize = 4;
+    let mut pending = std::collections::VecDeque::new();
     let mut n = 0u64;
     while n < args.events {
         let count = CHUNK.min(args.events - n);
         let events = (n..n + count)
             .map(|i| event(i, end - spread + i as i64 * step))
             .collect();
-        store.append(events).await?;
+        let store = store.clone();
+        pending.push_back(tokio::spawn(async move { store.append(events).await }));
+        if pending.len() >= AHEAD {
+            if let Some(t) = pending.pop_front() {
+                t.await??;
+            }
+        }
         n += count;
+    }
+    for t in pending {
+        t.await??;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -267,17 +293,20 @@ async fn query(
 ) -> anyhow::Result<()> {
     let mut times = Vec::with_capacity(repeat);
     let mut got = 0;
-    for _ in 0..repeat {
+    for _ in 0..repeat.max(1) {
         let started = Instant::now();
         let page = client.list_audit_events(req.clone()).await?.into_inner();
         times.push(started.elapsed());
         got = page.events.len();
     }
+    let first = times[0];
     times.sort();
     println!(
-        "query {name}: {got} events, median {:.1} ms, max {:.1} ms ({repeat} runs)",
+        "query {name}: {got} events, first {:.1} ms, median {:.1} ms, max {:.1} ms ({} runs)",
+        first.as_secs_f64() * 1e3,
         times[times.len() / 2].as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
+        times[times.len() - 1].as_secs_f64() * 1e3,
+        times.len()
     );
     Ok(())
 }
@@ -291,12 +320,17 @@ async fn queries(args: &Args, dir: &Path, end: i64) -> anyhow::Result<()> {
     );
     let mut client = AuditClient::new(cp.channel.clone()).max_decoding_message_size(64 << 20);
     let hour = 3_600_000_000_000i64;
-    // The hour before the newest event, and an hour in the middle of the spread.
+    // The hour (day) before the newest event, and one in the middle of the spread.
     let spread = i64::try_from(args.spread.as_nanos())?;
-    for (label, until) in [("last hour", end + 1), ("middle hour", end - spread / 2)] {
+    for (label, until, span) in [
+        ("last hour", end + 1, hour),
+        ("middle hour", end - spread / 2, hour),
+        ("last day", end + 1, 24 * hour),
+        ("middle day", end - spread / 2, 24 * hour),
+    ] {
         let window = |filter: pb::AuditFilter, limit: u32| pb::ListAuditEventsRequest {
             filter: Some(filter),
-            since_unix_nanos: until - hour,
+            since_unix_nanos: until - span,
             until_unix_nanos: until,
             limit,
             cursor: String::new(),
@@ -336,7 +370,21 @@ async fn queries(args: &Args, dir: &Path, end: i64) -> anyhow::Result<()> {
         .await?;
         query(
             &mut client,
-            &format!("{label}, --client nobody (whole window scanned)"),
+            &format!("{label}, --server server-03 --tool tool_13 (1 in 100), limit 1000"),
+            window(
+                pb::AuditFilter {
+                    server: "server-03".into(),
+                    tool: "tool_13".into(),
+                    ..Default::default()
+                },
+                1000,
+            ),
+            args.repeat,
+        )
+        .await?;
+        query(
+            &mut client,
+            &format!("{label}, --client nobody (matches nothing)"),
             window(
                 pb::AuditFilter {
                     client: "nobody".into(),
@@ -356,14 +404,43 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.work)?;
     let ingest_dir = args.work.join("ingest");
-    ingest(&args, &ingest_dir, 1).await?;
-    ingest(&args, &ingest_dir, args.streams).await?;
+    if !args.no_ingest {
+        ingest(&args, &ingest_dir, 1).await?;
+        ingest(&args, &ingest_dir, args.streams).await?;
+    }
     if args.events > 0 {
         let dir = args.work.join("query");
-        let end = populate(&args, &dir).await?;
+        // A kept dir records its own end time (the populate's "now").
+        let end_file = args.work.join(format!(
+            "query-end-{}-{}",
+            args.events,
+            args.spread.as_secs()
+        ));
+        let kept = match std::fs::read_to_string(&end_file) {
+            Ok(s) if args.keep => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        let end = match kept {
+            Some(end) => {
+                println!("populate: reusing the kept data dir {}", dir.display());
+                end
+            }
+            None => {
+                let _ = std::fs::remove_file(&end_file);
+                let end = populate(&args, &dir).await?;
+                if args.keep {
+                    std::fs::write(&end_file, end.to_string())?;
+                }
+                end
+            }
+        };
         queries(&args, &dir, end).await?;
-        let _ = std::fs::remove_dir_all(&dir);
+        if !args.keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
-    let _ = std::fs::remove_dir_all(&args.work);
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&args.work);
+    }
     Ok(())
 }

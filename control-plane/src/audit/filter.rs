@@ -1,6 +1,7 @@
 //! What an `AuditFilter` matches. Every set field must match exactly; a field an event kind
 //! does not have (a tool on a change event) does not match it.
 
+use super::index::Field;
 use super::AuditError;
 use canopy_proto::v1 as pb;
 use pb::audit_event::Kind;
@@ -84,6 +85,26 @@ impl Filter {
         .all(|v| contains(encoded, v.as_bytes()))
     }
 
+    /// The indexed field and value a query should read the index for, if any: the one
+    /// likely to be rarest (a client or subject before a tool, a server, an outcome). Not
+    /// `--outcome ok`: most events are, so reading them through the index would be slower
+    /// than the scan of the window.
+    pub fn index_term(&self) -> Option<(Field, &str)> {
+        let f = &self.f;
+        [
+            (Field::Client, f.client.as_str()),
+            (Field::Subject, f.subject.as_str()),
+            (Field::Tool, f.tool.as_str()),
+            (Field::Server, f.server.as_str()),
+        ]
+        .into_iter()
+        .find(|(_, v)| !v.is_empty())
+        .or(match self.outcome {
+            Some(Outcome::Ok) | None => None,
+            Some(_) => Some((Field::Outcome, f.outcome.as_str())),
+        })
+    }
+
     pub fn matches(&self, event: &pb::AuditEvent) -> bool {
         let Some(kind) = &event.kind else {
             return false;
@@ -149,6 +170,16 @@ impl Filter {
 /// the help say), so both spellings of that tool match; the recorded name itself does too.
 fn tool_matches(r: &pb::McpRequestEvent, want: &str) -> bool {
     r.tool == want || (!r.server.is_empty() && r.tool == canopy_core::qualify(&r.server, want))
+}
+
+/// The outcome's name as filters say it (`None`: an event kind without one).
+pub(super) fn outcome_name(kind: &Kind) -> Option<&'static str> {
+    outcome(kind).map(|o| match o {
+        Outcome::Ok => OUTCOMES[0],
+        Outcome::Error => OUTCOMES[1],
+        Outcome::Denied => OUTCOMES[2],
+        Outcome::Limited => OUTCOMES[3],
+    })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

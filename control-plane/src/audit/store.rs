@@ -3,20 +3,25 @@
 //! Trees (in the control plane's sled database, apart from its records):
 //! * `audit_events`: key (time, id) (see `key.rs`) → the protobuf-encoded `AuditEvent`;
 //! * `audit_ids`: id → the event's time (8 bytes): the de-duplication index;
+//! * `audit_index`: client, subject, server, tool and outcome → event keys, by hour (see
+//!   `index.rs`);
 //! * `audit_meta`: the cursor key and the stored-bytes counter.
 //!
-//! Only time is indexed: a query is one reverse range scan over its window, each event
-//! decoded and matched against the filter. A page scans at most [`MAX_SCAN`] events; when
-//! it stops there it returns what it found with a cursor to go on.
+//! A query without an indexed filter is one reverse range scan over its window, each event
+//! matched against the filter (most ruled out on their bytes). With one, it reads the
+//! index's entries for that value hour by hour, newest first, and fetches only the events
+//! they name. A page examines at most [`MAX_SCAN`] events; when it stops there it returns
+//! what it found with a cursor to go on.
 //!
-//! Writes: one writer task takes every queued call, writes their events as one sled batch
-//! and their ids as another, flushes once and answers them all (group commit: concurrent
-//! Ship streams share one fsync). An event whose id is in the index, or earlier in the same
-//! round, is a duplicate.
+//! Writes: one writer task takes every queued call, writes their events, index entries and
+//! ids as one sled batch per tree, flushes once and answers them all (group commit:
+//! concurrent Ship streams share one fsync). An event whose id is in the id index, or
+//! earlier in the same round, is a duplicate.
 
 use super::cursor::CursorKey;
 use super::filter::Filter;
-use super::key::{self, EventKey, ID_LEN};
+use super::index;
+use super::key::{self, EventKey, ID_LEN, KEY_LEN};
 use super::AuditError;
 use canopy_proto::v1 as pb;
 use prost::Message;
@@ -35,12 +40,20 @@ const MAX_JOBS: usize = 256;
 const LIVE_CAPACITY: usize = 8 * 1024;
 /// Bytes an id-index entry takes (key + value), counted with each event.
 const ID_ENTRY_BYTES: u64 = (ID_LEN + 8) as u64;
+/// Bytes counted per event for its secondary-index references (its key under client or
+/// subject, server, tool and outcome; the entries' own keys are shared by a round).
+const INDEX_BYTES: u64 = 4 * KEY_LEN as u64;
+/// Per-event bytes counted besides its key and encoding.
+const OVERHEAD_BYTES: u64 = ID_ENTRY_BYTES + INDEX_BYTES;
+/// Widest window (in hours) read through the index; a wider one is scanned.
+const MAX_INDEX_HOURS: u64 = 24 * 366 * 5;
 
 const META_CURSOR_KEY: &[u8] = b"cursor_key";
 const META_BYTES: &[u8] = b"bytes";
+/// Set once every stored event is in the secondary index.
+const META_INDEXED: &[u8] = b"indexed_v1";
 
-/// Counters for operators. Kept here until the control plane exports metrics (they are
-/// meant for `canopy_audit_*` series once `--metrics-listen` lands).
+/// Counters for operators, served as `canopy_cp_audit_*` (`metrics/collectors.rs`).
 #[derive(Debug, Default)]
 pub struct AuditCounters {
     /// Events stored (new ids).
@@ -51,6 +64,13 @@ pub struct AuditCounters {
     pub expired: AtomicU64,
     /// Live events tailers missed because they read too slowly.
     pub tail_lagged: AtomicU64,
+    /// Durable commits (one flush per write round).
+    pub commits: AtomicU64,
+    /// Microseconds from a round's turn at the writer to its flush's end, summed over the
+    /// rounds (with `rounds`: the mean ingest commit latency).
+    pub commit_micros: AtomicU64,
+    /// Write rounds committed.
+    pub rounds: AtomicU64,
 }
 
 /// What one append did.
@@ -94,6 +114,7 @@ struct Inner {
     db: sled::Db,
     events: sled::Tree,
     ids: sled::Tree,
+    index: sled::Tree,
     meta: sled::Tree,
     cursor_key: CursorKey,
     /// Logical bytes stored: keys, encoded events, id-index entries.
@@ -133,6 +154,7 @@ impl AuditStore {
     pub fn open(db: &sled::Db) -> Result<Self, AuditError> {
         let events = db.open_tree("audit_events")?;
         let ids = db.open_tree("audit_ids")?;
+        let index = db.open_tree("audit_index")?;
         let meta = db.open_tree("audit_meta")?;
         let raw = match meta.get(META_CURSOR_KEY)? {
             Some(raw) => <[u8; 32]>::try_from(raw.as_ref())
@@ -149,10 +171,15 @@ impl AuditStore {
                 .map_err(|_| AuditError::Decode("byte counter is not 8 bytes".into()))?,
             None => 0,
         };
+        if meta.get(META_INDEXED)?.is_none() {
+            backfill(db, &events, &index)?;
+            meta.insert(META_INDEXED, &[1])?;
+        }
         let inner = Arc::new(Inner {
             db: db.clone(),
             events,
             ids,
+            index,
             meta,
             cursor_key: CursorKey::new(raw),
             bytes: AtomicU64::new(bytes),
@@ -184,6 +211,11 @@ impl AuditStore {
 
     pub fn counters(&self) -> &AuditCounters {
         &self.inner.counters
+    }
+
+    /// Calls queued for the writer now (waiting for their round).
+    pub fn queued(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
     }
 
     /// Logical bytes stored (keys, encoded events and the id index; sled's files are
@@ -240,6 +272,22 @@ impl AuditStore {
             let after = self.inner.cursor_key.open(&q.cursor)?;
             hi = Some(hi.map_or(after, |h| h.min(after)));
         }
+        if let Some((field, value)) = filter.index_term() {
+            if let Some(page) = self.query_index(&filter, field, value, lo, hi, limit)? {
+                return Ok(page);
+            }
+        }
+        self.query_scan(&filter, lo, hi, limit)
+    }
+
+    /// The window [lo, hi) scanned newest first, every event checked.
+    fn query_scan(
+        &self,
+        filter: &Filter,
+        lo: EventKey,
+        hi: Option<EventKey>,
+        limit: usize,
+    ) -> Result<Page, AuditError> {
         let range = match hi {
             Some(hi) => self.inner.events.range(lo..hi),
             None => self.inner.events.range(lo..),
@@ -270,6 +318,79 @@ impl AuditStore {
             last = Some(k);
         }
         Ok(page)
+    }
+
+    /// The window [lo, hi) read through the index entries of `field` = `value`, hour by
+    /// hour from the newest. `None` when the window is too wide for it (scan instead).
+    fn query_index(
+        &self,
+        filter: &Filter,
+        field: index::Field,
+        value: &str,
+        lo: EventKey,
+        hi: Option<EventKey>,
+        limit: usize,
+    ) -> Result<Option<Page>, AuditError> {
+        let inner = &self.inner;
+        // The hours to read: the window, narrowed to the stored events' times.
+        let (Some((first, _)), Some((newest, _))) = (inner.events.first()?, inner.events.last()?)
+        else {
+            return Ok(Some(Page::default()));
+        };
+        let lo_key: &[u8] = lo.as_slice().max(first.as_ref());
+        let hi_time = match hi {
+            Some(h) if h.as_slice() <= newest.as_ref() => time_of(&h),
+            _ => time_of(&newest),
+        };
+        let lo_time = time_of(lo_key);
+        if hi_time < lo_time {
+            return Ok(Some(Page::default()));
+        }
+        if index::hour_count(lo_time, hi_time) > MAX_INDEX_HOURS {
+            return Ok(None);
+        }
+        let in_window = |k: &[u8]| k >= lo.as_slice() && hi.is_none_or(|h| k < h.as_slice());
+        let mut page = Page::default();
+        let mut examined = 0usize;
+        let mut last: Option<EventKey> = None;
+        let mut keys: Vec<EventKey> = Vec::new();
+        for hour in index::hours(lo_time, hi_time).rev() {
+            keys.clear();
+            for entry in inner.index.scan_prefix(index::prefix(hour, field, value)) {
+                let (_, refs) = entry?;
+                keys.extend(
+                    index::event_keys(&refs)
+                        .filter(|k| in_window(k))
+                        .filter_map(|k| EventKey::try_from(k).ok()),
+                );
+            }
+            // Newest first; a round written twice (retried after a crash) names an event twice.
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            keys.dedup();
+            for k in &keys {
+                if examined >= MAX_SCAN {
+                    if let Some(last) = &last {
+                        page.next_cursor = inner.cursor_key.seal(last);
+                    }
+                    return Ok(Some(page));
+                }
+                examined += 1;
+                last = Some(*k);
+                // Gone: removed by retention after its hour's entries were read.
+                let Some(raw) = inner.events.get(k)? else {
+                    continue;
+                };
+                let event = decode(&raw)?;
+                if filter.matches(&event) {
+                    page.events.push(event);
+                    if page.events.len() == limit {
+                        page.next_cursor = inner.cursor_key.seal(k);
+                        return Ok(Some(page));
+                    }
+                }
+            }
+        }
+        Ok(Some(page))
     }
 
     fn seal(&self, key: &[u8]) -> String {
@@ -329,15 +450,17 @@ impl AuditStore {
             let mut freed = 0u64;
             let mut n = 0usize;
             let mut done = true;
+            let mut newest_removed = None;
             for item in inner.events.iter() {
                 let (k, v) = item?;
-                let size = (k.len() + v.len()) as u64 + ID_ENTRY_BYTES;
+                let size = (k.len() + v.len()) as u64 + OVERHEAD_BYTES;
                 if !take(&k, size) {
                     break;
                 }
                 if let Some(id) = key::id_of(&k) {
                     ids.remove(&id[..]);
                 }
+                newest_removed = Some(time_of(&k));
                 events.remove(k);
                 freed += size;
                 n += 1;
@@ -352,6 +475,9 @@ impl AuditStore {
             // Events first: an id without its event is rewritten on retry, never lost.
             inner.events.apply_batch(events)?;
             inner.ids.apply_batch(ids)?;
+            if let Some(t) = newest_removed {
+                self.drop_index_before(t)?;
+            }
             let left = inner
                 .bytes
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
@@ -367,6 +493,42 @@ impl AuditStore {
     }
 }
 
+impl AuditStore {
+    /// Removes the index entries of the hours before the one of `time` (its events are
+    /// gone; entries of that hour itself stay until a later pass, naming some removed events
+    /// that queries skip).
+    fn drop_index_before(&self, time: i64) -> Result<(), AuditError> {
+        const CHUNK: usize = 10_000;
+        let end = index::bucket(time);
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0usize;
+            for item in self.inner.index.range(..end) {
+                let (k, _) = item?;
+                batch.remove(k);
+                n += 1;
+                if n == CHUNK {
+                    break;
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            self.inner.index.apply_batch(batch)?;
+            if n < CHUNK {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The time of a stored event key (its first 8 bytes); 0 for a key too short to be ours.
+fn time_of(k: &[u8]) -> i64 {
+    k.get(..8)
+        .and_then(|t| <[u8; 8]>::try_from(t).ok())
+        .map_or(0, |t| (u64::from_be_bytes(t) ^ (1 << 63)) as i64)
+}
+
 /// One caller's events, checked, waiting for the writer.
 struct Job {
     events: Vec<pb::AuditEvent>,
@@ -375,12 +537,16 @@ struct Job {
 }
 
 /// The single writer: takes every call queued (up to [`MAX_JOBS`]), writes them as one
-/// batch of events and one of ids, flushes once, then answers them all and publishes the
-/// new events (group commit: concurrent Ship streams share one fsync and one sled batch).
+/// batch per tree, flushes once, then answers them all and publishes the new events (group
+/// commit: concurrent Ship streams share one fsync and one sled batch per tree). Calls that
+/// arrive during a flush wait for the next round, which is what makes rounds large under load
+/// (writing the next round during the flush was tried: rounds shrank and ingest fell, since
+/// each round writes an index entry per distinct value).
 async fn write_loop(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Job>) {
     let mut queue = Vec::with_capacity(MAX_JOBS);
     while jobs.recv_many(&mut queue, MAX_JOBS).await > 0 {
         let round = std::mem::take(&mut queue);
+        let started = std::time::Instant::now();
         let writer = Arc::clone(&inner);
         let written = tokio::task::spawn_blocking(move || write_round(&writer, round)).await;
         let Ok((answers, fresh)) = written else {
@@ -388,6 +554,11 @@ async fn write_loop(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Job>) {
             continue;
         };
         let flushed = inner.db.flush_async().await;
+        let counters = &inner.counters;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters.rounds.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        counters.commit_micros.fetch_add(micros, Ordering::Relaxed);
         for (reply, answer) in answers {
             let answer = match (&flushed, answer) {
                 (Ok(_), answer) => answer,
@@ -410,12 +581,62 @@ type Answers = Vec<(
     Result<Appended, AuditError>,
 )>;
 
+/// The index entries of one round: (hour, field, value) → the keys of its events.
+type Postings<'a> = std::collections::HashMap<(i64, index::Field, &'a str), Vec<u8>>;
+
+/// The index entries of `events` (with their keys), grouped by hour, field and value.
+fn postings<'a>(events: impl Iterator<Item = (&'a pb::AuditEvent, &'a EventKey)>) -> Postings<'a> {
+    let mut postings = Postings::new();
+    for (event, event_key) in events {
+        let t = event.time_unix_nanos;
+        for (field, value) in index::terms(event) {
+            postings
+                .entry((index::hour_of(t), field, value))
+                .or_default()
+                .extend_from_slice(event_key);
+        }
+    }
+    postings
+}
+
+fn index_batch(postings: Postings<'_>, round_id: u64) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for ((hour, field, value), refs) in postings {
+        batch.insert(index::entry_key(hour, field, value, round_id), refs);
+    }
+    batch
+}
+
+/// Indexes the events stored before the index existed (a data dir of an earlier version),
+/// once, at open, chunk by chunk.
+fn backfill(db: &sled::Db, events: &sled::Tree, index: &sled::Tree) -> Result<(), AuditError> {
+    const CHUNK: usize = 50_000;
+    let mut chunk: Vec<(pb::AuditEvent, EventKey)> = Vec::with_capacity(CHUNK);
+    let mut iter = events.iter();
+    loop {
+        chunk.clear();
+        for item in iter.by_ref().take(CHUNK) {
+            let (k, v) = item?;
+            let Ok(key) = EventKey::try_from(k.as_ref()) else {
+                continue;
+            };
+            chunk.push((decode(&v)?, key));
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let postings = postings(chunk.iter().map(|(e, k)| (e, k)));
+        index.apply_batch(index_batch(postings, db.generate_id()?))?;
+    }
+}
+
 /// Writes one round of calls; returns each caller's answer and the events to publish.
 fn write_round(inner: &Inner, round: Vec<Job>) -> (Answers, Vec<pb::AuditEvent>) {
     let mut batch = sled::Batch::default();
     let mut id_batch = sled::Batch::default();
     let mut seen = std::collections::HashSet::new();
     let mut fresh = Vec::new();
+    let mut keys = Vec::new();
     let mut added = 0u64;
     let mut answers = Vec::with_capacity(round.len());
     let mut totals = Appended::default();
@@ -437,21 +658,31 @@ fn write_round(inner: &Inner, round: Vec<Job>) -> (Answers, Vec<pb::AuditEvent>)
             let time = key::time_bytes(event.time_unix_nanos);
             let event_key = key::event_key(event.time_unix_nanos, &id);
             let value = event.encode_to_vec();
-            added += (event_key.len() + value.len()) as u64 + ID_ENTRY_BYTES;
+            added += (event_key.len() + value.len()) as u64 + OVERHEAD_BYTES;
             batch.insert(&event_key[..], value);
             id_batch.insert(&id[..], &time[..]);
             appended.stored += 1;
             fresh.push(event);
+            keys.push(event_key);
         }
         totals.stored += appended.stored;
         totals.duplicates += appended.duplicates;
         answers.push((job.reply, failed.map_or(Ok(appended), |e| Err(e.into()))));
     }
-    // Events before their ids: after a crash in between, a retry finds no id and writes the
-    // same key again (same time, same id), never a second copy.
+    let postings = postings(fresh.iter().zip(&keys));
+    // Events, then their index entries, then their ids: after a crash in between, a retry
+    // finds no id and writes the same event key again (same time, same id), never a second
+    // copy, and index entries again (naming the event twice, which a query de-duplicates).
     let written = inner
         .events
         .apply_batch(batch)
+        .and_then(|()| {
+            if postings.is_empty() {
+                return Ok(());
+            }
+            let round_id = inner.db.generate_id()?;
+            inner.index.apply_batch(index_batch(postings, round_id))
+        })
         .and_then(|()| inner.ids.apply_batch(id_batch))
         .and_then(|()| {
             let total = inner.bytes.fetch_add(added, Ordering::SeqCst) + added;

@@ -316,3 +316,147 @@ async fn concurrent_appends_share_flushes_and_publish_live() {
     }
     assert_eq!(received, 400);
 }
+
+/// Events ten minutes apart over ~17 hours: 3 clients, 2 tools, every 7th denied.
+fn spread_events() -> Vec<pb::AuditEvent> {
+    (0..100u32)
+        .map(|n| {
+            let mut e = request(
+                n,
+                &format!("c{}", n % 3),
+                "files",
+                if n % 2 == 0 { "read" } else { "write" },
+                n % 7 != 0,
+            );
+            e.time_unix_nanos = T0 + i64::from(n) * 600 * SECOND;
+            e
+        })
+        .collect()
+}
+
+/// What a filter should list (newest first), by checking each event directly.
+fn expected(events: &[pb::AuditEvent], f: &pb::AuditFilter, since: i64) -> Vec<i64> {
+    let filter = super::filter::Filter::new(f.clone()).unwrap();
+    let mut out: Vec<i64> = events
+        .iter()
+        .filter(|e| e.time_unix_nanos >= since && filter.matches(e))
+        .map(|e| e.time_unix_nanos)
+        .collect();
+    out.reverse();
+    out
+}
+
+fn listed(store: &AuditStore, f: &pb::AuditFilter, since: i64, limit: u32) -> Vec<i64> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = store
+            .query(&Query {
+                filter: f.clone(),
+                since,
+                limit,
+                cursor: cursor.clone(),
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(page.events.len() <= limit as usize);
+        all.extend(page.events.iter().map(|e| e.time_unix_nanos));
+        if page.next_cursor.is_empty() {
+            return all;
+        }
+        cursor = page.next_cursor;
+    }
+}
+
+#[tokio::test]
+async fn indexed_filters_list_what_a_scan_would_across_hours_pages_and_retention() {
+    let (_dir, db) = db();
+    let store = AuditStore::open(&db).unwrap();
+    let events = spread_events();
+    // Several rounds, one of them a retry of earlier events (stored once, indexed once).
+    store.append(events[..60].to_vec()).await.unwrap();
+    store.append(events[40..].to_vec()).await.unwrap();
+    let filters = [
+        pb::AuditFilter {
+            client: "c1".into(),
+            ..Default::default()
+        },
+        pb::AuditFilter {
+            client: "c2".into(),
+            tool: "read".into(),
+            ..Default::default()
+        },
+        pb::AuditFilter {
+            tool: "write".into(),
+            outcome: "denied".into(),
+            ..Default::default()
+        },
+        pb::AuditFilter {
+            server: "files".into(),
+            ..Default::default()
+        },
+        pb::AuditFilter {
+            outcome: "denied".into(),
+            ..Default::default()
+        },
+        pb::AuditFilter {
+            client: "nobody".into(),
+            ..Default::default()
+        },
+    ];
+    let check = |store: &AuditStore, events: &[pb::AuditEvent], since: i64| {
+        for f in &filters {
+            let want = expected(events, f, since);
+            for limit in [3, 1000] {
+                assert_eq!(listed(store, f, since, limit), want, "{f:?} limit {limit}");
+            }
+            // A window inside the trail: from event 25's time.
+            let from = T0 + 25 * 600 * SECOND;
+            let inner = since.max(from);
+            assert_eq!(
+                listed(store, f, inner, 1000),
+                expected(events, f, inner),
+                "{f:?}"
+            );
+        }
+    };
+    check(&store, &events, 0);
+
+    // Retention takes the oldest 50 (and the index's hours before the last one removed).
+    let cutoff = T0 + 50 * 600 * SECOND;
+    assert_eq!(store.expire(cutoff, u64::MAX).unwrap(), 50);
+    check(&store, &events[50..], 0);
+    let index = db.open_tree("audit_index").unwrap();
+    let oldest_kept = super::index::bucket(T0 + 49 * 600 * SECOND);
+    let (first, _) = index.first().unwrap().unwrap();
+    assert!(
+        first[..8] >= oldest_kept[..],
+        "index entries of removed hours are gone"
+    );
+    // Everything goes: so do the index entries of every hour but the last one's.
+    store.expire(i64::MAX, u64::MAX).unwrap();
+    assert!(store.is_empty());
+    assert!(listed(&store, &filters[0], 0, 10).is_empty());
+}
+
+#[tokio::test]
+async fn a_trail_written_without_the_index_is_indexed_at_open() {
+    let (_dir, db) = db();
+    let store = AuditStore::open(&db).unwrap();
+    let events = spread_events();
+    store.append(events.clone()).await.unwrap();
+    store.close().await;
+    // As an earlier version left it: events, no index, no "indexed" mark.
+    db.open_tree("audit_index").unwrap().clear().unwrap();
+    db.open_tree("audit_meta")
+        .unwrap()
+        .remove(b"indexed_v1")
+        .unwrap();
+    let store = AuditStore::open(&db).unwrap();
+    let f = pb::AuditFilter {
+        client: "c2".into(),
+        ..Default::default()
+    };
+    assert_eq!(listed(&store, &f, 0, 7), expected(&events, &f, 0));
+    assert!(!listed(&store, &f, 0, 7).is_empty());
+}

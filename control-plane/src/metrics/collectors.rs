@@ -1,7 +1,9 @@
-//! The control plane's own collectors: process basics and identity providers.
+//! The control plane's own collectors: process basics, the audit trail and identity
+//! providers.
 
 use super::families::*;
 use super::{Collect, Exposition, Family};
+use crate::audit::AuditStore;
 use crate::fleet::Fleet;
 use crate::identity::KeyMetrics;
 use crate::identity::Keys;
@@ -29,6 +31,33 @@ impl Collect for ProcessCollector {
             .value(self.streams.opened_total());
         out.family(&AUDIT_STREAMS)
             .value(self.audit_streams.open_now());
+    }
+}
+
+/// The audit trail's store: what was ingested, refused as duplicate, removed, and how the
+/// writer keeps up. No labels: a fixed set of series.
+pub struct AuditCollector {
+    pub store: AuditStore,
+}
+
+impl Collect for AuditCollector {
+    fn collect(&self, out: &mut Exposition) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = self.store.counters();
+        out.family(&AUDIT_INGESTED).value(c.ingested.load(Relaxed));
+        out.family(&AUDIT_DUPLICATES)
+            .value(c.duplicates.load(Relaxed));
+        out.family(&AUDIT_STORED_BYTES)
+            .value(self.store.stored_bytes());
+        out.family(&AUDIT_RETENTION_DELETED)
+            .value(c.expired.load(Relaxed));
+        out.family(&AUDIT_WRITER_QUEUE).value(self.store.queued());
+        out.family(&AUDIT_COMMITS).value(c.commits.load(Relaxed));
+        out.family(&AUDIT_ROUNDS).value(c.rounds.load(Relaxed));
+        out.family(&AUDIT_ROUND_SECONDS)
+            .value(c.commit_micros.load(Relaxed) as f64 / 1e6);
+        out.family(&AUDIT_TAIL_LAGGED)
+            .value(c.tail_lagged.load(Relaxed));
     }
 }
 

@@ -38,6 +38,51 @@ pub const AUDIT_STREAMS: Family = Family {
     kind: Kind::Gauge,
     help: "Audit ingest streams from data planes open now.",
 };
+pub const AUDIT_INGESTED: Family = Family {
+    name: "canopy_cp_audit_events_ingested_total",
+    kind: Kind::Counter,
+    help: "Audit events stored durably since start (data planes' and the control plane's own; duplicates not counted).",
+};
+pub const AUDIT_DUPLICATES: Family = Family {
+    name: "canopy_cp_audit_duplicates_total",
+    kind: Kind::Counter,
+    help: "Audit events received again (a retried batch) and not stored twice.",
+};
+pub const AUDIT_STORED_BYTES: Family = Family {
+    name: "canopy_cp_audit_stored_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of audit events stored as --audit-max-bytes counts them (events, keys, indexes; sled's files are larger until it reclaims space).",
+};
+pub const AUDIT_RETENTION_DELETED: Family = Family {
+    name: "canopy_cp_audit_retention_deleted_total",
+    kind: Kind::Counter,
+    help: "Audit events removed by --audit-retention or --audit-max-bytes since start.",
+};
+pub const AUDIT_WRITER_QUEUE: Family = Family {
+    name: "canopy_cp_audit_writer_queue",
+    kind: Kind::Gauge,
+    help: "Batches waiting for the audit writer now (at its bound of 256, Ship streams wait: acks slow down).",
+};
+pub const AUDIT_COMMITS: Family = Family {
+    name: "canopy_cp_audit_commits_total",
+    kind: Kind::Counter,
+    help: "Durable commits (flushes) of the audit writer.",
+};
+pub const AUDIT_ROUNDS: Family = Family {
+    name: "canopy_cp_audit_write_rounds_total",
+    kind: Kind::Counter,
+    help: "Write rounds of the audit writer (the batches queued at its turn, written together).",
+};
+pub const AUDIT_ROUND_SECONDS: Family = Family {
+    name: "canopy_cp_audit_write_round_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds from a write round's start to its durable flush, summed over the rounds (divided by the rounds: the mean time a batch waits for its ack once the writer takes it).",
+};
+pub const AUDIT_TAIL_LAGGED: Family = Family {
+    name: "canopy_cp_audit_tail_lagged_total",
+    kind: Kind::Counter,
+    help: "Live events `canopy audit tail` followers missed because they read too slowly (each told by a tail-lagged marker).",
+};
 pub const IDP_REFRESH_ATTEMPTS: Family = Family {
     name: "canopy_cp_idp_refresh_attempts_total",
     kind: Kind::Counter,
@@ -79,6 +124,15 @@ pub const ALL: &[&Family] = &[
     &SYNC_STREAMS,
     &SYNC_STREAMS_OPENED,
     &AUDIT_STREAMS,
+    &AUDIT_INGESTED,
+    &AUDIT_DUPLICATES,
+    &AUDIT_STORED_BYTES,
+    &AUDIT_RETENTION_DELETED,
+    &AUDIT_WRITER_QUEUE,
+    &AUDIT_COMMITS,
+    &AUDIT_ROUNDS,
+    &AUDIT_ROUND_SECONDS,
+    &AUDIT_TAIL_LAGGED,
     &IDP_REFRESH_ATTEMPTS,
     &IDP_REFRESH_FAILURES,
     &IDP_CONSECUTIVE_FAILURES,

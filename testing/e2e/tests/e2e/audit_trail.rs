@@ -1,10 +1,13 @@
 //! The control plane's audit trail through the real binaries: Admin changes with
 //! before/after and redacted secrets, failed logins, `audit export`, a data plane's `Ship`
-//! (a tonic client here) de-duplicated and kept across a `kill -9`.
+//! (a tonic client here) de-duplicated and kept across a `kill -9`, and the control plane's
+//! `canopy_cp_audit_*` metrics counting it.
 
 use std::time::Duration;
 
-use canopy_e2e::{Cli, FixtureOptions, FixtureServer};
+use canopy_e2e::{
+    free_port, http_get, Cli, ControlPlane, ControlPlaneOptions, FixtureOptions, FixtureServer,
+};
 use canopy_proto::v1 as pb;
 use serde_json::{json, Value};
 
@@ -225,4 +228,62 @@ fn a_batch_shipped_twice_is_stored_once_and_survives_kill9() {
     );
     let filtered = admin.json(&["audit", "list", "--client", "shipper", "--limit", "5"]);
     assert_eq!(filtered.as_array().map_or(0, Vec::len), 5);
+}
+
+/// The value of an unlabelled sample on a `/metrics` page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn audit_ingest_is_counted_in_the_control_plane_metrics() {
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cp = ControlPlane::start(ControlPlaneOptions {
+        enterprise: true,
+        extra_args: vec!["--metrics-listen".into(), metrics.to_string()],
+        ..Default::default()
+    });
+    let admin = Cli::new(&cp);
+    admin.json(&["init-server"]);
+    let batch = |seq| pb::AuditBatch {
+        seq,
+        events: (0..40).map(event).collect(),
+        node_id: "e2e-dp".into(),
+    };
+    let acks = ship(&cp.url(), cp.data_plane_token(), vec![batch(1), batch(2)]);
+    assert_eq!(acks, [(40, 0), (0, 40)]);
+    // The control plane's own events (init-server) are written off the caller's path: wait
+    // for the page to settle on what the data plane's batches did, at least.
+    let page = poll(
+        SETTLE,
+        "audit metrics",
+        || http_get(metrics, "/metrics").unwrap_or_default().1,
+        || {
+            let (status, page) = http_get(metrics, "/metrics")?;
+            (status == 200
+                && sample(&page, "canopy_cp_audit_events_ingested_total")? >= 40.0
+                && sample(&page, "canopy_cp_audit_duplicates_total")? == 40.0)
+                .then_some(page)
+        },
+    );
+    let value = |name: &str| sample(&page, name).unwrap_or_else(|| panic!("no {name} in {page}"));
+    assert!(
+        value("canopy_cp_audit_stored_bytes") > 40.0 * 100.0,
+        "{page}"
+    );
+    assert!(value("canopy_cp_audit_commits_total") >= 1.0, "{page}");
+    assert!(
+        value("canopy_cp_audit_write_rounds_total") >= value("canopy_cp_audit_commits_total"),
+        "{page}"
+    );
+    assert!(
+        value("canopy_cp_audit_write_round_seconds_total") > 0.0,
+        "{page}"
+    );
+    assert_eq!(value("canopy_cp_audit_retention_deleted_total"), 0.0);
+    assert_eq!(value("canopy_cp_audit_writer_queue"), 0.0);
+    // Read through the client index.
+    let listed = admin.json(&["audit", "list", "--client", "shipper", "--limit", "1000"]);
+    assert_eq!(listed.as_array().map_or(0, Vec::len), 40);
 }
