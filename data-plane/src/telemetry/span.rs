@@ -348,6 +348,24 @@ mod tests {
     }
 
     #[test]
+    fn traceparent_is_written_like_w3c_says() {
+        let t = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap_or(TraceId::INVALID);
+        let s = SpanId::from_hex("00f067aa0ba902b7").unwrap_or(SpanId::INVALID);
+        assert_eq!(
+            TraceParent::new(t, s, true).as_str(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(
+            TraceParent::new(t, s, false).as_str(),
+            format!("00-{t}-{s}-00")
+        );
+        let (t, s) = new_ids();
+        assert_ne!((t, s), (TraceId::INVALID, SpanId::INVALID));
+        assert_eq!(hex(&t.to_bytes()), t.to_string());
+        assert_eq!(hex(&s.to_bytes()), s.to_string());
+    }
+
+    #[test]
     fn parent_reads_the_sampled_flag() {
         let t = "4bf92f3577b34da6a3ce929d0e0e4736";
         let s = "00f067aa0ba902b7";
