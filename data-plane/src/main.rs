@@ -121,7 +121,9 @@ struct Args {
     #[arg(long, env = "CANOPY_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
     /// Share (0 to 1) of the traces this data plane starts that are exported; a caller's
-    /// sampled traceparent is always followed (parent-based). Example: --otlp-sampling 0.01
+    /// sampled traceparent is always followed (parent-based). A trace started here and not
+    /// sampled is not passed to upstreams (a caller's unsampled one is, flag 00).
+    /// Example: --otlp-sampling 0.01
     #[arg(long, env = "CANOPY_OTLP_SAMPLING", default_value_t = 1.0)]
     otlp_sampling: f64,
 }

@@ -512,15 +512,15 @@ impl Drop for Pending {
             observe(m, &ev, outcome, elapsed);
         }
         ev.bytes_out = self.bytes_out;
-        let (id, span, trace) = trace::ids(ev.trace_id.is_empty());
+        let ids = trace::Ids::new();
         if ev.span_id.is_empty() {
-            ev.span_id = span;
+            ev.span_id = ids.span();
         }
-        if let Some(t) = trace {
-            ev.trace_id = t;
+        if ev.trace_id.is_empty() {
+            ev.trace_id = ids.trace();
         }
         audit.submit(pb::AuditEvent {
-            id,
+            id: ids.event(),
             time_unix_nanos: unix_nanos(self.started_at),
             kind: Some(pb::audit_event::Kind::Request(ev)),
         });

@@ -30,23 +30,42 @@ pub(super) fn parse(traceparent: &str) -> Option<(&str, &str, &str)> {
     ok.then_some((trace, parent, flags))
 }
 
-/// The event id (16 bytes), a span id (16 hex) and, when `new_trace`, a trace id (32 hex):
-/// one draw from the thread's generator.
-pub(super) fn ids(new_trace: bool) -> (Vec<u8>, String, Option<String>) {
-    let mut raw = [0u8; 40];
-    rand::rng().fill_bytes(&mut raw);
-    let id = raw[..16].to_vec();
-    let span = hex(&raw[16..24]);
-    (id, span, new_trace.then(|| hex(&raw[24..40])))
+/// Random ids for one event: drawn at once from the thread's generator, turned into hex
+/// only for what the event lacks.
+pub(super) struct Ids([u8; 40]);
+
+impl Ids {
+    pub(super) fn new() -> Self {
+        let mut raw = [0u8; 40];
+        rand::rng().fill_bytes(&mut raw);
+        Self(raw)
+    }
+
+    /// The event id (16 bytes).
+    pub(super) fn event(&self) -> Vec<u8> {
+        self.0[..16].to_vec()
+    }
+
+    /// A span id (16 hex).
+    pub(super) fn span(&self) -> String {
+        hex(&self.0[16..24])
+    }
+
+    /// A trace id (32 hex).
+    pub(super) fn trace(&self) -> String {
+        hex(&self.0[24..40])
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 0xf)] as char);
+    let mut buf = [0u8; 32];
+    let out = &mut buf[..bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
-    s
+    // Only ASCII hex digits were written.
+    String::from_utf8_lossy(out).into_owned()
 }
 
 #[cfg(test)]
@@ -80,15 +99,13 @@ mod tests {
 
     #[test]
     fn generated_ids_have_their_sizes_and_differ() {
-        let (id, span, trace) = ids(true);
-        let trace = trace.unwrap_or_default();
-        assert_eq!(id.len(), 16);
-        assert_eq!(span.len(), 16);
-        assert_eq!(trace.len(), 32);
-        assert!(trace_id_of(&format!("00-{trace}-{span}-01")).is_some());
-        let (id2, span2, none) = ids(false);
-        assert_ne!(id, id2);
-        assert_ne!(span, span2);
-        assert_eq!(none, None);
+        let (a, b) = (Ids::new(), Ids::new());
+        assert_eq!(a.event().len(), 16);
+        assert_eq!(a.span().len(), 16);
+        assert_eq!(a.trace().len(), 32);
+        assert!(trace_id_of(&format!("00-{}-{}-01", a.trace(), a.span())).is_some());
+        assert_ne!(a.event(), b.event());
+        assert_ne!(a.span(), b.span());
+        assert_ne!(a.trace(), b.trace());
     }
 }

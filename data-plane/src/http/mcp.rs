@@ -447,19 +447,20 @@ async fn relay(
         keep_notifications: ctx.accepts_sse,
         ..dp.settings.call_limits
     };
-    // With tracing on: a CLIENT span, whose context the call carries in its `traceparent`
-    // header and in `params._meta.traceparent` (SEP-414).
+    // With tracing on: a CLIENT span (sampled requests), and the context the call carries
+    // in its `traceparent` header and in `params._meta.traceparent` (SEP-414), if any.
     let span = rec.upstream_span(method, &server.name, &server.upstream.config().url);
+    let traceparent = span.as_ref().and_then(UpstreamSpan::traceparent);
     let traced;
-    let upstream_params = match &span {
-        Some(s) => {
-            traced = telemetry::with_meta_traceparent(upstream_params, s.traceparent());
+    let upstream_params = match traceparent {
+        Some(tp) => {
+            traced = telemetry::with_meta_traceparent(upstream_params, tp);
             traced.as_deref().or(upstream_params)
         }
         None => upstream_params,
     };
     let outcome = canopy_mcp::upstream::with_traceparent(
-        span.as_ref().map(|s| s.traceparent()),
+        traceparent,
         server.upstream.call(method, upstream_params, None, limits),
     )
     .await;

@@ -29,6 +29,8 @@ pub enum TelemetryError {
 /// The tracer and its provider (kept to flush on shutdown).
 pub struct Telemetry {
     pub(super) tracer: SdkTracer,
+    /// The provider's sampler, asked by `span.rs` before any SDK span is built.
+    pub(super) sampler: Sampler,
     provider: SdkTracerProvider,
 }
 
@@ -60,6 +62,8 @@ impl Telemetry {
         let exporter = builder
             .build()
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        // Parent-based: a caller's decision is followed; a trace started here keeps `ratio`.
+        let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)));
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(
                 BatchConfigBuilder::default()
@@ -69,9 +73,7 @@ impl Telemetry {
             .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                ratio,
-            ))))
+            .with_sampler(sampler.clone())
             .with_resource(
                 Resource::builder()
                     .with_service_name(service.to_owned())
@@ -79,7 +81,11 @@ impl Telemetry {
             )
             .build();
         let tracer = provider.tracer("canopy-data-plane");
-        Ok(Arc::new(Self { tracer, provider }))
+        Ok(Arc::new(Self {
+            tracer,
+            sampler,
+            provider,
+        }))
     }
 
     /// Exports what is queued and stops. Blocks up to the export timeout: call it from a

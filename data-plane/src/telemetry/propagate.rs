@@ -1,8 +1,11 @@
 //! The trace context an upstream call carries: a `traceparent` value, and the same value in
 //! `params._meta.traceparent` (SEP-414) for transports without headers (stdio).
 
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::json::{span_in, RawObject};
 
 /// `params` with `_meta.traceparent` set to `traceparent` (other `_meta` members kept).
 /// `None` when params are not an object or `_meta` is not one: they go unchanged.
@@ -13,6 +16,8 @@ pub(crate) fn with_meta_traceparent(
     if let Some(spliced) = splice(params, traceparent) {
         return Some(spliced);
     }
+    // What the splice leaves (duplicate keys, a key spelt with escapes, …): parsed and
+    // written again.
     let mut top: Map<String, Value> = match params {
         Some(p) => serde_json::from_str(p.get()).ok()?,
         None => Map::new(),
@@ -30,9 +35,32 @@ pub(crate) fn with_meta_traceparent(
     serde_json::value::to_raw_value(&top).ok()
 }
 
-/// The common case without parsing: params (valid JSON, from the client's parsed request)
-/// that are an object with no `_meta` get `"_meta":{"traceparent":…}` spliced in after the
-/// opening brace, the rest copied byte for byte. `None` for anything else.
+/// Params' `_meta`, when the top level is an object that names it at most once.
+#[derive(Deserialize)]
+struct Top<'a> {
+    #[serde(rename = "_meta", borrow, default)]
+    meta: Option<&'a RawValue>,
+}
+
+/// `{"traceparent":"<tp>"` + (`}` when `rest`, an object's text after its `{`, is empty,
+/// else `,` + `rest`): the object with the member added first, the rest byte for byte.
+fn open_with_traceparent(out: &mut String, traceparent: &str, rest: &str) {
+    out.push_str("{\"traceparent\":\"");
+    out.push_str(traceparent);
+    out.push('"');
+    if rest.trim_start().starts_with('}') {
+        out.push('}');
+    } else {
+        out.push(',');
+        out.push_str(rest);
+    }
+}
+
+/// Without re-encoding: params (valid JSON, from the client's parsed request) that are an
+/// object get `"_meta":{"traceparent":…}` spliced in after the opening brace when they have
+/// no `_meta`; with a `_meta` object, its `traceparent` member's value is replaced, or the
+/// member added first. Everything else is copied byte for byte. `None` for what it cannot
+/// do this way.
 fn splice(params: Option<&RawValue>, traceparent: &str) -> Option<Box<RawValue>> {
     // Only ids and hex reach here; anything needing escapes takes the general path.
     if !traceparent
@@ -42,19 +70,50 @@ fn splice(params: Option<&RawValue>, traceparent: &str) -> Option<Box<RawValue>>
         return None;
     }
     let text = params.map_or("{}", RawValue::get);
-    if text.contains("\"_meta\"") {
+    let mut out = String::with_capacity(text.len() + traceparent.len() + 32);
+    // `_meta` first, then the rest of `text` (an object) after its `{`.
+    let prepend = |mut out: String| {
+        let rest = text.trim_start().strip_prefix('{')?;
+        out.push_str("{\"_meta\":");
+        open_with_traceparent(&mut out, traceparent, "}");
+        if !rest.trim_start().starts_with('}') {
+            out.push(',');
+        }
+        out.push_str(rest);
+        RawValue::from_string(out).ok()
+    };
+    if !text.contains("\"_meta\"") {
+        // The common case, without parsing: no `_meta` anywhere in the text.
+        return prepend(out);
+    }
+    let top: Top<'_> = serde_json::from_str(text).ok()?;
+    let Some(meta) = top.meta else {
+        // `"_meta"` only inside some value: the top level has none.
+        return prepend(out);
+    };
+    let meta_at = span_in(text, meta.get())?;
+    let members = RawObject::parse(meta.get()).ok()?;
+    let mut found = members.0.iter().filter(|(k, _)| k == "traceparent");
+    let old = found.next();
+    if found.next().is_some() {
         return None;
     }
-    let rest = text.trim_start().strip_prefix('{')?;
-    let empty = rest.trim_start().starts_with('}');
-    let mut out = String::with_capacity(text.len() + traceparent.len() + 32);
-    out.push_str("{\"_meta\":{\"traceparent\":\"");
-    out.push_str(traceparent);
-    out.push_str("\"}");
-    if !empty {
-        out.push(',');
+    match old {
+        Some((_, value)) => {
+            let at = span_in(text, value.get())?;
+            out.push_str(&text[..at.start]);
+            out.push('"');
+            out.push_str(traceparent);
+            out.push('"');
+            out.push_str(&text[at.end..]);
+        }
+        None => {
+            let rest = meta.get().trim_start().strip_prefix('{')?;
+            out.push_str(&text[..meta_at.start]);
+            open_with_traceparent(&mut out, traceparent, rest);
+            out.push_str(&text[meta_at.end..]);
+        }
     }
-    out.push_str(rest);
     RawValue::from_string(out).ok()
 }
 
@@ -118,6 +177,47 @@ mod tests {
         let v = parsed(with_meta_traceparent(Some(&p), TP));
         assert_eq!(v["_meta"]["progressToken"], "t");
         assert_eq!(v["_meta"]["traceparent"], TP);
+    }
+
+    #[test]
+    fn splices_into_an_existing_meta_byte_for_byte() {
+        let spliced = |p: &str| {
+            splice(Some(&raw(p)), TP)
+                .unwrap_or_else(|| panic!("spliced: {p}"))
+                .get()
+                .to_owned()
+        };
+        // Added first in `_meta`, the rest (order, spacing, number forms) kept.
+        assert_eq!(
+            spliced(
+                r#"{"name":"e", "_meta" : { "progressToken":1.50 },"arguments":{"b":2,"a":1}}"#
+            ),
+            format!(
+                r#"{{"name":"e", "_meta" : {{"traceparent":"{TP}", "progressToken":1.50 }},"arguments":{{"b":2,"a":1}}}}"#
+            )
+        );
+        assert_eq!(
+            spliced(r#"{"_meta":{ },"x":1}"#),
+            format!(r#"{{"_meta":{{"traceparent":"{TP}"}},"x":1}}"#)
+        );
+        // A caller's value replaced in place.
+        assert_eq!(
+            spliced(r#"{"_meta":{"a":[1],"traceparent":"old","z":2}}"#),
+            format!(r#"{{"_meta":{{"a":[1],"traceparent":"{TP}","z":2}}}}"#)
+        );
+        // `"_meta"` only in the arguments: a top-level one is added.
+        assert_eq!(
+            spliced(r#"{"arguments":{"_meta":{}}}"#),
+            format!(r#"{{"_meta":{{"traceparent":"{TP}"}},"arguments":{{"_meta":{{}}}}}}"#)
+        );
+        // Duplicates are left to the general path (last one wins, as when parsed).
+        assert!(splice(Some(&raw(r#"{"_meta":{},"_meta":{}}"#)), TP).is_none());
+        let dup = raw(r#"{"_meta":{"traceparent":"a","traceparent":"b"}}"#);
+        assert!(splice(Some(&dup), TP).is_none());
+        assert_eq!(
+            parsed(with_meta_traceparent(Some(&dup), TP))["_meta"]["traceparent"],
+            TP
+        );
     }
 
     #[test]

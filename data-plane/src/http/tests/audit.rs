@@ -432,6 +432,35 @@ async fn payload_per_server_setting() {
     assert!(one(&mut rx, &[BOB]).arguments.is_empty());
 }
 
+/// The `hash` setting hashes the bytes as sent, not a canonical form (docs/audit.md): an
+/// auditor reproduces it from the client's request text, whitespace and key order included.
+#[tokio::test]
+async fn payload_hash_is_over_the_arguments_as_sent() {
+    let (e, mut rx) = audited_with(HttpSettings::default(), AuditPayload::Hash, 1024).await;
+    let args = r#"{ "b" : [1, 2.50],"a":"\u00e9" }"#;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"gh__echo","arguments":{args}}}}}"#
+    );
+    let r = Req::post(body).send(&e.dp).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let got = one(&mut rx, &[]);
+    assert_eq!(
+        got.arguments,
+        blake3::hash(args.as_bytes()).to_hex().as_str()
+    );
+    // The same value re-encoded (sorted keys, no whitespace) hashes differently.
+    let canonical = serde_json::from_str::<Value>(args).unwrap().to_string();
+    assert_ne!(canonical, args);
+    assert_ne!(
+        got.arguments,
+        blake3::hash(canonical.as_bytes()).to_hex().as_str()
+    );
+    // The upstream received the same arguments.
+    let seen = e.mock.seen.calls.lock().unwrap();
+    let sent = &seen.last().unwrap().2["arguments"];
+    assert_eq!(sent, &serde_json::from_str::<Value>(args).unwrap());
+}
+
 #[tokio::test]
 async fn a_relayed_stream_is_recorded_when_it_ends() {
     let (e, mut rx) = audited().await;

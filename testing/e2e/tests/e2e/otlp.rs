@@ -3,7 +3,8 @@
 //! service): a `tools/call` with a `traceparent` header gives a SERVER span in that trace
 //! with the MCP attributes and a CLIENT child span; the upstream fixture receives the CLIENT
 //! span's context as a header and in `params._meta.traceparent`; with `--otlp-sampling 0` a
-//! trace the data plane starts is not exported, a caller's sampled one still is.
+//! trace the data plane starts is not exported nor propagated, a caller's unsampled one is
+//! propagated unsampled, a caller's sampled one is exported.
 
 use std::time::Duration;
 
@@ -137,12 +138,19 @@ fn a_traced_call_exports_server_and_client_spans_and_reaches_the_upstream() {
 #[test]
 fn sampling_zero_exports_no_span_of_its_own_but_follows_a_sampled_caller() {
     let (_cp, _upstream, receiver, dp, token) = setup(&["--otlp-sampling", "0"]);
-    // No caller context: the data plane starts the trace, unsampled; the upstream still
-    // gets it (not sampled).
+    // No caller context: the data plane starts the trace, unsampled, and records nothing of
+    // it: the upstream gets no context (params and headers as the client sent them).
     let seen = traced_call(&dp, &token, None);
+    assert!(
+        seen["header"] == "none" && seen["meta"] == "none",
+        "an unsampled trace of our own was propagated: {seen}"
+    );
+    // A caller's unsampled context is passed on (W3C), still not sampled.
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let seen = traced_call(&dp, &token, Some(&format!("00-{unsampled}-{PARENT}-00")));
     assert_eq!(seen["header"], seen["meta"], "{seen}");
-    let (unsampled, _, flags) = parts(&seen["header"]);
-    assert_eq!(flags, "00");
+    let (trace, _, flags) = parts(&seen["header"]);
+    assert_eq!((trace.as_str(), flags.as_str()), (unsampled, "00"));
 
     // A caller's sampled context is followed (parent-based), and its spans leave through the
     // same queue after the first call's would have.
@@ -168,7 +176,7 @@ fn sampling_zero_exports_no_span_of_its_own_but_follows_a_sampled_caller() {
     );
     let spans = receiver.spans();
     assert!(
-        spans.iter().all(|s| s["trace_id"] != unsampled.as_str()),
+        spans.iter().all(|s| s["trace_id"] != unsampled),
         "an unsampled trace was exported: {spans:?}"
     );
 }
