@@ -186,6 +186,67 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+    if std::env::var_os("ROUTE_CPU_AB").is_some() {
+        // A second data plane without audit: what instance alone (its own upstream
+        // connections, its place in memory) makes of the difference.
+        let control = DataPlane::new(HttpSettings::default());
+        inproc::install(
+            &control.state,
+            1_000,
+            vec![inproc::bench_server(&upstream_url).unwrap()],
+        )
+        .unwrap();
+        let control = router(control);
+        let sides = [
+            ("audit_off", &app),
+            ("audit_off_control", &control),
+            ("audit_on", &app_audited),
+            ("audit_otlp_1", &app_traced_1),
+            ("audit_otlp_0.01", &app_traced_001),
+        ];
+        for (name, body) in [("ping", &ping), ("tools_call_echo", &call)] {
+            println!("route_cpu_ab shape {name}");
+            paired(&rt, &sides, body, &token);
+        }
+    }
+}
+
+/// `ROUTE_CPU_AB=1`: the four sides of `body` interleaved — rounds of `BLOCK` requests per
+/// side, the order rotated each round — so that drift of the machine during the run hits
+/// every side alike; prints each side's median CPU per request over the rounds and the
+/// median of its per-round difference to `audit_off`.
+fn paired(rt: &tokio::runtime::Runtime, sides: &[(&str, &axum::Router)], body: &str, token: &str) {
+    const ROUNDS: usize = 60;
+    const BLOCK: u32 = 300;
+    let mut per: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); sides.len()];
+    for round in 0..ROUNDS {
+        for k in 0..sides.len() {
+            let i = (round + k) % sides.len();
+            let app = sides[i].1;
+            let cpu = rt.block_on(async {
+                let start = thread_cpu();
+                for _ in 0..BLOCK {
+                    let resp = app.clone().oneshot(request(body, token)).await.unwrap();
+                    resp.into_body().collect().await.unwrap().to_bytes();
+                }
+                thread_cpu().saturating_sub(start)
+            });
+            per[i].push(cpu.as_secs_f64() * 1e6 / f64::from(BLOCK));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (i, (name, _)) in sides.iter().enumerate() {
+        let diff: Vec<f64> = per[i].iter().zip(&per[0]).map(|(a, b)| a - b).collect();
+        println!(
+            "route_cpu_ab/{name}: {:.2} µs per request, {:+.2} µs vs {} (medians of {ROUNDS} rounds of {BLOCK})",
+            median(per[i].clone()),
+            median(diff),
+            sides[0].0
+        );
+    }
 }
 
 /// CPU time of this thread so far.

@@ -461,6 +461,10 @@ impl Pending {
 
     fn end_span(&mut self, ev: &pb::McpRequestEvent, outcome: AuditOutcome) {
         let Some(span) = self.span.take() else { return };
+        if !span.is_recording() {
+            // Unsampled: nothing to name or attribute (no field is copied for it).
+            return;
+        }
         // A failure the status alone decided is named by the status on the span.
         let status_word;
         let error_type = if ev.error_type.is_empty() && outcome != AuditOutcome::Ok {

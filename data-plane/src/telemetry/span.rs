@@ -183,6 +183,11 @@ impl ServerSpan {
         }
     }
 
+    /// Whether the request is sampled (an SDK span records it).
+    pub(crate) fn is_recording(&self) -> bool {
+        self.recording.is_some()
+    }
+
     /// The span's trace id and span id (hex), for the audit event.
     pub(crate) fn ids(&self) -> (String, String) {
         (
